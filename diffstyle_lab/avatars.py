@@ -1,0 +1,185 @@
+"""Procedural cartoon faces with known factors (the embedded default model's data).
+
+Faces come from DiceBear (``dicebear-core`` + ``dicebear-styles``) rasterised offline with
+``resvg-py`` — the optional ``[data]`` extra; the core package does not need it. Every face is a
+pure function of its :class:`Factors`, so a data set is reproducible from a seed and each image
+carries its ground truth:
+
+* **content** factors — style family, hair, eyes, mouth (and clothes for pixel-art): *who* the
+  face is, which the paper expects to live in h;
+* **style** factors — background, skin, hair and clothing colours: what the paper expects to be
+  carried by x_T and the skip connections.
+
+Licences (attribute them wherever derived weights are shipped):
+``big-smile`` — CC BY 4.0, remix of "Custom Avatar" by Ashley Seo;
+``pixel-art`` — CC0 1.0, "Pixel Art" by DiceBear.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from functools import lru_cache
+
+import numpy as np
+
+FAMILIES = ("big-smile", "pixel-art")
+
+LICENCES = {
+    "big-smile": "CC BY 4.0 — remix of 'Custom Avatar' by Ashley Seo (figma.com/community/file/881358461963645496)",
+    "pixel-art": "CC0 1.0 — 'Pixel Art' by DiceBear (figma.com/community/file/1198754108850888330)",
+}
+
+# Style palettes (hex, no '#'). Fixed lists so a classifier can name the colour of every face.
+BACKGROUNDS = ("ffd5dc", "c0aede", "b6e3f4", "d1f4d9", "ffdfbf", "f4f1a6",
+               "3c3c6e", "8a1c1c", "1f5f3a", "2b2b2b", "ffffff", "e07a5f")
+SKINS = {
+    "big-smile": ("ffe4c0", "f5d7b1", "efcc9f", "e2ba87", "c99c62", "a47539", "8c5a2b", "643d19"),
+    "pixel-art": ("ffdbac", "f5cfa0", "eac393", "e0b687", "cb9e6e", "b68655", "a26d3d", "8d5524"),
+}
+HAIR_COLOURS = {
+    "big-smile": ("220f00", "3a1a00", "71472d", "e2ba87", "605de4", "238d80", "d56c0c", "e9b729"),
+    "pixel-art": ("cab188", "603a14", "83623b", "611c17", "28150a", "009bbd", "bd1700", "91cb15"),
+}
+CLOTHING = ("5bc0de", "428bca", "03396c", "88d8b0", "00b159", "ff6f69", "d11141", "ffc425")
+
+CONTENT_KEYS = ("family", "hair", "eyes", "mouth", "clothes")
+STYLE_KEYS = ("background", "skin", "hair_colour", "clothing")
+
+
+@dataclasses.dataclass(frozen=True)
+class Factors:
+    """Ground truth of one face. ``clothes``/``clothing`` are ``""`` for families without them."""
+
+    family: str
+    hair: str
+    eyes: str
+    mouth: str
+    clothes: str
+    background: str
+    skin: str
+    hair_colour: str
+    clothing: str
+
+    def content(self) -> dict:
+        return {k: getattr(self, k) for k in CONTENT_KEYS}
+
+    def style(self) -> dict:
+        return {k: getattr(self, k) for k in STYLE_KEYS}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _require():
+    try:
+        from dicebear import Style  # noqa: F401
+        import resvg_py  # noqa: F401
+    except ImportError as e:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "rendering faces needs the optional data extra: pip install 'diffstyle_lab[data]' "
+            "(dicebear-core, dicebear-styles, resvg-py)") from e
+
+
+@lru_cache(maxsize=None)
+def _style(family: str):
+    _require()
+    from importlib.resources import files
+    from dicebear import Style
+    if family not in FAMILIES:
+        raise ValueError(f"unknown face family {family!r}; choose one of {FAMILIES}")
+    return Style(json.loads(files("dicebear_styles").joinpath(family + ".json").read_text("utf-8")))
+
+
+@lru_cache(maxsize=None)
+def variants(family: str) -> dict:
+    """The feature variants a family offers: {'hair': (...), 'eyes': (...), ...}."""
+    from dicebear import OptionsDescriptor
+    desc = OptionsDescriptor(_style(family)).to_json()
+    out = {}
+    for key in ("hair", "eyes", "mouth", "clothes"):
+        d = desc.get(key + "Variant")
+        out[key] = tuple(d["values"]) if d else ("",)
+    return out
+
+
+def random_content(rng: np.random.Generator, family: str | None = None) -> dict:
+    family = family or FAMILIES[rng.integers(len(FAMILIES))]
+    v = variants(family)
+    return {"family": family, **{k: v[k][rng.integers(len(v[k]))] for k in ("hair", "eyes", "mouth", "clothes")}}
+
+
+def random_style(rng: np.random.Generator, family: str) -> dict:
+    return {
+        "background": BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
+        "skin": SKINS[family][rng.integers(len(SKINS[family]))],
+        "hair_colour": HAIR_COLOURS[family][rng.integers(len(HAIR_COLOURS[family]))],
+        "clothing": CLOTHING[rng.integers(len(CLOTHING))] if family == "pixel-art" else "",
+    }
+
+
+def random_factors(rng: np.random.Generator, family: str | None = None) -> Factors:
+    c = random_content(rng, family)
+    return Factors(**c, **random_style(rng, c["family"]))
+
+
+def render(f: Factors, size: int = 32) -> np.ndarray:
+    """Render one face to an ``size``×``size``×3 uint8 array."""
+    import resvg_py
+    from dicebear import Avatar
+    from PIL import Image
+
+    opts = {"seed": "diffstyle", "size": size, "backgroundColor": [f.background],
+            "skinColor": [f.skin], "hairColor": [f.hair_colour],
+            "hairVariant": [f.hair], "hairProbability": 100,
+            "eyesVariant": [f.eyes], "mouthVariant": [f.mouth], "accessoriesProbability": 0}
+    if f.family == "pixel-art":
+        opts.update({"clothesVariant": [f.clothes], "clothingColor": [f.clothing], "clothesProbability": 100,
+                     "beardProbability": 0, "hatProbability": 0, "glassesProbability": 0})
+    svg = Avatar(_style(f.family), opts).to_string()
+    png = bytes(resvg_py.svg_to_bytes(svg_string=svg))
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def make_faces(n: int, seed: int, size: int = 32) -> tuple[np.ndarray, list[Factors]]:
+    """``n`` random faces (uint8 N×H×W×3) and their factors, deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    fs = [random_factors(rng) for _ in range(n)]
+    return np.stack([render(f, size) for f in fs]) if fs else np.zeros((0, size, size, 3), np.uint8), fs
+
+
+def same_identity_other_colours(f: Factors, rng: np.random.Generator) -> Factors:
+    """The same face (content factors kept) in freshly drawn colours."""
+    return Factors(**f.content(), **random_style(rng, f.family))
+
+
+def other_identity_same_colours(f: Factors, rng: np.random.Generator) -> Factors:
+    """Another face of the same family in the same colours (style factors kept)."""
+    return Factors(**random_content(rng, f.family), **f.style())
+
+
+def content_style_pairs(n: int, seed: int, size: int = 32):
+    """``n`` (content, style) pairs of faces with different content *and* different colours.
+
+    Returns ``(content_images, style_images, content_factors, style_factors)``.
+    """
+    rng = np.random.default_rng(seed)
+    cf, sf = [], []
+    while len(cf) < n:
+        a, b = random_factors(rng), random_factors(rng)
+        if a.content() == b.content() or a.background == b.background:
+            continue
+        cf.append(a)
+        sf.append(b)
+    return (np.stack([render(f, size) for f in cf]), np.stack([render(f, size) for f in sf]), cf, sf)
+
+
+def save_factors(path, factors: list[Factors]) -> None:
+    with open(path, "w") as fh:
+        json.dump([f.to_dict() for f in factors], fh)
+
+
+def load_factors(path) -> list[Factors]:
+    with open(path) as fh:
+        return [Factors(**d) for d in json.load(fh)]

@@ -1,0 +1,155 @@
+"""The maths of one step, as plain functions to read next to the paper's equations.
+
+Notation (method.md §2): ``a_t`` is ᾱ_t, ``a_prev`` is ᾱ_{t−1} (1 for the last step),
+``eps`` is ε(x_t), ``eps_tilde`` is ε(x_t | h̃_t). Every ``a_*`` argument is a float or a tensor
+broadcastable against the images.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_EPS = 1e-12
+
+
+def pred_x0(x_t, eps, a_t):
+    """P_t(ε) = (x_t − √(1−ᾱ_t)·ε) / √ᾱ_t — the predicted x_0."""
+    return (x_t - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5
+
+
+def ddim_sigma(a_t, a_prev, eta: float):
+    """σ_t = η·√((1−ᾱ_{t−1})/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_{t−1}); η = 0 is deterministic DDIM."""
+    if eta == 0:
+        return 0.0 * a_t
+    return eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5
+
+
+def direction(eps, a_prev, sigma):
+    """D_t(ε) = √(1−ᾱ_{t−1}−σ_t²)·ε — the direction pointing to x_t."""
+    return (1 - a_prev - sigma ** 2).clamp_min(0) ** 0.5 * eps if torch.is_tensor(a_prev) else \
+        max(0.0, 1 - a_prev - sigma ** 2) ** 0.5 * eps
+
+
+def ddim_step(x0, eps_dir, a_prev, sigma=0.0, noise=None):
+    """x_{t−1} = √ᾱ_{t−1}·P_t + D_t + σ_t·z, with P_t = ``x0`` and D_t built from ``eps_dir``."""
+    out = a_prev ** 0.5 * x0 + direction(eps_dir, a_prev, sigma)
+    if noise is not None:
+        out = out + sigma * noise
+    return out
+
+
+def ddim_inversion_step(x_t, eps, a_t, a_next):
+    """One deterministic DDIM step *up* the chain: x_{t'} = √ᾱ_{t'}·P_t(ε) + √(1−ᾱ_{t'})·ε, t' > t."""
+    return a_next ** 0.5 * pred_x0(x_t, eps, a_t) + (1 - a_next) ** 0.5 * eps
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixing h with h^content (method.md §6)
+
+def per_sample_norm(x: torch.Tensor) -> torch.Tensor:
+    """‖x‖ over all C·H·W elements of each sample, shaped B×1×…×1 for broadcasting."""
+    return x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Slerp(a, b, γ) = sin((1−γ)θ)/sin θ·a + sin(γθ)/sin θ·b, θ = arccos⟨â, b̂⟩, per sample.
+
+    The cosine is clamped to [−1, 1]; where sin θ ≈ 0 (parallel, opposite or zero vectors) it falls
+    back to linear interpolation, so the result is always finite.
+    """
+    af, bf = a.flatten(1), b.flatten(1)
+    cos = (af * bf).sum(1) / (af.norm(dim=1) * bf.norm(dim=1)).clamp_min(_EPS)
+    theta = torch.arccos(cos.clamp(-1.0, 1.0))
+    sin = torch.sin(theta)
+    ok = sin.abs() > 1e-6
+    safe = torch.where(ok, sin, torch.ones_like(sin))
+    wa = torch.where(ok, torch.sin((1 - gamma) * theta) / safe, torch.full_like(sin, 1 - gamma))
+    wb = torch.where(ok, torch.sin(gamma * theta) / safe, torch.full_like(sin, gamma))
+    shape = (-1,) + (1,) * (a.dim() - 1)
+    return wa.view(shape) * a + wb.view(shape) * b
+
+
+def normalised_slerp(h: torch.Tensor, h_content: torch.Tensor, gamma: float) -> torch.Tensor:
+    """h̃ = Slerp(h, (h^content/‖h^content‖)·‖h‖, γ): content share γ, and ‖h̃‖ = ‖h‖."""
+    target = h_content / per_sample_norm(h_content).clamp_min(_EPS) * per_sample_norm(h)
+    return slerp(h, target, gamma)
+
+
+def mix_h(h, h_content, gamma: float, method: str = "normalised_slerp"):
+    """h̃ = f(h, h^content, γ) for the paper's method and its ablations.
+
+    ``normalised_slerp`` (the paper), ``slerp`` (no norm rescaling), ``lerp`` ((1−γ)h + γh^content),
+    ``replace`` (h^content; γ ignored), ``add`` (h + γ·h^content; the paper's "add" is γ = 1).
+    """
+    if method == "normalised_slerp":
+        return normalised_slerp(h, h_content, gamma)
+    if method == "slerp":
+        return slerp(h, h_content, gamma)
+    if method == "lerp":
+        return (1 - gamma) * h + gamma * h_content
+    if method == "replace":
+        return h_content.expand_as(h).clone()
+    if method == "add":
+        return h + gamma * h_content
+    raise ValueError(f"method={method!r} is unknown; choose one of {MIX_METHODS}")
+
+
+MIX_METHODS = ("normalised_slerp", "slerp", "lerp", "replace", "add")
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A user mask (H×W, 1×H×W or B×1×H×W, values in [0, 1]) resized to h's spatial ``size``
+    (area averaging when shrinking, bilinear when growing); returns B×1×h×w (B may be 1)."""
+    m = torch.as_tensor(mask, dtype=torch.float32)
+    if m.dim() == 2:
+        m = m[None, None]
+    elif m.dim() == 3:
+        if m.shape[0] != 1:
+            raise ValueError(f"mask has shape {tuple(mask.shape)}: a 3-D mask must be 1×H×W; "
+                             "pass H×W, 1×H×W or B×1×H×W")
+        m = m[None]
+    elif m.dim() == 4:
+        if m.shape[1] != 1:
+            raise ValueError(f"mask has shape {tuple(mask.shape)}: a 4-D mask must be B×1×H×W")
+    else:
+        raise ValueError(f"mask has {m.dim()} dimensions ({tuple(mask.shape)}); pass H×W, 1×H×W or B×1×H×W")
+    if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
+        raise ValueError("mask values must be finite and in [0, 1]")
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m
+    if m.shape[-2] >= size[0] and m.shape[-1] >= size[1]:
+        return F.adaptive_avg_pool2d(m, size)
+    return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+
+
+def masked_mix(h, h_tilde, mask):
+    """Local mixing: m ⊙ h̃ + (1−m) ⊙ h (mask already at h's resolution)."""
+    return mask * h_tilde + (1 - mask) * h
+
+
+# ---------------------------------------------------------------------------------------------
+# Style calibration (method.md §7)
+
+def normalise_like(p_tilde, p):
+    """P̃ ← mean(P̃) + (P̃ − mean(P̃))·std(P)/std(P̃), per sample over C·H·W."""
+    dims = tuple(range(1, p.dim()))
+    mu = p_tilde.mean(dims, keepdim=True)
+    s_t = p_tilde.std(dims, keepdim=True).clamp_min(_EPS)
+    s = p.std(dims, keepdim=True)
+    return mu + (p_tilde - mu) * s / s_t
+
+
+def calibration_shift(x_t, eps, eps_tilde, a_t, omega: float):
+    """dx = √ᾱ_t·(norm(P̃) − P) + ω·√(1−ᾱ_t)·(ε̃ − ε): move x̃_t so a plain step lands near the
+    injected one. ω = 1 leaves only the normalisation term; ω → 0 approaches the injected step."""
+    p = pred_x0(x_t, eps, a_t)
+    p_tilde = normalise_like(pred_x0(x_t, eps_tilde, a_t), p)
+    return a_t ** 0.5 * (p_tilde - p) + omega * (1 - a_t) ** 0.5 * (eps_tilde - eps)
+
+
+def is_finite(x: torch.Tensor) -> bool:
+    return bool(torch.isfinite(x).all())
+
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("torch", "F", "annotations")]

@@ -1,0 +1,257 @@
+"""Model access: the embedded default model, local diffusers folders, pinned hub checkpoints,
+tiny random U-Nets for tests and the 256-px DDPM layout for shape and speed tests.
+
+Weights are read from safetensors (or, for legacy files, ``torch.load(weights_only=True)``) and
+loaded **strictly**: a checkpoint that does not match the configuration is an error, never a
+silently half-initialised model (the authors' code loads with ``strict=False``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .hooks import HookedUNet
+
+DEFAULT_MODEL = "faces32"
+
+# Known hub checkpoints: the paper's CelebA-HQ and LSUN models in diffusers format.
+# ``revision`` pins what is loaded; "main" is used only where no commit has been verified from
+# this project's machines (which cannot reach the hub) — override it with ``revision=``.
+KNOWN_MODELS = {
+    "google/ddpm-ema-celebahq-256": {"revision": "main", "domain": "faces (CelebA-HQ)",
+                                     "defaults": {"t_edit": 400, "t_boost": 200, "gamma": 0.3, "omega": 0.3}},
+    "google/ddpm-ema-church-256": {"revision": "main", "domain": "LSUN church",
+                                   "defaults": {"t_edit": 400, "t_boost": 200, "gamma": 0.3, "omega": 0.3}},
+    "google/ddpm-ema-bedroom-256": {"revision": "main", "domain": "LSUN bedroom",
+                                    "defaults": {"t_edit": 400, "t_boost": 200, "gamma": 0.3, "omega": 0.3}},
+}
+
+
+class ModelUnavailableError(OSError):
+    """The model cannot be loaded here (hub unreachable and nothing cached)."""
+
+
+@dataclasses.dataclass
+class DiffusionModel:
+    """A U-Net (with hook points), its noise schedule and where it came from.
+
+    ``alphas_cumprod`` is ᾱ_t for t = 0…T−1 (float64), computed from the model's own scheduler config.
+    """
+
+    unet: torch.nn.Module
+    alphas_cumprod: torch.Tensor
+    scheduler_config: dict
+    source: str
+    revision: str | None = None
+    _weights_hash: str | None = None
+
+    def __post_init__(self):
+        self.hooked = HookedUNet(self.unet)
+
+    @property
+    def T(self) -> int:
+        return len(self.alphas_cumprod)
+
+    @property
+    def sample_size(self) -> int:
+        s = self.unet.config.sample_size
+        return s if isinstance(s, int) else s[0]
+
+    @property
+    def in_channels(self) -> int:
+        return self.unet.config.in_channels
+
+    @property
+    def device(self):
+        return self.hooked.device
+
+    def to(self, device):
+        self.unet.to(device)
+        return self
+
+    @property
+    def weights_hash(self) -> str:
+        """SHA-256 of all parameters and buffers (names, shapes, dtypes, bytes); computed once."""
+        if self._weights_hash is None:
+            h = hashlib.sha256()
+            for k, v in sorted(self.unet.state_dict().items()):
+                h.update(f"{k}|{tuple(v.shape)}|{v.dtype}".encode())
+                h.update(v.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes()
+                         if v.numel() else b"")
+            self._weights_hash = h.hexdigest()
+        return self._weights_hash
+
+    def describe(self) -> dict:
+        return {"source": self.source, "revision": self.revision, "weights_sha256": self.weights_hash,
+                "class": type(self.unet).__name__, "sample_size": self.sample_size,
+                "scheduler": {k: self.scheduler_config.get(k) for k in
+                              ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")}}
+
+
+def alphas_cumprod_from_config(cfg: dict) -> torch.Tensor:
+    """ᾱ_t from a diffusers scheduler config (linear, scaled_linear or squaredcos_cap_v2), float64."""
+    from diffusers import DDPMScheduler
+    keep = {k: cfg[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
+            if k in cfg and cfg[k] is not None}
+    sch = DDPMScheduler(**keep)
+    betas = sch.betas.double()
+    return torch.cumprod(1 - betas, 0)
+
+
+DEFAULT_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+
+
+def data_dir() -> Path:
+    """The project's ``data/`` folder (``$DIFFSTYLE_LAB_DATA`` overrides)."""
+    env = os.environ.get("DIFFSTYLE_LAB_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "data"
+
+
+def default_model_path(name: str = DEFAULT_MODEL) -> Path:
+    return data_dir() / "models" / name
+
+
+def load_default_model(name: str = DEFAULT_MODEL, device="cpu") -> DiffusionModel:
+    """The small face model the project trains and ships under ``data/models/<name>``."""
+    p = default_model_path(name)
+    if not (p / "unet").is_dir():
+        raise FileNotFoundError(
+            f"the embedded default model is not at {p}: run from a checkout of diffstyle_lab "
+            "(pip install -e .), set DIFFSTYLE_LAB_DATA to its data/ folder, or train one with "
+            "`diffstyle-lab train --out DIR`")
+    return load_model(p, device=device, source=f"diffstyle_lab:{name}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _read_state_dict(folder: Path) -> dict:
+    st = folder / "diffusion_pytorch_model.safetensors"
+    if st.exists():
+        from safetensors.torch import load_file
+        return load_file(str(st))
+    legacy = folder / "diffusion_pytorch_model.bin"
+    if legacy.exists():
+        return torch.load(str(legacy), map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"no weights in {folder}: expected diffusion_pytorch_model.safetensors")
+
+
+def load_unet_folder(folder, dtype=torch.float32):
+    """Build a U-Net from ``folder/config.json`` and load its weights strictly."""
+    from diffusers import UNet2DConditionModel, UNet2DModel
+    folder = Path(folder)
+    cfg_path = folder / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{folder} is not a diffusers U-Net folder (no config.json)")
+    cfg = json.loads(cfg_path.read_text())
+    cls = {"UNet2DModel": UNet2DModel, "UNet2DConditionModel": UNet2DConditionModel}.get(cfg.get("_class_name"))
+    if cls is None:
+        raise ValueError(f"{cfg_path}: _class_name={cfg.get('_class_name')!r}; diffstyle_lab loads "
+                         "UNet2DModel and UNet2DConditionModel")
+    unet = cls.from_config(cfg)
+    sd = _read_state_dict(folder)
+    try:
+        unet.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"the weights in {folder} do not match its config.json (strict loading): "
+                         f"{str(e).splitlines()[0]} … — is this the right checkpoint?") from None
+    return unet.to(dtype).eval().requires_grad_(False)
+
+
+def _scheduler_config(root: Path) -> dict:
+    for p in (root / "scheduler" / "scheduler_config.json", root / "scheduler_config.json"):
+        if p.exists():
+            return json.loads(p.read_text())
+    return dict(DEFAULT_SCHEDULER)
+
+
+def load_model(id_or_dir, revision: str | None = None, device="cpu", dtype=torch.float32,
+               local_files_only: bool | None = None, source: str | None = None) -> DiffusionModel:
+    """Load a diffusers model from a local folder or a hub id (``revision`` pinned).
+
+    A folder may be a pipeline folder (with ``unet/`` and ``scheduler/``) or a bare U-Net folder.
+    Hub ids resolve through the local Hugging Face cache first; when the hub cannot be reached and
+    nothing is cached the error says what to fetch on a connected machine.
+    """
+    path = Path(str(id_or_dir)).expanduser()
+    if path.exists():
+        root, rev = path, None
+    else:
+        if str(id_or_dir).startswith((".", "/", "~")) or os.sep in str(id_or_dir) and str(id_or_dir).count("/") > 1:
+            raise FileNotFoundError(f"model folder {id_or_dir} does not exist")
+        rev = revision or KNOWN_MODELS.get(str(id_or_dir), {}).get("revision", "main")
+        root = _hub_snapshot(str(id_or_dir), rev, local_files_only)
+    unet_dir = root / "unet" if (root / "unet").is_dir() else root
+    unet = load_unet_folder(unet_dir, dtype=dtype).to(device)
+    cfg = _scheduler_config(root)
+    return DiffusionModel(unet, alphas_cumprod_from_config(cfg), cfg, source or str(id_or_dir), rev)
+
+
+def _hub_snapshot(repo_id: str, revision: str, local_files_only: bool | None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:  # pragma: no cover
+        raise ModelUnavailableError("huggingface_hub is needed to load hub ids; pass a local folder instead") from e
+    patterns = ["*.json", "*.safetensors", "unet/*", "scheduler/*"]
+    fix = (f"On a machine with internet run\n  huggingface-cli download {repo_id} --revision {revision} "
+           f"--local-dir {repo_id.split('/')[-1]}\nthen copy that folder here and pass its path "
+           f"(--model PATH / load_model(PATH)), or copy the Hugging Face cache (~/.cache/huggingface/hub).")
+    if local_files_only is None:
+        local_files_only = os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True")
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
+                                      local_files_only=True))
+    except Exception:
+        if local_files_only:
+            raise ModelUnavailableError(f"{repo_id}@{revision} is not in the local cache and the hub is "
+                                        f"off (HF_HUB_OFFLINE / local_files_only).\n{fix}") from None
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, etag_timeout=10))
+    except Exception as e:
+        raise ModelUnavailableError(f"cannot download {repo_id}@{revision} ({type(e).__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else ''}).\n{fix}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Random U-Nets for tests, shapes and speed
+
+def tiny_unet(levels: int = 2, attention: bool = True, layers_per_block: int = 1, sample_size: int = 16,
+              channels: int = 8, seed: int = 0):
+    """A tiny random ``UNet2DModel`` (levels 2–4, optional attention) for tests."""
+    from diffusers import UNet2DModel
+    torch.manual_seed(seed)
+    down = ["DownBlock2D"] * levels
+    up = ["UpBlock2D"] * levels
+    if attention:
+        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    ch = tuple(channels * min(2 ** i, 4) for i in range(levels))
+    return UNet2DModel(sample_size=sample_size, in_channels=3, out_channels=3, layers_per_block=layers_per_block,
+                       block_out_channels=ch, down_block_types=tuple(down), up_block_types=tuple(up),
+                       norm_num_groups=4, attention_head_dim=channels,
+                       add_attention=attention).eval().requires_grad_(False)
+
+
+def tiny_model(seed: int = 0, **kw) -> DiffusionModel:
+    return DiffusionModel(tiny_unet(seed=seed, **kw), alphas_cumprod_from_config(DEFAULT_SCHEDULER),
+                          dict(DEFAULT_SCHEDULER), f"tiny-random(seed={seed})")
+
+
+def ddpm256_unet(seed: int = 0):
+    """The google/ddpm-*-256 layout (113.7 M parameters, h = 512×8×8) with random weights."""
+    from diffusers import UNet2DModel
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=256, in_channels=3, out_channels=3, layers_per_block=2,
+                       block_out_channels=(128, 128, 256, 256, 512, 512),
+                       down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
+                       attention_head_dim=None).eval().requires_grad_(False)
+
+
+def ddpm256_model(seed: int = 0) -> DiffusionModel:
+    return DiffusionModel(ddpm256_unet(seed), alphas_cumprod_from_config(DEFAULT_SCHEDULER),
+                          dict(DEFAULT_SCHEDULER), f"ddpm-256-layout-random(seed={seed})")

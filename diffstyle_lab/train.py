@@ -1,0 +1,168 @@
+"""Train the small default diffusion model (DDPM ε-objective, linear β, T = 1000, EMA).
+
+``diffstyle-lab train --out DIR --steps N`` or :func:`train`. Deterministic given the seed
+(same data, same noise, same order); resumable from the last checkpoint in ``DIR/checkpoint``;
+writes a loss-curve CSV and, at the end, the EMA weights in diffusers format (safetensors).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+LAYOUTS = {
+    # h at 4×4 (four levels); attention at 8×8 and in the middle block.
+    "h4": dict(block_out_channels=(32, 64, 64, 128),
+               down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+               up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D")),
+    # h at 8×8 (three levels); attention at 8×8 and in the middle block.
+    "h8": dict(block_out_channels=(32, 64, 128),
+               down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+               up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")),
+}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    out: str
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 200
+    ema_decay: float = 0.999
+    layout: str = "h4"
+    image_size: int = 32
+    n_train: int = 12000
+    data_seed: int = 0
+    seed: int = 0
+    checkpoint_every: int = 250
+    threads: int = 0  # 0 = torch default
+    progress: bool = True
+
+
+def build_unet(layout: str = "h4", image_size: int = 32):
+    from diffusers import UNet2DModel
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown; choose one of {sorted(LAYOUTS)}")
+    return UNet2DModel(sample_size=image_size, in_channels=3, out_channels=3, layers_per_block=1,
+                       attention_head_dim=32, norm_num_groups=16, **LAYOUTS[layout])
+
+
+def build_scheduler():
+    from diffusers import DDPMScheduler
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                         clip_sample=True)
+
+
+def _training_data(cfg: TrainConfig) -> torch.Tensor:
+    cache = Path(cfg.out) / f"train_faces_{cfg.n_train}_{cfg.data_seed}_{cfg.image_size}.npz"
+    if cache.exists():
+        x = np.load(cache, allow_pickle=False)["images"]
+    else:
+        from .avatars import make_faces, save_factors
+        x, fs = make_faces(cfg.n_train, cfg.data_seed, cfg.image_size)
+        np.savez_compressed(cache, images=x)
+        save_factors(str(cache) + ".factors.json", fs)
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _save_state(path: Path, model, ema, opt, step: int, cfg: TrainConfig):
+    from safetensors.torch import save_file
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
+    for i, st in opt.state.items() if False else enumerate(opt.state.values()):
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{i}.{k}"] = v.contiguous()
+    tmp = path / "state.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path / "state.safetensors")
+    (path / "state.json").write_text(json.dumps({"step": step, "config": dataclasses.asdict(cfg)}))
+
+
+def _load_state(path: Path, model, ema, opt) -> int:
+    from safetensors.torch import load_file
+    meta = json.loads((path / "state.json").read_text())
+    t = load_file(str(path / "state.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
+    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        st = {k.split(".", 2)[2]: v for k, v in t.items() if k.startswith(f"opt.{i}.")}
+        if st:
+            opt.state[p] = st
+    return int(meta["step"])
+
+
+def train(cfg: TrainConfig):
+    """Train (or resume) and return the EMA U-Net. Writes into ``cfg.out``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _training_data(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_unet(cfg.layout, cfg.image_size)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    sched = build_scheduler()
+    acp = sched.alphas_cumprod
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    ck = out / "checkpoint"
+    step = _load_state(ck, model, ema, opt) if (ck / "state.json").exists() else 0
+    log = out / "loss.csv"
+    new_log = not log.exists() or step == 0
+    fh = open(log, "w" if new_log else "a", newline="")
+    w = csv.writer(fh)
+    if new_log:
+        w.writerow(["step", "loss", "lr", "seconds"])
+    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="train")
+    t0 = time.time()
+    while step < cfg.steps:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # per-step stream: resumable
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
+        x0 = data[idx]
+        t = torch.randint(0, 1000, (cfg.batch_size,), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        a = acp[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        for pg in opt.param_groups:
+            pg["lr"] = lr
+        loss = F.mse_loss(model(xt, t).sample, eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        d = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - d)
+        step += 1
+        w.writerow([step, f"{loss.item():.5f}", f"{lr:.2e}", f"{time.time() - t0:.1f}"])
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            fh.flush()
+            _save_state(ck, model, ema, opt, step, cfg)
+            export(ema, out / "model")
+    bar.close()
+    fh.close()
+    return ema
+
+
+def export(unet, path) -> None:
+    """Write ``unet`` and the training noise schedule as a diffusers folder (safetensors)."""
+    path = Path(path)
+    unet.save_pretrained(path / "unet", safe_serialization=True)
+    build_scheduler().save_pretrained(path / "scheduler")

@@ -1,0 +1,52 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def tiny():
+    from diffstyle_lab import tiny_model
+    return tiny_model(seed=0)
+
+
+@pytest.fixture
+def images():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+
+
+class CallCounter:
+    """Counts U-Net sub-module calls: full stock forwards, down paths and up paths."""
+
+    def __init__(self, unet):
+        self.unet = unet
+        self.counts = {"conv_in": 0, "mid": 0, "up0": 0}
+        self.handles = [unet.conv_in.register_forward_hook(self._inc("conv_in")),
+                        unet.mid_block.register_forward_hook(self._inc("mid")),
+                        unet.up_blocks[0].register_forward_hook(self._inc("up0"))]
+
+    def _inc(self, k):
+        def fn(m, a, o):
+            self.counts[k] += 1
+        return fn
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+@pytest.fixture
+def counter():
+    made = []
+
+    def make(unet):
+        c = CallCounter(unet)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()

@@ -1,0 +1,182 @@
+import pytest
+import torch
+
+from diffstyle_lab import InjectionConfig, ddim_invert, generate, inject, reverse, timestep_grid, tiny_model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    m = tiny_model(levels=3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    inv = ddim_invert(m, x, steps=10, progress=False)
+    return m, x, inv
+
+
+def test_grids():
+    assert timestep_grid(50, "authors")[:4] == [0, 20, 40, 61] and timestep_grid(50, "authors")[-1] == 999
+    assert timestep_grid(50, "leading")[:3] == [0, 20, 40] and timestep_grid(50, "leading")[-1] == 980
+    assert timestep_grid(50, "trailing")[0] == 19 and timestep_grid(50, "trailing")[-1] == 999
+    assert len(timestep_grid(1000, "authors")) == 1000
+    with pytest.raises(ValueError, match="spacing='odd'"):
+        timestep_grid(10, "odd")
+    with pytest.raises(ValueError, match="steps=1"):
+        timestep_grid(1)
+
+
+def test_inversion_records_h_at_every_grid_t(setup):
+    m, x, inv = setup
+    assert inv.ts == timestep_grid(10) and inv.h.shape[:2] == (2, 10)
+    inv2 = ddim_invert(m, x, steps=10, record_last=False, progress=False)
+    assert inv2.ts == timestep_grid(10)[:-1]           # the authors' code: no h at t = 999
+    torch.testing.assert_close(inv2.h_at(999), inv2.h[:, -1])
+    torch.testing.assert_close(inv.x_T, inv2.x_T)
+
+
+def test_h_content_is_taken_at_the_nearest_grid_t(setup):
+    _, _, inv = setup
+    ts = inv.ts                                         # 0, 111, 222, …
+    torch.testing.assert_close(inv.h_at(ts[3] + 10), inv.h[:, 3])
+    torch.testing.assert_close(inv.h_at(ts[3] - 10), inv.h[:, 3])
+
+
+def test_gamma_zero_without_calibration_equals_plain_ddim(setup):
+    m, _, inv = setup
+    style = inv.select([1, 0])
+    for method in ("normalised_slerp", "slerp", "lerp"):
+        out = reverse(m, style.x_T, inv, InjectionConfig(gamma=0.0, t_boost=0, steps=10, method=method), progress=False)
+        plain = generate(m, style.x_T, steps=10, progress=False)
+        assert (out - plain).abs().max() <= 1e-5, method
+
+
+def test_injection_changes_the_result(setup):
+    m, _, inv = setup
+    style = inv.select([1, 0])
+    out = reverse(m, style.x_T, inv, InjectionConfig(gamma=0.8, t_boost=0, steps=10), progress=False)
+    plain = generate(m, style.x_T, steps=10, progress=False)
+    assert (out - plain).abs().max() > 1e-3
+
+
+def test_same_seed_same_output_and_boost_seed_matters(setup):
+    m, x, _ = setup
+    a = inject(m, x, x.flip(0), steps=10, inversion_steps=10, t_boost=300, seed=1, progress=False).images
+    b = inject(m, x, x.flip(0), steps=10, inversion_steps=10, t_boost=300, seed=1, progress=False).images
+    c = inject(m, x, x.flip(0), steps=10, inversion_steps=10, t_boost=300, seed=2, progress=False).images
+    assert torch.equal(a, b)
+    assert (a - c).abs().max() > 1e-3
+    d = inject(m, x, x.flip(0), steps=10, inversion_steps=10, t_boost=0, seed=1, progress=False).images
+    e = inject(m, x, x.flip(0), steps=10, inversion_steps=10, t_boost=0, seed=2, progress=False).images
+    assert torch.equal(d, e)  # deterministic without boosting: the seed draws nothing
+
+
+def test_authors_boost_adds_noise_only_on_the_inversion_grid(setup):
+    m, _, inv = setup                                   # inversion grid: 10 points; generation: 40
+    cfg = dict(gamma=0.3, t_edit=500, t_boost=300, steps=40)
+    paper = reverse(m, inv.x_T, inv, InjectionConfig(**cfg, boost="paper", seed=5), progress=False)
+    authors = reverse(m, inv.x_T, inv, InjectionConfig(**cfg, boost="authors", seed=5), progress=False)
+    assert (paper - authors).abs().max() > 1e-4
+
+
+def test_masks_all_zero_is_uninjected_and_all_one_is_unmasked(setup):
+    m, _, inv = setup
+    style = inv.select([1, 0])
+    base = dict(gamma=0.7, t_boost=0, steps=10)
+    plain = generate(m, style.x_T, steps=10, progress=False)
+    full = reverse(m, style.x_T, inv, InjectionConfig(**base), progress=False)
+    zero = reverse(m, style.x_T, inv, InjectionConfig(**base, mask=torch.zeros(16, 16)), progress=False)
+    one = reverse(m, style.x_T, inv, InjectionConfig(**base, mask=torch.ones(5, 5)), progress=False)
+    assert (zero - plain).abs().max() <= 1e-5
+    assert (one - full).abs().max() <= 1e-5
+    half = torch.zeros(16, 16)
+    half[:, :8] = 1
+    part = reverse(m, style.x_T, inv, InjectionConfig(**base, mask=half), progress=False)
+    assert (part - full).abs().max() > 1e-4 and (part - plain).abs().max() > 1e-4
+
+
+def test_calibration_costs_one_extra_pass_per_editing_step_and_nothing_when_off(setup, counter):
+    m, _, inv = setup
+    c = counter(m.unet)
+    cfg = InjectionConfig(gamma=0.5, t_edit=400, t_boost=0, steps=10)
+    n_edit = sum(t >= 400 for t in timestep_grid(10))
+    reverse(m, inv.x_T, inv, cfg, progress=False)
+    off = dict(c.counts)
+    assert off == {"conv_in": 10, "mid": 10, "up0": 10 + n_edit}      # one down path, two up paths
+    c.counts = dict.fromkeys(c.counts, 0)
+    reverse(m, inv.x_T, inv, InjectionConfig(gamma=0.5, t_edit=400, t_boost=0, steps=10, calibrate=True), progress=False)
+    assert c.counts == {"conv_in": 10 + n_edit, "mid": 10 + n_edit, "up0": 10 + 2 * n_edit}
+
+
+def test_calibration_omega_one_removes_the_injection_up_to_normalisation(setup):
+    m, _, inv = setup
+    style = inv.select([1, 0])
+    plain = generate(m, style.x_T, steps=10, progress=False)
+    inj = reverse(m, style.x_T, inv, InjectionConfig(gamma=0.8, t_boost=0, steps=10), progress=False)
+    cal = reverse(m, style.x_T, inv, InjectionConfig(gamma=0.8, t_boost=0, steps=10, calibrate=True, omega=1.0),
+                  progress=False)
+    assert (cal - plain).abs().mean() < (inj - plain).abs().mean()
+
+
+def test_product_pairs(setup):
+    m, x, inv = setup
+    r = inject(m, inv, inv, steps=10, pairs="product", progress=False)
+    assert r.images.shape[0] == 4
+    assert r.manifest["pair_index"] == {"content": [0, 0, 1, 1], "style": [0, 1, 0, 1]}
+    with pytest.raises(ValueError, match="pairs='zip' needs"):
+        inject(m, inv, inv.select([0]), steps=10, progress=False)
+
+
+def test_manifest_records_everything(setup):
+    m, x, _ = setup
+    r = inject(m, x, x.flip(0), steps=10, inversion_steps=10, gamma=0.35, progress=False)
+    man = r.manifest
+    assert man["injection"]["gamma"] == 0.35 and man["injection"]["steps"] == 10
+    assert man["inversion"]["grid"] == timestep_grid(10)
+    assert len(man["model"]["weights_sha256"]) == 64
+    assert {"torch", "diffusers", "python"} <= set(man["versions"])
+    assert man["split_forward"] is True
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(gamma=1.5), r"gamma=1.5: γ must be in \[0, 1\]"),
+    (dict(gamma=-0.1), "gamma=-0.1"),
+    (dict(t_edit=1000), r"t_edit=1000: must be an integer in \[0, 1000\)"),
+    (dict(t_edit=-1), "t_edit=-1"),
+    (dict(t_boost=1000, t_edit=400), "t_boost=1000"),
+    (dict(t_boost=500, t_edit=400), "t_boost=500: must not exceed t_edit=400"),
+    (dict(omega=2.0), "omega=2.0"),
+    (dict(method="mean"), "method='mean'"),
+    (dict(boost="sometimes"), "boost='sometimes'"),
+])
+def test_bad_parameters_are_refused_before_any_work(setup, counter, kw, msg):
+    m, x, _ = setup
+    c = counter(m.unet)
+    with pytest.raises(ValueError, match=msg):
+        inject(m, x, x, steps=10, inversion_steps=10, progress=False, **kw)
+    assert c.counts["conv_in"] == 0
+
+
+def test_wrong_image_size_names_the_fix(setup):
+    m, _, _ = setup
+    with pytest.raises(ValueError, match=r"load_image\(path, size=16\)"):
+        inject(m, torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32), progress=False)
+
+
+def test_wrong_mask_is_refused_before_any_work(setup, counter):
+    m, x, _ = setup
+    c = counter(m.unet)
+    with pytest.raises(ValueError, match="mask"):
+        inject(m, x, x, steps=10, inversion_steps=10, mask=torch.ones(3, 4, 4), progress=False)
+    assert c.counts["conv_in"] == 0
+
+
+def test_nan_in_a_step_stops_with_the_step_number(setup):
+    m, x, inv = setup
+
+    def poison(info):
+        pass
+    with m.hooked.hooks(h=lambda h: h * float("nan") if h.abs().sum() > -1 else None):
+        with pytest.raises(FloatingPointError, match=r"step 0 \(t=999\)"):
+            reverse(m, inv.x_T, None, InjectionConfig(steps=10, t_boost=0), progress=False)
+    assert not m.hooked.has_hooks()
