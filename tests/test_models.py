@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import torch
+
+from diffstyle_lab import ModelUnavailableError, load_model
+from diffstyle_lab.models import alphas_cumprod_from_config, ddpm256_unet, tiny_unet
+from diffstyle_lab.train import export
+
+
+def test_local_folder_round_trip(tmp_path):
+    u = tiny_unet(levels=3, seed=4)
+    export(u, tmp_path / "m")
+    m = load_model(tmp_path / "m")
+    x = torch.randn(1, 3, 16, 16)
+    torch.testing.assert_close(m.unet(x, 5).sample, u(x, 5).sample)
+    assert m.T == 1000 and m.sample_size == 16
+    assert abs(float(m.alphas_cumprod[-1]) - 4.04e-5) < 1e-6     # linear β 1e-4…0.02
+
+
+def test_wrong_checkpoint_is_an_error_not_garbage(tmp_path):
+    from safetensors.torch import save_file
+    export(tiny_unet(levels=3), tmp_path / "m")
+    other = tiny_unet(levels=2).state_dict()
+    save_file({k: v.contiguous() for k, v in other.items()},
+              str(tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(ValueError, match="do not match its config.json"):
+        load_model(tmp_path / "m")
+
+
+def test_missing_weights(tmp_path):
+    export(tiny_unet(), tmp_path / "m")
+    (tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        load_model(tmp_path / "m")
+
+
+def test_legacy_bin_is_read_without_unpickling_code(tmp_path):
+    import os
+    import pickle
+    u = tiny_unet()
+    export(u, tmp_path / "m")
+    d = tmp_path / "m" / "unet"
+    (d / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save(u.state_dict(), d / "diffusion_pytorch_model.bin")
+    m = load_model(tmp_path / "m")
+    x = torch.randn(1, 3, 16, 16)
+    torch.testing.assert_close(m.unet(x, 1).sample, u(x, 1).sample)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path}/PWNED",))
+    with open(d / "diffusion_pytorch_model.bin", "wb") as f:
+        pickle.dump({"x": Evil()}, f)
+    with pytest.raises(Exception):
+        load_model(tmp_path / "m")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_unreachable_hub_says_what_to_fetch(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelUnavailableError) as e:
+        load_model("google/ddpm-ema-celebahq-256")
+    msg = str(e.value)
+    assert "huggingface-cli download google/ddpm-ema-celebahq-256 --revision" in msg
+    assert "pass its path" in msg
+
+
+def test_missing_local_folder():
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model("./no/such/folder")
+
+
+def test_ddpm256_layout_matches_the_paper_models():
+    u = ddpm256_unet()
+    assert sum(p.numel() for p in u.parameters()) == pytest.approx(113.7e6, rel=0.01)
+    h = {}
+    hd = u.mid_block.register_forward_hook(lambda m, a, o: h.update(h=o.shape))
+    with torch.no_grad():
+        u(torch.randn(1, 3, 256, 256), 10)
+    hd.remove()
+    assert tuple(h["h"]) == (1, 512, 8, 8)
+
+
+def test_schedules():
+    lin = alphas_cumprod_from_config({"num_train_timesteps": 1000, "beta_schedule": "linear",
+                                      "beta_start": 1e-4, "beta_end": 0.02})
+    cos = alphas_cumprod_from_config({"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"})
+    assert lin.dtype == torch.float64 and len(lin) == 1000 and (lin[1:] < lin[:-1]).all()
+    assert not torch.allclose(lin, cos)
