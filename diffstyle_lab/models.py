@@ -160,7 +160,9 @@ def load_unet_folder(folder, dtype=torch.float32):
     except RuntimeError as e:
         raise ValueError(f"the weights in {folder} do not match its config.json (strict loading): "
                          f"{str(e).splitlines()[0]} … — is this the right checkpoint?") from None
-    return unet.to(dtype).eval().requires_grad_(False)
+    if dtype != torch.float32:
+        unet = unet.to(dtype)
+    return unet.eval().requires_grad_(False)
 
 
 def _scheduler_config(root: Path) -> dict:
@@ -249,7 +251,8 @@ def ddpm256_unet(seed: int = 0):
                        block_out_channels=(128, 128, 256, 256, 512, 512),
                        down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
                        up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
-                       attention_head_dim=None).eval().requires_grad_(False)
+                       attention_head_dim=None, norm_eps=1e-6, downsample_padding=0, flip_sin_to_cos=False,
+                       freq_shift=1).eval().requires_grad_(False)
 
 
 def ddpm256_model(seed: int = 0) -> DiffusionModel:

@@ -122,6 +122,10 @@ def train(cfg: TrainConfig):
     step = _load_state(ck, model, ema, opt) if (ck / "state.json").exists() else 0
     log = out / "loss.csv"
     new_log = not log.exists() or step == 0
+    if not new_log:  # drop rows written after the checkpoint we resume from
+        lines = log.read_text().splitlines()
+        keep = [lines[0]] + [r for r in lines[1:] if r and int(r.split(",")[0]) <= step]
+        log.write_text("\n".join(keep) + "\n")
     fh = open(log, "w" if new_log else "a", newline="")
     w = csv.writer(fh)
     if new_log:

@@ -9,7 +9,7 @@ import diffstyle_lab as dl
 from diffstyle_lab import avatars, metrics
 
 torch.set_num_threads(1)
-n = 32
+n = int(__import__("os").environ.get("PILOT_N", 32))
 c, s, cf, sf = avatars.content_style_pairs(n, seed=777)
 to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
 c, s = to_t(c), to_t(s)
