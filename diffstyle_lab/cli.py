@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -34,6 +35,10 @@ def _atomic_save(img, path: Path):
     os.replace(tmp, path)
 
 
+def _pair_seed(seed: int, content: Path, style: Path) -> int:
+    return int(hashlib.sha256(f"{seed}|{content.name}|{style.name}".encode()).hexdigest()[:12], 16)
+
+
 def cmd_inject(a) -> int:
     import torch
     from . import InjectionConfig, InversionCache, inject
@@ -54,9 +59,19 @@ def cmd_inject(a) -> int:
     cfg = InjectionConfig(gamma=a.gamma, t_edit=a.t_edit, t_boost=a.t_boost, omega=a.omega, calibrate=a.calibrate,
                           method=a.method, steps=a.steps, seed=a.seed, mask=mask).validate(m.T)
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     man_path = out / "manifest.json"
-    done = json.loads(man_path.read_text())["pairs"] if man_path.exists() else {}
+    # what the outputs depend on: a folder made with other parameters is never silently "resumed"
+    params = {"model": m.weights_hash, "gamma": a.gamma, "t_edit": a.t_edit, "t_boost": a.t_boost,
+              "omega": a.omega, "calibrate": a.calibrate, "method": a.method, "steps": a.steps,
+              "inversion_steps": a.inversion_steps, "seed": a.seed, "fit": a.fit,
+              "mask": None if mask is None else hashlib.sha256(mask.numpy().tobytes()).hexdigest()}
+    old = json.loads(man_path.read_text()) if man_path.exists() else None
+    if old is not None and old.get("params") != params:
+        changed = sorted(k for k in params if (old.get("params") or {}).get(k) != params[k])
+        raise ValueError(f"{out} holds results made with other parameters (differs in: {', '.join(changed)}); "
+                         f"choose another --out, or delete {man_path} to recompute everything")
+    done = old["pairs"] if old is not None else {}
+    out.mkdir(parents=True, exist_ok=True)
     cache = InversionCache(a.cache) if a.cache != "off" else None
     todo = [(c, s) for c in contents for s in styles if f"{c.stem}__{s.stem}.png" not in done
             or not (out / f"{c.stem}__{s.stem}.png").exists()]
@@ -64,14 +79,15 @@ def cmd_inject(a) -> int:
     common = None
     for k in tqdm(range(0, len(todo), a.batch), desc="pairs", disable=a.quiet):
         chunk = todo[k:k + a.batch]
+        seeds = [_pair_seed(a.seed, c, s) for c, s in chunk]   # a pair's noise never depends on its batch
         r = inject(m, torch.cat([cx[c] for c, _ in chunk]), torch.cat([sx[s] for _, s in chunk]), cfg,
-                   inversion_steps=a.inversion_steps, cache=cache, progress=False)
-        for (c, s), img in zip(chunk, r.to_pil()):
+                   inversion_steps=a.inversion_steps, cache=cache, progress=False, sample_seeds=seeds)
+        for (c, s), img, sd in zip(chunk, r.to_pil(), seeds):
             name = f"{c.stem}__{s.stem}.png"
             _atomic_save(img, out / name)
-            done[name] = {"content": str(c), "style": str(s)}
+            done[name] = {"content": str(c), "style": str(s), "seed": sd}
         common = {k2: v for k2, v in r.manifest.items() if k2 not in ("pair_index", "seconds")}
-        man = {"pairs": done, "run": common}
+        man = {"pairs": done, "params": params, "run": common}
         tmp = man_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(man, indent=1))
         os.replace(tmp, man_path)
@@ -104,6 +120,11 @@ def cmd_demo(a) -> int:
                             steps=50, inversion_steps=50, seed=0, device=a.device, out=a.out, fit="crop",
                             cache="off", batch=16, quiet=a.quiet)
     return cmd_inject(ns)
+
+
+def _run_notebooks(rest) -> int:
+    from .run_notebooks import main as run
+    return run(rest) or 0
 
 
 def main(argv=None) -> int:
@@ -152,6 +173,14 @@ def main(argv=None) -> int:
     d.add_argument("--device", default="auto")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(fn=cmd_demo)
+
+    from .convert import register as _register_convert
+    _register_convert(sub)
+
+    n = sub.add_parser("notebooks", help="execute every notebook with papermill into outputs/ (ipynb + HTML)",
+                       add_help=False)
+    n.set_defaults(fn=lambda a: _run_notebooks(a.rest))
+    n.add_argument("rest", nargs=argparse.REMAINDER)
 
     a = p.parse_args(argv)
     try:

@@ -50,8 +50,16 @@ def load_image(path, size: int, fit: str = "crop") -> torch.Tensor:
         with Image.open(p) as im:
             im.load()
             im = ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{p}: image too large to read safely ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ImageError(f"{p}: not a readable image ({type(e).__name__}); pass a PNG/JPEG/WebP… file") from None
+    if im.mode.startswith("I;16") or im.mode == "I":
+        # 16-bit greyscale (e.g. 16-bit PNG): Pillow's convert() would clip at 255, not rescale
+        a = np.asarray(im).astype(np.float64)
+        if im.mode != "I" or a.max() > 255:
+            a = a / 257.0
+        im = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))

@@ -262,10 +262,13 @@ def _eta_at(cfg: InjectionConfig, t: int, inv_grid: set | None) -> float:
 
 @torch.no_grad()
 def reverse(model: DiffusionModel, x_T: torch.Tensor, content: Inversion | None, cfg: InjectionConfig,
-            progress: bool = True, callbacks: Sequence[Callback] = (), force_doubling: bool = False) -> torch.Tensor:
+            progress: bool = True, callbacks: Sequence[Callback] = (), force_doubling: bool = False,
+            sample_seeds: Sequence[int] | None = None) -> torch.Tensor:
     """The reverse process from ``x_T``; with ``content`` given, inject its h for t ≥ t_edit.
 
-    ``content=None`` is plain generation (boosting still applies for t ≤ t_boost).
+    ``content=None`` is plain generation (boosting still applies for t ≤ t_boost). Boosting noise
+    is drawn per sample from its own generator, seeded by ``sample_seeds[i]`` (default
+    ``cfg.seed + i``), so a sample's result does not depend on the batch it runs in.
     """
     cfg.validate(model.T)
     hu, acp = model.hooked, model.alphas_cumprod
@@ -274,7 +277,11 @@ def reverse(model: DiffusionModel, x_T: torch.Tensor, content: Inversion | None,
     b = x.shape[0]
     if content is not None and len(content) != b:
         raise ValueError(f"{len(content)} content inversions for {b} starting points; pair them first")
-    gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
+    if sample_seeds is None:
+        sample_seeds = [int(cfg.seed) + i for i in range(b)]
+    if len(sample_seeds) != b:
+        raise ValueError(f"{len(sample_seeds)} sample_seeds for {b} samples")
+    gens = [torch.Generator(device="cpu").manual_seed(int(sd)) for sd in sample_seeds]
     mask = None
     inv_grid = set(content.grid) if content is not None else None
     bar = _bar(len(ts), "inject" if content is not None else "generate", progress)
@@ -316,7 +323,7 @@ def reverse(model: DiffusionModel, x_T: torch.Tensor, content: Inversion | None,
             eps_dir = 0.9985 * eps_dir
         noise = None
         if sigma > 0:
-            noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x)
+            noise = torch.stack([torch.randn(x.shape[1:], generator=gk, dtype=torch.float32) for gk in gens]).to(x)
         x = maths.ddim_step(x0, eps_dir, a_prev, sigma, noise)
         _check_finite(x, "injection" if content is not None else "generation", len(ts) - 1 - i, t)
         bar.update(1)
@@ -353,7 +360,7 @@ def pair_up(n_content: int, n_style: int, pairs: str) -> tuple[list[int], list[i
 def inject(model: DiffusionModel, content, style, config: InjectionConfig | None = None, *,
            inversion_steps: int = 50, inversion_spacing: str = "authors", record_last: bool = True,
            pairs: str = "zip", cache=None, progress: bool = True, callbacks: Sequence[Callback] = (),
-           force_doubling: bool = False, **overrides) -> Result:
+           force_doubling: bool = False, sample_seeds: Sequence[int] | None = None, **overrides) -> Result:
     """Content injection: the content of ``content`` in the style of ``style``.
 
     ``content`` and ``style`` are B×C×H×W images in [−1, 1] or :class:`Inversion` objects.
@@ -373,7 +380,8 @@ def inject(model: DiffusionModel, content, style, config: InjectionConfig | None
     a, b = pair_up(len(ci), len(si), pairs)
     ci, si = ci.select(a), si.select(b)
     t1 = time.perf_counter()
-    images = reverse(model, si.x_T, ci, cfg, progress=progress, callbacks=callbacks, force_doubling=force_doubling)
+    images = reverse(model, si.x_T, ci, cfg, progress=progress, callbacks=callbacks, force_doubling=force_doubling,
+                     sample_seeds=sample_seeds)
     t2 = time.perf_counter()
     man = manifest(model, {"injection": cfg.to_dict(), "inversion": {
         "steps": inversion_steps, "spacing": inversion_spacing, "grid": ci.grid, "record_last": record_last},

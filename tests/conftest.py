@@ -4,7 +4,7 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # robust on a loaded 2-core machine; OMP oversubscription is catastrophic
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ CONDA_NAMES = {"pytorch": "torch"}
 def test_environment_yml_names_the_pyproject_dependencies():
     py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in py["dependencies"]}
-    for extra in ("notebooks", "data", "dev"):
+    for extra in ("notebooks", "data", "sd", "dev"):
         wanted |= {_name(r) for r in py["optional-dependencies"][extra]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "conda-forge" in env["channels"]

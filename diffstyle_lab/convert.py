@@ -1,0 +1,637 @@
+"""Convert an original DDPM / SDEdit checkpoint (``.ckpt``) to a diffusers ``UNet2DModel`` folder.
+
+The paper's CelebA-HQ and LSUN models are Ho et al.'s DDPM U-Net as ported to PyTorch (the layout
+of the SDEdit / DDIM / Asyrp / InjectFusion code): keys such as ``temb.dense.0.weight``,
+``conv_in.weight``, ``down.0.block.0.norm1.weight``, ``down.4.attn.0.q.weight``,
+``down.0.downsample.conv.weight``, ``mid.block_1…``, ``mid.attn_1.{q,k,v,proj_out}…``,
+``up.N.block.M…``, ``up.N.upsample.conv…``, ``norm_out``, ``conv_out``.
+
+Usage::
+
+    from diffstyle_lab.convert import convert
+    info = convert("celeba_hq.ckpt", "models/celebahq-ddpm")     # config inferred from the shapes
+    model = diffstyle_lab.load_model("models/celebahq-ddpm")
+
+    diffstyle-lab convert celeba_hq.ckpt --out models/celebahq-ddpm
+
+What is written: ``OUT/config.json`` + ``OUT/diffusion_pytorch_model.safetensors`` (the U-Net),
+``OUT/scheduler/scheduler_config.json`` (linear β 1e-4…0.02, T = 1000 unless told otherwise) and
+``OUT/conversion.json`` (source file, its SHA-256, the inferred architecture, the verification).
+
+Safety and strictness:
+
+* the checkpoint is read with ``torch.load(weights_only=True)`` (or safetensors): no arbitrary
+  object is ever unpickled; a file that needs it is refused with an error;
+* every source key must be used and every target key filled, with matching shapes, otherwise a
+  :class:`ConversionError` lists what is missing, unexpected or mis-shaped;
+* with ``verify=True`` (default) the original network is rebuilt here (:class:`OriginalDDPM`,
+  written from the published architecture), loaded strictly with the source weights, and its
+  output compared with the converted diffusers model on a random input at two timesteps.
+
+Architecture inference (from the state dict): ``ch`` (conv_in), ``ch_mult`` (first ResNet of each
+level), ``num_res_blocks``, the levels with attention, input/output channels, whether resampling
+uses convolutions. Not inferable from shapes: the image size (``sample_size``; guessed from the
+attention level, which is 16×16 in every published DDPM model, or pass it) and the GroupNorm group
+count (32 in DDPM; ``norm_num_groups``).
+
+The diffusers config that matches the original maths: ``flip_sin_to_cos=False``, ``freq_shift=1``
+(DDPM's sinusoidal embedding: [sin, cos], frequency exp(−log(10⁴)·k/(half−1))),
+``downsample_padding=0`` (DDPM pads right/bottom by one before its stride-2 convolution),
+``norm_eps=1e-6``, one attention head over all channels (``attention_head_dim=None``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DDPM_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+
+
+class ConversionError(ValueError):
+    """The checkpoint cannot be converted (unreadable, unknown layout, strict mismatch)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the checkpoint
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and len(obj) > 0 and all(
+        isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
+
+
+def read_checkpoint(path, key: str | None = None, ema: bool = False) -> dict:
+    """The U-Net state dict inside ``path`` (``.ckpt``/``.pt``/``.pth`` or ``.safetensors``).
+
+    Accepted containers: a plain state dict (SDEdit, pytorch_diffusion, Asyrp/InjectFusion); a
+    list ``[model, optimizer, epoch, step(, ema)]`` as the DDIM training code saves (``ema=True``
+    takes the last entry); a dict holding the state dict under ``key`` (auto: ``ema`` if
+    ``ema=True``, else ``state_dict`` / ``model`` / ``ema``). A ``module.`` prefix (DataParallel)
+    is removed.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConversionError(f"{p}: no such checkpoint file")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
+            obj = load_file(str(p))
+        except Exception as e:
+            raise ConversionError(f"{p}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+    else:
+        try:
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise ConversionError(
+                f"{p}: cannot be read as a weights-only checkpoint ({type(e).__name__}: {msg[:300]}). "
+                "diffstyle_lab never unpickles arbitrary objects; if this file holds more than tensors, "
+                "extract the state dict on a trusted machine (torch.save(model.state_dict(), …)).") from None
+    sd = _pick_state_dict(obj, key, ema, p)
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def _pick_state_dict(obj, key, ema, p) -> dict:
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            have = sorted(map(str, obj.keys()))[:20] if isinstance(obj, dict) else type(obj).__name__
+            raise ConversionError(f"{p}: no entry {key!r} in the checkpoint (top level: {have})")
+        obj = obj[key]
+        if not _is_state_dict(obj):
+            raise ConversionError(f"{p}: entry {key!r} is not a dict of tensors")
+        return obj
+    if isinstance(obj, (list, tuple)):
+        cands = [o for o in obj if _is_state_dict(o)]
+        if not cands:
+            raise ConversionError(f"{p}: a list of {len(obj)} entries, none of them a state dict")
+        if ema:
+            if len(cands) < 2:
+                raise ConversionError(f"{p}: ema=True but the checkpoint list holds no EMA state dict "
+                                      "after the model's")
+            return cands[-1]
+        return cands[0]
+    if _is_state_dict(obj):
+        if ema:
+            raise ConversionError(f"{p}: ema=True but the file is a single state dict (already the EMA "
+                                  "weights, if it is a released model): convert without ema")
+        return obj
+    if isinstance(obj, dict):
+        order = ("ema", "ema_model", "state_dict", "model") if ema else ("state_dict", "model", "ema")
+        for k in order:
+            if _is_state_dict(obj.get(k)):
+                return obj[k]
+        raise ConversionError(f"{p}: no state dict found; top-level keys: {sorted(map(str, obj))[:20]} "
+                              "(pass key=… / --key)")
+    raise ConversionError(f"{p}: holds a {type(obj).__name__}, not a state dict")
+
+
+# ---------------------------------------------------------------------------------------------
+# Architecture inference
+
+def infer_architecture(sd: dict) -> dict:
+    """``{ch, ch_mult, num_res_blocks, attn_levels, in_channels, out_ch, temb_ch}`` from shapes.
+
+    Raises :class:`ConversionError` for layouts diffusers' UNet2DModel cannot express (no middle
+    block, resampling without convolutions, 3×3 ResNet shortcuts, per-level block counts).
+    """
+    if any(k.startswith(("input_blocks.", "time_embed.")) for k in sd):
+        raise ConversionError("this is a guided-diffusion (ADM/P2) checkpoint (input_blocks.…, time_embed.…): "
+                              "diffusers has no U-Net class for that layout (AFHQ-dog / MetFaces models); only "
+                              "Ho et al.'s DDPM layout (temb.dense.…, down.…, mid.…, up.…) converts")
+
+    def need(k):
+        if k not in sd:
+            raise ConversionError(f"not an original DDPM U-Net state dict: key {k!r} is missing "
+                                  f"(first keys: {list(sd)[:6]})")
+        return sd[k]
+    cin = need("conv_in.weight")
+    ch, in_channels = int(cin.shape[0]), int(cin.shape[1])
+    out_ch = int(need("conv_out.weight").shape[0])
+    temb_ch = int(need("temb.dense.0.weight").shape[0])
+    need("mid.block_1.conv1.weight")
+    need("mid.attn_1.q.weight")
+    levels = sorted({int(m.group(1)) for k in sd if (m := re.match(r"down\.(\d+)\.", k))})
+    if not levels or levels != list(range(len(levels))):
+        raise ConversionError(f"down levels {levels}: expected 0…L−1")
+    n_up = sorted({int(m.group(1)) for k in sd if (m := re.match(r"up\.(\d+)\.", k))})
+    if n_up != levels:
+        raise ConversionError(f"up levels {n_up} do not match down levels {levels}")
+    L = len(levels)
+
+    def count(prefix):
+        return len({int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))})
+    nrb = count("down.0.block.")
+    ch_mult, attn_levels = [], []
+    for i in levels:
+        if count(f"down.{i}.block.") != nrb or count(f"up.{i}.block.") != nrb + 1:
+            raise ConversionError(
+                f"level {i} has {count(f'down.{i}.block.')} down / {count(f'up.{i}.block.')} up ResNets; "
+                f"diffusers needs the same num_res_blocks ({nrb} down, {nrb + 1} up) at every level")
+        out = int(need(f"down.{i}.block.0.conv1.weight").shape[0])
+        if out % ch:
+            raise ConversionError(f"level {i}: {out} channels is not a multiple of ch={ch}")
+        ch_mult.append(out // ch)
+        na, nu = count(f"down.{i}.attn."), count(f"up.{i}.attn.")
+        if (na, nu) == (nrb, nrb + 1):
+            attn_levels.append(i)
+        elif (na, nu) != (0, 0):
+            raise ConversionError(f"level {i} has {na} down / {nu} up attention blocks; expected none or "
+                                  f"one per ResNet ({nrb} / {nrb + 1})")
+        if i < L - 1 and f"down.{i}.downsample.conv.weight" not in sd:
+            raise ConversionError(f"level {i} resamples without a convolution (resamp_with_conv=False): "
+                                  "diffusers' UNet2DModel always uses convolutions; not convertible")
+    if any(k.endswith("conv_shortcut.weight") for k in sd):
+        raise ConversionError("3×3 conv_shortcut ResNets (conv_shortcut=True) have no diffusers "
+                              "UNet2DModel equivalent (it uses 1×1 shortcuts)")
+    return {"ch": ch, "ch_mult": ch_mult, "num_res_blocks": nrb, "attn_levels": attn_levels,
+            "in_channels": in_channels, "out_ch": out_ch, "temb_ch": temb_ch}
+
+
+def guess_sample_size(arch: dict, attn_resolutions=None) -> int:
+    """Image size from the attention levels: DDPM puts attention at 16×16 (``attn_resolutions``
+    overrides that), so level l with attention means size = res·2^l."""
+    res = list(attn_resolutions) if attn_resolutions else [16]
+    lv = arch["attn_levels"]
+    if len(lv) != len(res):
+        raise ConversionError(
+            f"attention at levels {lv} but attn_resolutions={res}: pass sample_size (--sample-size) explicitly")
+    sizes = {r * 2 ** level for r, level in zip(sorted(res, reverse=True), lv)}
+    if len(sizes) != 1:
+        raise ConversionError(f"attention levels {lv} and resolutions {res} disagree; pass sample_size")
+    return sizes.pop()
+
+
+def diffusers_config(arch: dict, sample_size: int, norm_num_groups: int = 32) -> dict:
+    """The ``UNet2DModel`` config that computes what the original network computes."""
+    L = len(arch["ch_mult"])
+    attn = set(arch["attn_levels"])
+    chans = [arch["ch"] * m for m in arch["ch_mult"]]
+    if arch["temb_ch"] != 4 * arch["ch"]:
+        raise ConversionError(f"time embedding width {arch['temb_ch']} ≠ 4·ch={4 * arch['ch']}: "
+                              "UNet2DModel's is always 4 × block_out_channels[0]")
+    return {
+        "sample_size": int(sample_size), "in_channels": arch["in_channels"], "out_channels": arch["out_ch"],
+        "layers_per_block": arch["num_res_blocks"], "block_out_channels": chans,
+        "down_block_types": ["AttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(L)],
+        "up_block_types": ["AttnUpBlock2D" if (L - 1 - j) in attn else "UpBlock2D" for j in range(L)],
+        "attention_head_dim": None, "norm_num_groups": norm_num_groups, "norm_eps": 1e-6,
+        "flip_sin_to_cos": False, "freq_shift": 1, "downsample_padding": 0, "act_fn": "silu",
+        "time_embedding_type": "positional", "center_input_sample": False, "mid_block_scale_factor": 1,
+        "add_attention": True,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Key mapping
+
+_RES = {"norm1": "norm1", "conv1": "conv1", "temb_proj": "time_emb_proj", "norm2": "norm2", "conv2": "conv2",
+        "nin_shortcut": "conv_shortcut"}
+_ATT = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
+_RES_INV = {v: k for k, v in _RES.items()}
+_ATT_INV = {v: k for k, v in _ATT.items()}
+
+
+def original_key_to_diffusers(key: str, n_levels: int) -> tuple[str, bool] | None:
+    """The diffusers key for an original key, and whether the tensor is a 1×1 conv that becomes a
+    linear weight; None for a key with no counterpart."""
+    m = re.fullmatch(r"temb\.dense\.([01])\.(weight|bias)", key)
+    if m:
+        return f"time_embedding.linear_{int(m.group(1)) + 1}.{m.group(2)}", False
+    m = re.fullmatch(r"(conv_in|conv_out|norm_out)\.(weight|bias)", key)
+    if m:
+        return f"{'conv_norm_out' if m.group(1) == 'norm_out' else m.group(1)}.{m.group(2)}", False
+    m = re.fullmatch(r"(down|up)\.(\d+)\.(.+)", key)
+    if m:
+        side, level, rest = m.group(1), int(m.group(2)), m.group(3)
+        if level >= n_levels:
+            return None
+        blk = f"down_blocks.{level}" if side == "down" else f"up_blocks.{n_levels - 1 - level}"
+        r = re.fullmatch(r"block\.(\d+)\.(\w+)\.(weight|bias)", rest)
+        if r and r.group(2) in _RES:
+            return f"{blk}.resnets.{r.group(1)}.{_RES[r.group(2)]}.{r.group(3)}", False
+        r = re.fullmatch(r"attn\.(\d+)\.(\w+)\.(weight|bias)", rest)
+        if r and r.group(2) in _ATT:
+            return f"{blk}.attentions.{r.group(1)}.{_ATT[r.group(2)]}.{r.group(3)}", r.group(2) != "norm"
+        r = re.fullmatch(r"(downsample|upsample)\.conv\.(weight|bias)", rest)
+        if r and (r.group(1) == "downsample") == (side == "down"):
+            return f"{blk}.{r.group(1)}rs.0.conv.{r.group(2)}", False
+        return None
+    m = re.fullmatch(r"mid\.(block_1|block_2|attn_1)\.(\w+)\.(weight|bias)", key)
+    if m:
+        part, name, wb = m.groups()
+        if part == "attn_1":
+            return (f"mid_block.attentions.0.{_ATT[name]}.{wb}", name != "norm") if name in _ATT else None
+        idx = 0 if part == "block_1" else 1
+        return (f"mid_block.resnets.{idx}.{_RES[name]}.{wb}", False) if name in _RES else None
+    return None
+
+
+def diffusers_key_to_original(key: str, n_levels: int) -> tuple[str, bool] | None:
+    """The inverse of :func:`original_key_to_diffusers` (used by tests and for export)."""
+    m = re.fullmatch(r"time_embedding\.linear_([12])\.(weight|bias)", key)
+    if m:
+        return f"temb.dense.{int(m.group(1)) - 1}.{m.group(2)}", False
+    m = re.fullmatch(r"(conv_in|conv_out|conv_norm_out)\.(weight|bias)", key)
+    if m:
+        return f"{'norm_out' if m.group(1) == 'conv_norm_out' else m.group(1)}.{m.group(2)}", False
+    m = re.fullmatch(r"(down|up)_blocks\.(\d+)\.(.+)", key)
+    if m:
+        side, idx, rest = m.group(1), int(m.group(2)), m.group(3)
+        blk = f"down.{idx}" if side == "down" else f"up.{n_levels - 1 - idx}"
+        r = re.fullmatch(r"resnets\.(\d+)\.(\w+)\.(weight|bias)", rest)
+        if r and r.group(2) in _RES_INV:
+            return f"{blk}.block.{r.group(1)}.{_RES_INV[r.group(2)]}.{r.group(3)}", False
+        r = re.fullmatch(r"attentions\.(\d+)\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(weight|bias)", rest)
+        if r:
+            return f"{blk}.attn.{r.group(1)}.{_ATT_INV[r.group(2)]}.{r.group(3)}", r.group(2) != "group_norm"
+        r = re.fullmatch(r"(downsample|upsample)rs\.0\.conv\.(weight|bias)", rest)
+        if r:
+            return f"{blk}.{r.group(1)}.conv.{r.group(2)}", False
+        return None
+    m = re.fullmatch(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)\.(weight|bias)", key)
+    if m:
+        kind, idx, name, wb = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+        if kind == "attentions" and idx == 0 and name in _ATT_INV:
+            return f"mid.attn_1.{_ATT_INV[name]}.{wb}", name != "group_norm"
+        if kind == "resnets" and idx in (0, 1) and name in _RES_INV:
+            return f"mid.block_{idx + 1}.{_RES_INV[name]}.{wb}", False
+    return None
+
+
+def _fmt(keys, n=12):
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (f" … (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def map_state_dict(sd: dict, target: dict, n_levels: int) -> dict:
+    """Rename ``sd`` (original layout) to the keys of ``target`` (a diffusers state dict),
+    strictly: raises :class:`ConversionError` naming unexpected, missing and mis-shaped keys."""
+    out, unexpected, shapes, dup, reached = {}, [], [], [], set()
+    for k, v in sd.items():
+        r = original_key_to_diffusers(k, n_levels)
+        if r is None or r[0] not in target:
+            unexpected.append(k if r is None else f"{k} (→ {r[0]})")
+            continue
+        tk, lin = r
+        reached.add(tk)
+        if lin and v.dim() == 4:
+            if tuple(v.shape[2:]) != (1, 1):
+                shapes.append(f"{k}: {tuple(v.shape)} is not a 1×1 convolution")
+                continue
+            v = v[:, :, 0, 0]
+        if tuple(v.shape) != tuple(target[tk].shape):
+            shapes.append(f"{k} {tuple(v.shape)} → {tk} {tuple(target[tk].shape)}")
+            continue
+        if tk in out:
+            dup.append(tk)
+        out[tk] = v
+    missing = sorted(set(target) - reached)
+    if unexpected or missing or shapes or dup:
+        parts = []
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected source key(s) (not used): {_fmt(unexpected)}")
+        if missing:
+            parts.append(f"{len(missing)} target key(s) not filled: {_fmt(missing)}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es): {_fmt(shapes, 6)}")
+        if dup:
+            parts.append(f"target key(s) filled twice: {_fmt(dup)}")
+        raise ConversionError("strict conversion failed — " + "; ".join(parts))
+    return out
+
+
+def to_original(unet) -> dict:
+    """A diffusers DDPM-layout ``UNet2DModel``'s weights in the original layout (the inverse map;
+    attention projections become 1×1 convolutions)."""
+    n = len(unet.config.block_out_channels)
+    out = {}
+    for k, v in unet.state_dict().items():
+        r = diffusers_key_to_original(k, n)
+        if r is None:
+            raise ConversionError(f"{k}: no original-layout counterpart")
+        ok, conv = r
+        out[ok] = v.detach().clone()[:, :, None, None] if conv and v.dim() == 2 else v.detach().clone()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The original network, rebuilt for verification
+
+def _swish(x):
+    return x * torch.sigmoid(x)
+
+
+def _sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freq = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / (half - 1))
+    arg = t.float()[:, None] * freq[None]
+    e = torch.cat([arg.sin(), arg.cos()], 1)
+    return F.pad(e, (0, 1)) if dim % 2 else e
+
+
+class _Res(nn.Module):
+    def __init__(self, cin, cout, temb, groups):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(groups, cin, eps=1e-6), nn.Conv2d(cin, cout, 3, padding=1)
+        self.temb_proj = nn.Linear(temb, cout)
+        self.norm2, self.conv2 = nn.GroupNorm(groups, cout, eps=1e-6), nn.Conv2d(cout, cout, 3, padding=1)
+        if cin != cout:
+            self.nin_shortcut = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x, temb):
+        y = self.conv1(_swish(self.norm1(x))) + self.temb_proj(_swish(temb))[:, :, None, None]
+        y = self.conv2(_swish(self.norm2(y)))
+        return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + y
+
+
+class _Attn(nn.Module):
+    def __init__(self, c, groups):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, c, eps=1e-6)
+        self.q, self.k, self.v, self.proj_out = (nn.Conv2d(c, c, 1) for _ in range(4))
+
+    def forward(self, x):
+        b, c, hh, ww = x.shape
+        y = self.norm(x)
+        q, k, v = (m(y).flatten(2) for m in (self.q, self.k, self.v))       # b×c×n
+        w = torch.softmax(torch.einsum("bci,bcj->bij", q, k) / math.sqrt(c), dim=-1)
+        out = torch.einsum("bij,bcj->bci", w, v).reshape(b, c, hh, ww)
+        return x + self.proj_out(out)
+
+
+class OriginalDDPM(nn.Module):
+    """Ho et al.'s DDPM U-Net in the original key layout (used to verify conversions)."""
+
+    def __init__(self, ch, ch_mult, num_res_blocks, attn_levels, in_channels=3, out_ch=3, groups=32):
+        super().__init__()
+        self.ch, self.L, self.nrb = ch, len(ch_mult), num_res_blocks
+        temb = 4 * ch
+        self.temb = nn.Module()
+        self.temb.dense = nn.ModuleList([nn.Linear(ch, temb), nn.Linear(temb, temb)])
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
+        widths = [ch * m for m in ch_mult]
+        skips, c = [ch], ch
+        self.down = nn.ModuleList()
+        for i, w in enumerate(widths):
+            lvl = nn.Module()
+            lvl.block, lvl.attn = nn.ModuleList(), nn.ModuleList()
+            for _ in range(num_res_blocks):
+                lvl.block.append(_Res(c, w, temb, groups))
+                c = w
+                if i in attn_levels:
+                    lvl.attn.append(_Attn(c, groups))
+                skips.append(c)
+            if i < self.L - 1:
+                lvl.downsample = nn.Module()
+                lvl.downsample.conv = nn.Conv2d(c, c, 3, stride=2)
+                skips.append(c)
+            self.down.append(lvl)
+        self.mid = nn.Module()
+        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = _Res(c, c, temb, groups), _Attn(c, groups), \
+            _Res(c, c, temb, groups)
+        ups = []
+        for i in reversed(range(self.L)):
+            lvl = nn.Module()
+            lvl.block, lvl.attn = nn.ModuleList(), nn.ModuleList()
+            for _ in range(num_res_blocks + 1):
+                lvl.block.append(_Res(c + skips.pop(), widths[i], temb, groups))
+                c = widths[i]
+                if i in attn_levels:
+                    lvl.attn.append(_Attn(c, groups))
+            if i > 0:
+                lvl.upsample = nn.Module()
+                lvl.upsample.conv = nn.Conv2d(c, c, 3, padding=1)
+            ups.append(lvl)
+        self.up = nn.ModuleList(ups[::-1])     # up[i] is level i (highest resolution first)
+        self.norm_out = nn.GroupNorm(groups, c, eps=1e-6)
+        self.conv_out = nn.Conv2d(c, out_ch, 3, padding=1)
+
+    @classmethod
+    def from_architecture(cls, arch: dict, groups: int = 32) -> "OriginalDDPM":
+        return cls(arch["ch"], arch["ch_mult"], arch["num_res_blocks"], arch["attn_levels"],
+                   arch["in_channels"], arch["out_ch"], groups)
+
+    def forward(self, x, t):
+        if not torch.is_tensor(t) or t.dim() == 0:
+            t = torch.full((x.shape[0],), int(t), device=x.device)
+        temb = self.temb.dense[1](_swish(self.temb.dense[0](_sinusoid(t, self.ch))))
+        hs = [self.conv_in(x)]
+        for i, lvl in enumerate(self.down):
+            for j, blk in enumerate(lvl.block):
+                y = blk(hs[-1], temb)
+                hs.append(lvl.attn[j](y) if len(lvl.attn) else y)
+            if i < self.L - 1:
+                hs.append(lvl.downsample.conv(F.pad(hs[-1], (0, 1, 0, 1))))
+        y = self.mid.block_2(self.mid.attn_1(self.mid.block_1(hs[-1], temb)), temb)
+        for i in reversed(range(self.L)):
+            lvl = self.up[i]
+            for j, blk in enumerate(lvl.block):
+                y = blk(torch.cat([y, hs.pop()], 1), temb)
+                if len(lvl.attn):
+                    y = lvl.attn[j](y)
+            if i > 0:
+                y = lvl.upsample.conv(F.interpolate(y, scale_factor=2.0, mode="nearest"))
+        return self.conv_out(_swish(self.norm_out(y)))
+
+
+@torch.no_grad()
+def verify(sd: dict, unet, arch: dict, groups: int = 32, size: int | None = None, seed: int = 0) -> float:
+    """Max |ε_original − ε_diffusers| on a random input at t = 10 and 900 (raises if > 1e-3·scale).
+
+    ``size`` defaults to 2·2^(L−1): a 2×2 map at the deepest of the L levels (cheap; the maths
+    does not depend on the size).
+    """
+    ref = OriginalDDPM.from_architecture(arch, groups)
+    try:
+        ref.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ConversionError(f"the reference DDPM network does not accept the checkpoint: "
+                              f"{str(e).splitlines()[0]}") from None
+    ref.eval()
+    size = size or 2 * 2 ** (len(arch["ch_mult"]) - 1)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, arch["in_channels"], size, size, generator=g)
+    t = torch.tensor([10, 900])
+    a = ref(x, t)
+    b = unet.float().eval()(x, t).sample
+    err = float((a - b).abs().max())
+    scale = float(a.abs().max()) + 1e-6
+    if not math.isfinite(err) or err > 1e-3 * max(1.0, scale):
+        raise ConversionError(f"verification failed: the converted model differs from the original network "
+                              f"by up to {err:.3g} (output scale {scale:.3g})")
+    return err
+
+
+# ---------------------------------------------------------------------------------------------
+# The conversion
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_unet(sd: dict, sample_size: int | None = None, norm_num_groups: int = 32, *, ch=None, ch_mult=None,
+               num_res_blocks=None, attn_resolutions=None):
+    """``(unet, arch, config)``: a diffusers UNet2DModel holding the converted weights (strict).
+
+    ``ch``, ``ch_mult``, ``num_res_blocks`` are checked against the shapes when given;
+    ``attn_resolutions`` (e.g. ``(16,)``) is used to derive ``sample_size`` when that is not given.
+    """
+    from diffusers import UNet2DModel
+    arch = infer_architecture(sd)
+    for name, want, have in (("ch", ch, arch["ch"]), ("num_res_blocks", num_res_blocks, arch["num_res_blocks"]),
+                             ("ch_mult", None if ch_mult is None else list(ch_mult), arch["ch_mult"])):
+        if want is not None and want != have:
+            raise ConversionError(f"{name}={want} was asked for but the checkpoint's shapes say {have}")
+    if sample_size is None:
+        sample_size = guess_sample_size(arch, attn_resolutions)
+    down = 2 ** (len(arch["ch_mult"]) - 1)
+    if not isinstance(sample_size, int) or sample_size <= 0 or sample_size % down:
+        raise ConversionError(f"sample_size={sample_size!r} must be a positive multiple of {down} "
+                              f"({len(arch['ch_mult'])} levels)")
+    cfg = diffusers_config(arch, sample_size, norm_num_groups)
+    try:
+        unet = UNet2DModel(**cfg)
+    except ValueError as e:  # e.g. GroupNorm: channels not divisible by the group count
+        raise ConversionError(f"cannot build the UNet2DModel (norm_num_groups={norm_num_groups}?): {e}") from None
+    mapped = map_state_dict(sd, unet.state_dict(), len(arch["ch_mult"]))
+    unet.load_state_dict({k: v.float() for k, v in mapped.items()}, strict=True)
+    return unet.eval().requires_grad_(False), arch, cfg
+
+
+def convert(ckpt, out, *, sample_size: int | None = None, norm_num_groups: int = 32, key: str | None = None,
+            ema: bool = False, ch=None, ch_mult=None, num_res_blocks=None, attn_resolutions=None,
+            scheduler: dict | None = None, do_verify: bool = True, overwrite: bool = False) -> dict:
+    """Convert ``ckpt`` (original DDPM layout) to a diffusers folder ``out``; returns the record
+    written to ``out/conversion.json``. Nothing is left in ``out`` when the conversion fails."""
+    from diffusers import DDPMScheduler
+    ckpt, out = Path(ckpt), Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConversionError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--force)")
+    sd = read_checkpoint(ckpt, key=key, ema=ema)
+    unet, arch, cfg = build_unet(sd, sample_size, norm_num_groups, ch=ch, ch_mult=ch_mult,
+                                 num_res_blocks=num_res_blocks, attn_resolutions=attn_resolutions)
+    err = verify(sd, unet, arch, norm_num_groups) if do_verify else None
+    sch = dict(DDPM_SCHEDULER, **(scheduler or {}))
+    record = {"source": str(ckpt), "source_sha256": _sha256(ckpt), "architecture": arch,
+              "sample_size": cfg["sample_size"], "sample_size_inferred": sample_size is None,
+              "norm_num_groups": norm_num_groups, "ema": ema, "key": key, "scheduler": sch,
+              "verified_max_abs_diff": err, "parameters": sum(v.numel() for v in sd.values())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        unet.save_pretrained(tmp, safe_serialization=True)
+        DDPMScheduler(**sch, clip_sample=True).save_pretrained(tmp / "scheduler")
+        (tmp / "conversion.json").write_text(json.dumps(record, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: ``diffstyle-lab convert`` (hooked up by cli.py through :func:`register`)
+
+def _ints(s: str) -> list[int]:
+    try:
+        return [int(v) for v in s.replace(" ", "").split(",") if v]
+    except ValueError:
+        import argparse
+        raise argparse.ArgumentTypeError(f"{s!r}: expected comma-separated integers, e.g. 1,1,2,2,4,4") from None
+
+
+def cmd_convert(a) -> int:
+    rec = convert(a.ckpt, a.out, sample_size=a.sample_size, norm_num_groups=a.norm_num_groups, key=a.key,
+                  ema=a.ema, ch=a.ch, ch_mult=a.ch_mult, num_res_blocks=a.num_res_blocks,
+                  attn_resolutions=a.attn_resolutions, do_verify=not a.no_verify, overwrite=a.force,
+                  scheduler={"num_train_timesteps": a.timesteps, "beta_start": a.beta_start, "beta_end": a.beta_end})
+    if not a.quiet:
+        ar = rec["architecture"]
+        v = rec["verified_max_abs_diff"]
+        print(f"converted {a.ckpt} -> {a.out}/ ({rec['parameters'] / 1e6:.1f} M parameters; ch={ar['ch']}, "
+              f"ch_mult={ar['ch_mult']}, num_res_blocks={ar['num_res_blocks']}, attention at levels "
+              f"{ar['attn_levels']}, sample_size={rec['sample_size']}"
+              f"{' (guessed: attention at 16 px)' if rec['sample_size_inferred'] else ''}; "
+              f"{'verified, max diff %.2g' % v if v is not None else 'not verified'})")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``convert`` sub-command to ``diffstyle-lab``'s sub-parsers."""
+    c = subparsers.add_parser("convert", help="convert an original DDPM/SDEdit .ckpt to a diffusers folder")
+    c.add_argument("ckpt", help="the original checkpoint (.ckpt/.pt/.pth, or .safetensors)")
+    c.add_argument("--out", required=True, help="output folder (usable as --model OUT)")
+    c.add_argument("--sample-size", type=int, default=None,
+                   help="image size (default: guessed from the attention level, 16 px in DDPM)")
+    c.add_argument("--norm-num-groups", type=int, default=32, help="GroupNorm groups (DDPM: 32)")
+    c.add_argument("--ch", type=int, default=None, help="check: base channels")
+    c.add_argument("--ch-mult", type=_ints, default=None, help="check: channel multipliers, e.g. 1,1,2,2,4,4")
+    c.add_argument("--num-res-blocks", type=int, default=None, help="check: ResNets per level")
+    c.add_argument("--attn-resolutions", type=_ints, default=None, help="attention resolutions (default 16)")
+    c.add_argument("--key", default=None, help="entry of the checkpoint dict that holds the state dict")
+    c.add_argument("--ema", action="store_true", help="take the EMA weights of a training checkpoint")
+    c.add_argument("--timesteps", type=int, default=1000)
+    c.add_argument("--beta-start", type=float, default=1e-4)
+    c.add_argument("--beta-end", type=float, default=0.02)
+    c.add_argument("--no-verify", action="store_true", help="skip the comparison with the original network")
+    c.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(fn=cmd_convert)

@@ -1,0 +1,637 @@
+"""Content injection in Stable Diffusion's latent space (method.md §10, last point).
+
+The same asymmetric reverse process as :mod:`diffstyle_lab.sampling`, on
+``UNet2DConditionModel.mid_block`` (h) of a latent diffusion model: images are encoded with the VAE
+(``AutoencoderKL``, latents scaled by its config's ``scaling_factor``), inverted with deterministic
+DDIM in latent space while h is recorded, injected, and decoded again.
+
+Quick start (a local pipeline folder, or a hub id resolved through the local Hugging Face cache)::
+
+    from diffstyle_lab.sd import load_sd, inject_sd
+    from diffstyle_lab.images import load_image
+    sd = load_sd("stable-diffusion-v1-5/stable-diffusion-v1-5", revision="<commit>", device="cuda",
+                 dtype=torch.float16)                          # or load_sd("/path/to/sd15-folder")
+    c, s = load_image("face.jpg", 512), load_image("painting.jpg", 512)
+    r = inject_sd(sd, c, s, gamma=0.3, t_edit=400, t_boost=0, steps=50, inversion_steps=50)
+    r.to_pil()[0].save("out.png")
+
+Checkpoints:
+
+* SD 1.5 — ``stable-diffusion-v1-5/stable-diffusion-v1-5`` (512 px, ε-prediction; h is 1280×8×8);
+* SD 2.1-base — ``stabilityai/stable-diffusion-2-1-base`` (512 px, ε-prediction);
+* SD 2.1 — ``stabilityai/stable-diffusion-2-1`` (768 px, **v-prediction**: the scheduler config's
+  ``prediction_type`` is read and the U-Net output converted to ε, so the maths of each step is
+  unchanged).
+
+Pin ``revision=`` (a commit hash) for reproducible runs. Only the files needed are fetched:
+``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/`` configs and the
+``*.safetensors`` weights (``variant="fp16"`` picks ``*.fp16.safetensors``). Without network
+access and without a cached copy, :class:`~diffstyle_lab.models.ModelUnavailableError` says what
+to download on a connected machine. Weights are loaded strictly (a missing or unexpected tensor is
+an error, not a silently random layer).
+
+Prompts: the text encoder and tokenizer (``CLIPTextModel``/``CLIPTokenizer``) need the optional
+``transformers`` package. Without it, or with ``text_encoder=False``, pass precomputed embeddings
+(``prompt_embeds=``, ``negative_prompt_embeds=``; B×L×D or 1×L×D, D = the U-Net's
+``cross_attention_dim``). ``prompt=None`` means the empty prompt (SD's "unconditional" text).
+
+Classifier-free guidance (``guidance_scale=s``): every U-Net call runs the doubled batch
+[uncond, cond]. The content inversion then records h for both halves, and during injection each
+half gets h̃ = f(h_half, h^content_half, γ) from the recorded h of *the same half*; guidance is
+applied to ε and to ε̃ alike (ε_g = ε_u + s·(ε_c − ε_u), ε̃_g = ε̃_u + s·(ε̃_c − ε̃_u)) before the
+asymmetric step x_{t−1} = √ᾱ_{t−1}·P_t(ε̃_g) + D_t(ε_g). ``guidance_scale=None`` (default) runs the
+conditional branch alone; ``guidance_scale=1`` gives the same result at twice the cost. The
+inversion itself always follows the conditional ε (guided inversion drifts).
+
+Parameters are :class:`~diffstyle_lab.sampling.InjectionConfig`'s (γ, t_edit, t_boost, ω,
+calibration, mixing method, mask, steps/spacing); the grids are :func:`timestep_grid`'s and the
+content trajectory an :class:`~diffstyle_lab.sampling.Inversion` whose ``h`` is
+B×n×k×C×h×w, k = 2 ([uncond, cond]) when recorded for guidance, else 1 ([cond]).
+Inversions are not cached on disk here (the cache keys on :class:`DiffusionModel`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from . import maths
+from .hooks import HookedUNet
+from .models import ModelUnavailableError, alphas_cumprod_from_config
+from .sampling import (Callback, InjectionConfig, Inversion, Result, StepInfo, _bar, _check_finite, _emit, _eta_at,
+                       _prepare_mask, manifest, pair_up, timestep_grid)
+
+KNOWN_SD = {
+    "stable-diffusion-v1-5/stable-diffusion-v1-5": {"revision": "main", "resolution": 512},
+    "stabilityai/stable-diffusion-2-1-base": {"revision": "main", "resolution": 512},
+    "stabilityai/stable-diffusion-2-1": {"revision": "main", "resolution": 768},
+}
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+@dataclasses.dataclass
+class SDModel:
+    """A latent diffusion model: conditional U-Net (with hook points), VAE, optional text encoder.
+
+    ``alphas_cumprod`` is ᾱ_t (float64) from the scheduler config, whose ``prediction_type``
+    says what the U-Net predicts.
+    """
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    alphas_cumprod: torch.Tensor
+    scheduler_config: dict
+    text_encoder: torch.nn.Module | None = None
+    tokenizer: object = None
+    source: str = "in-memory"
+    revision: str | None = None
+    text_encoder_note: str | None = None    # why there is no text encoder, for error messages
+
+    def __post_init__(self):
+        from diffusers import UNet2DConditionModel
+        if not isinstance(self.unet, UNet2DConditionModel):
+            raise TypeError(f"SDModel needs a UNet2DConditionModel, got {type(self.unet).__name__}; "
+                            "pixel-space U-Nets use diffstyle_lab.models.DiffusionModel")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type={self.prediction_type!r} is not supported; one of {PREDICTION_TYPES}")
+        if self.unet.config.in_channels != self.vae.config.latent_channels:
+            raise ValueError(f"the U-Net takes {self.unet.config.in_channels} channels but the VAE makes "
+                             f"{self.vae.config.latent_channels}: U-Net and VAE are from different models")
+        self.hooked = HookedUNet(self.unet)
+
+    @property
+    def T(self) -> int:
+        return len(self.alphas_cumprod)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler_config.get("prediction_type") or "epsilon"
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def shift_factor(self) -> float:
+        return float(getattr(self.vae.config, "shift_factor", None) or 0.0)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def cross_attention_dim(self) -> int:
+        d = self.unet.config.cross_attention_dim
+        return int(d if isinstance(d, int) else d[0])
+
+    @property
+    def image_size(self) -> int:
+        """The native image size (U-Net sample_size × VAE factor), e.g. 512 for SD 1.5."""
+        s = self.unet.config.sample_size
+        return (s if isinstance(s, int) else s[0]) * self.vae_scale_factor
+
+    @property
+    def device(self):
+        return self.hooked.device
+
+    @property
+    def dtype(self):
+        return self.hooked.dtype
+
+    def to(self, device=None, dtype=None):
+        for m in (self.unet, self.vae, self.text_encoder):
+            if m is not None:
+                m.to(device=device, dtype=dtype)
+        return self
+
+    def describe(self) -> dict:
+        return {"source": self.source, "revision": self.revision, "class": type(self.unet).__name__,
+                "vae": type(self.vae).__name__, "image_size": self.image_size,
+                "prediction_type": self.prediction_type, "scaling_factor": self.scaling_factor,
+                "text_encoder": None if self.text_encoder is None else type(self.text_encoder).__name__,
+                "scheduler": {k: self.scheduler_config.get(k) for k in
+                              ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")}}
+
+
+def _load_component(cls, folder: Path, dtype, variant):
+    """``cls.from_pretrained(folder)`` with strict checks (no missing, unexpected or resized tensor)."""
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no config.json; expected a diffusers pipeline folder with "
+                                "unet/, vae/, scheduler/ (and text_encoder/, tokenizer/)")
+    try:
+        model, info = cls.from_pretrained(str(folder), torch_dtype=dtype, variant=variant, local_files_only=True,
+                                          low_cpu_mem_usage=False, output_loading_info=True)
+    except (OSError, EnvironmentError, RuntimeError, ValueError) as e:
+        raise ValueError(f"cannot load {cls.__name__} from {folder}: {str(e).splitlines()[0] if str(e) else e}") \
+            from None
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise ValueError(f"the weights in {folder} do not match its config.json (strict loading): " +
+                         "; ".join(f"{k}: {sorted(map(str, v))[:8]}" for k, v in bad.items()))
+    return model.eval().requires_grad_(False)
+
+
+def _snapshot(repo_id: str, revision: str, variant: str | None, text_encoder: bool,
+              local_files_only: bool | None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as e:  # pragma: no cover
+        raise ModelUnavailableError("huggingface_hub is needed to load hub ids; pass a local folder instead") from e
+    w = f"diffusion_pytorch_model{'.' + variant if variant else ''}.safetensors"
+    te = f"model{'.' + variant if variant else ''}.safetensors"
+    patterns = ["model_index.json", "scheduler/*.json", "unet/config.json", f"unet/{w}", "vae/config.json", f"vae/{w}"]
+    if text_encoder:
+        patterns += ["text_encoder/config.json", f"text_encoder/{te}", "tokenizer/*"]
+    fix = (f"On a machine with internet run\n  huggingface-cli download {repo_id} --revision {revision} "
+           f"{' '.join(repr(p) if '*' in p else p for p in patterns)} --local-dir {repo_id.split('/')[-1]}\n"
+           "then copy that folder here and pass its path (load_sd(PATH)), or copy the Hugging Face cache "
+           "(~/.cache/huggingface/hub).")
+    if local_files_only is None:
+        local_files_only = os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True")
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
+    except Exception:
+        if local_files_only:
+            raise ModelUnavailableError(f"{repo_id}@{revision} is not in the local cache and the hub is off "
+                                        f"(HF_HUB_OFFLINE / local_files_only).\n{fix}") from None
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, etag_timeout=10))
+    except Exception as e:
+        raise ModelUnavailableError(f"cannot download {repo_id}@{revision} ({type(e).__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else ''}).\n{fix}") from None
+
+
+def load_sd(path_or_id, revision: str | None = None, device="cpu", dtype=torch.float32, *,
+            text_encoder: bool | None = None, variant: str | None = None,
+            local_files_only: bool | None = None) -> SDModel:
+    """Load a Stable Diffusion 1.x/2.x pipeline folder or hub id (``revision`` pinned) for injection.
+
+    ``text_encoder``: None loads it when ``text_encoder/`` exists and ``transformers`` is
+    installed (else prompts must be given as embeddings); True requires it; False skips it.
+    ``variant="fp16"`` reads ``*.fp16.safetensors`` files. Hub ids resolve through the local
+    Hugging Face cache first (``HF_HUB_OFFLINE=1`` or ``local_files_only=True`` never touches the
+    network); the error says what to fetch when nothing is cached.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    path = Path(str(path_or_id)).expanduser()
+    if path.exists():
+        root, rev = path, None
+    else:
+        if str(path_or_id).startswith((".", "/", "~")) or str(path_or_id).count("/") != 1:
+            raise FileNotFoundError(f"model folder {path_or_id} does not exist (hub ids look like 'org/name')")
+        rev = revision or KNOWN_SD.get(str(path_or_id), {}).get("revision", "main")
+        import importlib.util
+        has_tf = importlib.util.find_spec("transformers") is not None
+        want_te = text_encoder is True or (text_encoder is None and has_tf)
+        root = _snapshot(str(path_or_id), rev, variant, want_te, local_files_only)
+    if not (root / "unet").is_dir() or not (root / "vae").is_dir():
+        raise FileNotFoundError(f"{root} is not a Stable Diffusion pipeline folder: it needs unet/ and vae/ "
+                                "(and scheduler/, text_encoder/, tokenizer/)")
+    unet = _load_component(UNet2DConditionModel, root / "unet", dtype, variant)
+    vae = _load_component(AutoencoderKL, root / "vae", dtype, variant)
+    sch_path = root / "scheduler" / "scheduler_config.json"
+    if not sch_path.is_file():
+        raise FileNotFoundError(f"{sch_path} is missing: the noise schedule (and prediction_type) cannot be guessed")
+    sch = json.loads(sch_path.read_text())
+    te, tok, note = None, None, None
+    if text_encoder is not False:
+        te_dir = root / "text_encoder"
+        try:
+            from transformers import CLIPTextModel, CLIPTokenizer
+        except ImportError:
+            note = "the optional package transformers is not installed (pip install transformers)"
+            if text_encoder:
+                raise ImportError(f"text_encoder=True: {note}") from None
+        else:
+            if te_dir.is_dir() and (root / "tokenizer").is_dir():
+                te = CLIPTextModel.from_pretrained(str(te_dir), torch_dtype=dtype, local_files_only=True,
+                                                   variant=variant).eval().requires_grad_(False)
+                tok = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
+            else:
+                note = f"{root} has no text_encoder/ and tokenizer/"
+                if text_encoder:
+                    raise FileNotFoundError(f"text_encoder=True: {note}")
+    else:
+        note = "loaded with text_encoder=False"
+    m = SDModel(unet, vae, alphas_cumprod_from_config(sch), sch, te, tok, str(path_or_id), rev, note)
+    return m.to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text, VAE
+
+@torch.no_grad()
+def encode_prompt(model: SDModel, prompt: str | Sequence[str] | None) -> torch.Tensor:
+    """CLIP text embeddings (B×L×D) of ``prompt`` (None → the empty prompt ``""``)."""
+    if model.text_encoder is None or model.tokenizer is None:
+        raise ValueError(f"no text encoder is loaded ({model.text_encoder_note or 'none given'}): pass "
+                         "prompt_embeds= / negative_prompt_embeds= (B×L×D tensors) instead of prompts")
+    prompts = [""] if prompt is None else [prompt] if isinstance(prompt, str) else list(prompt)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompt must be a string, a list of strings or None, got {prompt!r}")
+    tok = model.tokenizer
+    enc = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt")
+    mask = enc.attention_mask.to(model.device) if getattr(model.text_encoder.config, "use_attention_mask", False) \
+        else None
+    out = model.text_encoder(enc.input_ids.to(model.device), attention_mask=mask)
+    return out[0].to(model.dtype)
+
+
+def check_images(model: SDModel, x, name: str = "images") -> torch.Tensor:
+    """B×3×H×W in [−1, 1], H and W multiples of 8·2^(levels−1) (64 for SD 1.x/2.x), moved to the
+    model's device and dtype."""
+    f = model.vae_scale_factor * 2 ** (len(model.unet.config.block_out_channels) - 1)
+    if not torch.is_tensor(x) or x.dim() != 4:
+        raise ValueError(f"{name}: expected a B×C×H×W tensor in [-1, 1] (diffstyle_lab.images.load_image(path, "
+                         f"{model.image_size}))")
+    cin = model.vae.config.in_channels
+    if x.shape[1] != cin or x.shape[2] % f or x.shape[3] % f or x.shape[0] == 0:
+        raise ValueError(f"{name} have shape {tuple(x.shape)}: this model needs {cin}×H×W with H and W multiples "
+                         f"of {f} (native size {model.image_size}); load them with "
+                         f"diffstyle_lab.images.load_image(path, size={model.image_size})")
+    if not maths.is_finite(x):
+        raise ValueError(f"{name} contain NaN or inf")
+    if float(x.min()) < -1.01 or float(x.max()) > 1.01:
+        raise ValueError(f"{name} range from {float(x.min()):.3g} to {float(x.max()):.3g}; expected [-1, 1]")
+    return x.to(model.device, model.dtype)
+
+
+@torch.no_grad()
+def encode_images(model: SDModel, x: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+    """Images in [−1, 1] → scaled latents z = (E(x) − shift)·scaling_factor (the posterior mean
+    unless ``sample``)."""
+    x = check_images(model, x).to(model.vae.dtype)
+    dist = model.vae.encode(x).latent_dist
+    z = dist.sample(generator) if sample else dist.mean
+    return ((z - model.shift_factor) * model.scaling_factor).to(model.dtype)
+
+
+@torch.no_grad()
+def decode_latents(model: SDModel, z: torch.Tensor) -> torch.Tensor:
+    """Scaled latents → images in [−1, 1]."""
+    z = z.to(model.device, model.vae.dtype) / model.scaling_factor + model.shift_factor
+    return model.vae.decode(z).sample.clamp(-1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditioning and the guided ε
+
+@dataclasses.dataclass
+class Conditioning:
+    """Text conditioning of every U-Net call: ``cond`` (1×L×D or B×L×D), and for classifier-free
+    guidance ``uncond`` (same shape) and ``guidance_scale`` (None: conditional branch only)."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor | None = None
+    guidance_scale: float | None = None
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance_scale is not None
+
+    def validate(self, model: SDModel) -> "Conditioning":
+        d = model.cross_attention_dim
+        for name, e in (("prompt_embeds", self.cond), ("negative_prompt_embeds", self.uncond)):
+            if e is None:
+                continue
+            if not torch.is_tensor(e) or e.dim() != 3 or e.shape[-1] != d:
+                raise ValueError(f"{name}: expected a B×L×{d} tensor (the U-Net's cross_attention_dim), got "
+                                 f"{tuple(e.shape) if torch.is_tensor(e) else type(e).__name__}")
+            if not maths.is_finite(e):
+                raise ValueError(f"{name} contain NaN or inf")
+        if self.guided:
+            s = self.guidance_scale
+            if not isinstance(s, (int, float)) or not (s == s) or s < 0 or s == float("inf"):
+                raise ValueError(f"guidance_scale={s!r}: must be a finite number ≥ 0 (None: no guidance)")
+            if self.uncond is None:
+                raise ValueError("guidance_scale needs unconditional embeddings (negative_prompt_embeds)")
+            if self.uncond.shape[1:] != self.cond.shape[1:]:
+                raise ValueError(f"negative_prompt_embeds {tuple(self.uncond.shape)} and prompt_embeds "
+                                 f"{tuple(self.cond.shape)} must have the same L×D")
+        return self
+
+    def batch(self, b: int, which: str, model: SDModel) -> torch.Tensor:
+        e = self.cond if which == "cond" else self.uncond
+        if e.shape[0] not in (1, b):
+            raise ValueError(f"{which} embeddings have batch {e.shape[0]} for {b} images; pass 1 or {b}")
+        return e.to(model.device, model.dtype).expand(b, *e.shape[1:])
+
+
+def make_conditioning(model: SDModel, prompt=None, negative_prompt=None, *, prompt_embeds=None,
+                      negative_prompt_embeds=None, guidance_scale: float | None = None) -> Conditioning:
+    """Embeddings from prompts (text encoder) or given directly; the unconditional branch (empty or
+    negative prompt) is built only when ``guidance_scale`` is set."""
+    if prompt_embeds is not None and prompt is not None:
+        raise ValueError("pass either prompt or prompt_embeds, not both")
+    cond = prompt_embeds if prompt_embeds is not None else encode_prompt(model, prompt)
+    uncond = None
+    if guidance_scale is not None:
+        if negative_prompt_embeds is not None and negative_prompt is not None:
+            raise ValueError("pass either negative_prompt or negative_prompt_embeds, not both")
+        uncond = negative_prompt_embeds if negative_prompt_embeds is not None else encode_prompt(model, negative_prompt)
+    return Conditioning(cond, uncond, guidance_scale).validate(model)
+
+
+def _to_eps(model: SDModel, out: torch.Tensor, x: torch.Tensor, a_t: float) -> torch.Tensor:
+    """The U-Net's output as ε (ε-, v- or x_0-prediction)."""
+    p = model.prediction_type
+    if p == "epsilon":
+        return out
+    if p == "v_prediction":            # v = √ᾱ·ε − √(1−ᾱ)·x_0  ⇒  ε = √ᾱ·v + √(1−ᾱ)·x_t
+        return a_t ** 0.5 * out + (1 - a_t) ** 0.5 * x
+    return (x - a_t ** 0.5 * out) / (1 - a_t) ** 0.5
+
+
+def _guide(cond: Conditioning, eps_u: torch.Tensor, eps_c: torch.Tensor) -> torch.Tensor:
+    return eps_u + cond.guidance_scale * (eps_c - eps_u)
+
+
+def _inputs(model: SDModel, x, cond: Conditioning, both: bool):
+    b = x.shape[0]
+    if both:
+        return torch.cat([x, x]), torch.cat([cond.batch(b, "uncond", model), cond.batch(b, "cond", model)])
+    return x, cond.batch(b, "cond", model)
+
+
+def branch_eps(model: SDModel, x, t: int, cond: Conditioning, both: bool, record: bool = False):
+    """``(ε_u or None, ε_c, h, g)``: the U-Net's ε per branch, one call on [uncond; cond] when
+    ``both``; h and g (stacked the same way) when ``record``."""
+    hu, a_t = model.hooked, float(model.alphas_cumprod[t])
+    xin, emb = _inputs(model, x, cond, both)
+    if record:
+        with hu.record("h", "g") as rec:
+            out = hu.eps(xin, t, encoder_hidden_states=emb)
+    else:
+        out, rec = hu.eps(xin, t, encoder_hidden_states=emb), {}
+    out = _to_eps(model, out, xin, a_t)
+    eps_u, eps_c = out.chunk(2) if both else (None, out)
+    return eps_u, eps_c, rec.get("h"), rec.get("g")
+
+
+def model_eps(model: SDModel, x, t: int, cond: Conditioning, record: bool = False):
+    """``(ε, h, g)``: ε(x_t) under ``cond``, guided when ``cond.guided`` (h, g: see :func:`branch_eps`)."""
+    eps_u, eps_c, h, g = branch_eps(model, x, t, cond, cond.guided, record)
+    return (_guide(cond, eps_u, eps_c) if cond.guided else eps_c), h, g
+
+
+def model_eps_asymmetric(model: SDModel, x, t: int, cond: Conditioning, edit):
+    """``(ε_g, ε̃_g, h, h̃, g)``: ε(x_t) and ε(x_t | h̃), h̃ = ``edit(h)``, guided alike.
+
+    When guided, ``edit`` receives the h of both branches stacked [uncond; cond] (2B samples) and
+    must return h̃ in the same order; the stock forward runs once on [x, x, x, x] (batch doubling of
+    the guided batch; the hook replaces the second pair's h).
+    """
+    hu, a_t = model.hooked, float(model.alphas_cumprod[t])
+    xin, emb = _inputs(model, x, cond, cond.guided)
+    eps, eps_t, h, h_t, g = hu.asymmetric_eps(xin, t, edit, force_doubling=True, encoder_hidden_states=emb)
+    eps, eps_t = _to_eps(model, eps, xin, a_t), _to_eps(model, eps_t, xin, a_t)
+    if cond.guided:
+        eps, eps_t = _guide(cond, *eps.chunk(2)), _guide(cond, *eps_t.chunk(2))
+    return eps, eps_t, h, h_t, g
+
+
+# ---------------------------------------------------------------------------------------------
+# Inversion and the reverse process in latent space
+
+def _halves(h: torch.Tensor, b: int, both: bool) -> torch.Tensor:
+    """B×k×C×h×w from the recorded h (2B stacked [uncond; cond] when ``both``)."""
+    return torch.stack([h[:b], h[b:]], 1) if both else h[:, None]
+
+
+def _check_latents(model: SDModel, z, name="latents"):
+    if not torch.is_tensor(z) or z.dim() != 4 or z.shape[1] != model.latent_channels or z.shape[0] == 0:
+        raise ValueError(f"{name}: expected B×{model.latent_channels}×h×w latents, got "
+                         f"{tuple(z.shape) if torch.is_tensor(z) else type(z).__name__}")
+    if not maths.is_finite(z):
+        raise ValueError(f"{name} contain NaN or inf")
+    return z.to(model.device, model.dtype)
+
+
+@torch.no_grad()
+def ddim_invert_latents(model: SDModel, z0: torch.Tensor, cond: Conditioning, steps: int = 50,
+                        spacing: str = "authors", record_last: bool = True, record_uncond: bool | None = None,
+                        progress: bool = True, callbacks: Sequence[Callback] = ()) -> Inversion:
+    """Deterministic DDIM inversion of latents z_0 → z_T following the conditional ε, recording h.
+
+    ``record_uncond`` (default: ``cond.guided``) also records the unconditional branch's h, which
+    guided injection needs (one doubled batch per step); the returned ``Inversion.h`` is
+    B×n×k×C×h×w with k = 2 ([uncond, cond]) or 1 ([cond]). ``record_last`` as in
+    :func:`diffstyle_lab.sampling.ddim_invert`.
+    """
+    cond.validate(model)
+    x = _check_latents(model, z0).clone()
+    record_uncond = cond.guided if record_uncond is None else bool(record_uncond)
+    if record_uncond and cond.uncond is None:
+        raise ValueError("record_uncond needs unconditional embeddings (negative_prompt_embeds / guidance_scale)")
+    ts = timestep_grid(steps, spacing, model.T)
+    acp = model.alphas_cumprod
+    hs, b = [], x.shape[0]
+    bar = _bar(len(ts) - 1 + record_last, "invert (latent)", progress)
+    for k in range(len(ts) - 1):
+        t, t_next = ts[k], ts[k + 1]
+        _, eps, h, g = branch_eps(model, x, t, cond, record_uncond, record=True)
+        hs.append(_halves(h, b, record_uncond))
+        _emit(callbacks, StepInfo("invert", k, t, x, h, g))
+        x = maths.ddim_inversion_step(x, eps, float(acp[t]), float(acp[t_next]))
+        _check_finite(x, "latent inversion", k, t)
+        bar.update(1)
+    rec_ts = ts[:-1]
+    if record_last:
+        _, _, h, g = branch_eps(model, x, ts[-1], cond, record_uncond, record=True)
+        hs.append(_halves(h, b, record_uncond))
+        _emit(callbacks, StepInfo("invert", len(ts) - 1, ts[-1], x, h, g))
+        rec_ts = ts
+        bar.update(1)
+    bar.close()
+    return Inversion(x, torch.stack(hs, 1), list(rec_ts), ts, spacing)
+
+
+def _content_h(content: Inversion, t: int, guided: bool) -> torch.Tensor:
+    """h^content at t for the branches that run: [uncond; cond] stacked (2B) or cond (B)."""
+    hc = content.h_at(t)                           # B×k×C×h×w
+    return torch.cat([hc[:, 0], hc[:, 1]]) if guided else hc[:, -1]
+
+
+def _mix(cfg: InjectionConfig, h, hc, mask):
+    if mask is not None and cfg.mask_norm == "none" and cfg.method == "normalised_slerp":
+        mixed = maths.slerp(h, hc, cfg.gamma)
+    else:
+        mixed = maths.mix_h(h, hc, cfg.gamma, cfg.method)
+    return mixed if mask is None else maths.masked_mix(h, mixed, mask)
+
+
+@torch.no_grad()
+def reverse_latents(model: SDModel, z_T: torch.Tensor, content: Inversion | None, cfg: InjectionConfig,
+                    cond: Conditioning, progress: bool = True, callbacks: Sequence[Callback] = ()) -> torch.Tensor:
+    """The reverse process in latent space from ``z_T``; with ``content`` (from
+    :func:`ddim_invert_latents`) inject its h for t ≥ t_edit. Returns z_0 (scaled latents).
+
+    ``content=None`` is plain DDIM (η = 0; η = ``eta_boost`` for t ≤ t_boost), guided or not.
+    """
+    cfg.validate(model.T)
+    cond.validate(model)
+    acp = model.alphas_cumprod
+    ts = timestep_grid(cfg.steps, cfg.spacing, model.T)
+    x = _check_latents(model, z_T, "z_T").clone()
+    b = x.shape[0]
+    if content is not None:
+        if len(content) != b:
+            raise ValueError(f"{len(content)} content inversions for {b} starting points; pair them first")
+        if content.h.dim() != 6:
+            raise ValueError("content is not a latent-space inversion (its h must be B×n×k×C×h×w): "
+                             "make it with ddim_invert_latents")
+        if cond.guided and content.h.shape[2] != 2:
+            raise ValueError("guided injection needs the content's h of both branches: invert it with "
+                             "ddim_invert_latents(..., record_uncond=True) (inject_sd does this when "
+                             "guidance_scale is set)")
+    gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
+    mask = None
+    inv_grid = set(content.grid) if content is not None else None
+    bar = _bar(len(ts), "inject (latent)" if content is not None else "generate (latent)", progress)
+    for i in reversed(range(len(ts))):
+        t = ts[i]
+        a_t = float(acp[t])
+        a_prev = float(acp[ts[i - 1]]) if i > 0 else 1.0
+        sigma = maths.ddim_sigma(a_t, a_prev, _eta_at(cfg, t, inv_grid)) if i > 0 else 0.0
+        step = len(ts) - 1 - i
+        if content is not None and t >= cfg.t_edit:
+            hc = _content_h(content, t, cond.guided).to(x)
+
+            def edit(h, hc=hc):
+                nonlocal mask
+                if h.shape != hc.shape:
+                    raise ValueError(f"h {tuple(h.shape)} and the content's recorded h {tuple(hc.shape)} differ: "
+                                     "content and style latents must have the same size")
+                if cfg.mask is not None and mask is None:
+                    mask = _prepare_mask(cfg.mask, h[:b])
+                    if cond.guided and mask.shape[0] == b and b > 1:
+                        mask = torch.cat([mask, mask])
+                return _mix(cfg, h, hc, mask)
+            eps, eps_t, h, h_t, g = model_eps_asymmetric(model, x, t, cond, edit)
+            _emit(callbacks, StepInfo("inject", step, t, x, h, g, h_t, hc))
+            if cfg.calibrate:
+                x = x + maths.calibration_shift(x, eps, eps_t, a_t, cfg.omega)
+                eps, _, _ = model_eps(model, x, t, cond)
+                x0, eps_dir = maths.pred_x0(x, eps, a_t), eps
+            else:
+                x0, eps_dir = maths.pred_x0(x, eps_t, a_t), eps
+        else:
+            eps, h, g = model_eps(model, x, t, cond, record=bool(callbacks))
+            if callbacks:
+                _emit(callbacks, StepInfo("generate", step, t, x, h, g))
+            x0, eps_dir = maths.pred_x0(x, eps, a_t), eps
+        if cfg.authors_noise_scale and t >= 950:
+            eps_dir = 0.9985 * eps_dir
+        noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x) if sigma > 0 else None
+        x = maths.ddim_step(x0, eps_dir, a_prev, sigma, noise)
+        _check_finite(x, "latent injection" if content is not None else "latent generation", step, t)
+        bar.update(1)
+    bar.close()
+    return x
+
+
+def inject_sd(model: SDModel, content, style, config: InjectionConfig | None = None, *, prompt=None,
+              negative_prompt=None, prompt_embeds=None, negative_prompt_embeds=None,
+              guidance_scale: float | None = None, inversion_steps: int = 50, inversion_spacing: str = "authors",
+              record_last: bool = True, pairs: str = "zip", progress: bool = True,
+              callbacks: Sequence[Callback] = (), **overrides) -> Result:
+    """Content injection with Stable Diffusion: the content of ``content`` in the style of ``style``.
+
+    ``content``/``style``: B×3×H×W images in [−1, 1] (same H×W, multiples of 8·2^(levels−1), e.g.
+    512×512 for SD 1.5) or :class:`Inversion` objects from :func:`ddim_invert_latents`. The prompt
+    (or ``prompt_embeds``) conditions inversion and generation alike; ``guidance_scale`` switches on
+    classifier-free guidance with ``negative_prompt`` (default: empty) as the unconditional branch.
+    Keyword overrides set :class:`InjectionConfig` fields (``gamma=0.4, t_edit=500``…).
+    Returns decoded images in [−1, 1] and a manifest.
+    """
+    cfg = dataclasses.replace(config or InjectionConfig(), **overrides).validate(model.T)
+    if cfg.mask is not None:
+        maths.resize_mask(torch.as_tensor(cfg.mask), (1, 1))  # shape/range errors before any work
+    shapes = [tuple(v.shape[2:]) for v in (content, style) if torch.is_tensor(v)]
+    for v, name in ((content, "content images"), (style, "style images")):
+        if not isinstance(v, Inversion):
+            check_images(model, v, name)
+    if len(set(shapes)) > 1:
+        raise ValueError(f"content {shapes[0]} and style {shapes[1]} images must have the same size "
+                         "(h of one is injected into the other)")
+    cond = make_conditioning(model, prompt, negative_prompt, prompt_embeds=prompt_embeds,
+                             negative_prompt_embeds=negative_prompt_embeds, guidance_scale=guidance_scale)
+    t0 = time.perf_counter()
+
+    def as_inv(v, name, record_uncond):
+        if isinstance(v, Inversion):
+            return v
+        z = encode_images(model, v)
+        return ddim_invert_latents(model, z, cond, inversion_steps, inversion_spacing, record_last=record_last,
+                                   record_uncond=record_uncond, progress=progress)
+    ci = as_inv(content, "content images", cond.guided)
+    si = as_inv(style, "style images", False)
+    a, b = pair_up(len(ci), len(si), pairs)
+    ci, si = ci.select(a), si.select(b)
+    t1 = time.perf_counter()
+    z = reverse_latents(model, si.x_T, ci, cfg, cond, progress=progress, callbacks=callbacks)
+    images = decode_latents(model, z)
+    t2 = time.perf_counter()
+    man = manifest(model, {"injection": cfg.to_dict(), "space": "latent", "inversion": {
+        "steps": inversion_steps, "spacing": inversion_spacing, "grid": ci.grid, "record_last": record_last,
+        "follows": "conditional ε"},
+        "generation_grid": timestep_grid(cfg.steps, cfg.spacing, model.T), "pairs": pairs,
+        "pair_index": {"content": a, "style": b},
+        "conditioning": {"prompt": prompt if isinstance(prompt, (str, type(None))) else list(prompt),
+                         "negative_prompt": negative_prompt, "prompt_embeds": prompt_embeds is not None,
+                         "guidance_scale": guidance_scale},
+        "seconds": {"inversion": round(t1 - t0, 3), "injection": round(t2 - t1, 3)}})
+    return Result(images.float().cpu(), man)

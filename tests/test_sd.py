@@ -1,0 +1,340 @@
+"""Stable Diffusion content injection (diffstyle_lab.sd) on tiny random SD components."""
+
+import json
+
+import pytest
+import torch
+
+from diffstyle_lab import InjectionConfig, maths
+from diffstyle_lab.models import ModelUnavailableError, alphas_cumprod_from_config
+from diffstyle_lab.sampling import Inversion
+from diffstyle_lab.sd import (Conditioning, SDModel, check_images, ddim_invert_latents, decode_latents, encode_images,
+                              encode_prompt, inject_sd, load_sd, make_conditioning, reverse_latents)
+
+D = 12  # cross_attention_dim of the tiny U-Net
+SD_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+                "beta_end": 0.012, "prediction_type": "epsilon"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny tensors: one thread is much faster than several competing ones on a busy 2-core machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_unet(seed=0):
+    from diffusers import UNet2DConditionModel
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=D,
+                                norm_num_groups=4, attention_head_dim=4).eval().requires_grad_(False)
+
+
+def tiny_vae(seed=1):
+    from diffusers import AutoencoderKL
+    torch.manual_seed(seed)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                         norm_num_groups=4, sample_size=16, layers_per_block=1).eval().requires_grad_(False)
+
+
+def make_sd(prediction_type="epsilon", **kw):
+    sch = dict(SD_SCHEDULER, prediction_type=prediction_type)
+    return SDModel(tiny_unet(), tiny_vae(), alphas_cumprod_from_config(sch), sch, **kw)
+
+
+@pytest.fixture(scope="module")
+def sd():
+    return make_sd()
+
+
+@pytest.fixture(scope="module")
+def data(sd):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    emb = torch.randn(1, 5, D, generator=g)
+    neg = torch.randn(1, 5, D, generator=g)
+    return x, emb, neg
+
+
+FAST = dict(steps=8, t_boost=0, t_edit=300)
+
+
+def test_vae_and_inversion_shapes(sd, data):
+    x, emb, neg = data
+    z = encode_images(sd, x)
+    assert z.shape == (2, 4, 8, 8)
+    img = decode_latents(sd, z)
+    assert img.shape == x.shape and img.min() >= -1 and img.max() <= 1
+    # the latents are scaled by the VAE config's factor
+    raw = sd.vae.encode(x).latent_dist.mean
+    torch.testing.assert_close(z, raw * sd.vae.config.scaling_factor)
+    inv = ddim_invert_latents(sd, z, Conditioning(emb), steps=6, progress=False)
+    assert inv.x_T.shape == z.shape and inv.h.shape == (2, 6, 1, 16, 4, 4) and inv.ts == inv.grid
+    inv2 = ddim_invert_latents(sd, z, Conditioning(emb, neg, 2.0), steps=6, progress=False)
+    assert inv2.h.shape == (2, 6, 2, 16, 4, 4)
+    # the trajectory follows the conditional ε whether or not the unconditional h is recorded
+    torch.testing.assert_close(inv2.x_T, inv.x_T, atol=1e-5, rtol=0)
+    torch.testing.assert_close(inv2.h[:, :, 1], inv.h[:, :, 0], atol=1e-5, rtol=0)
+    assert (inv2.h[:, :, 0] - inv2.h[:, :, 1]).abs().max() > 1e-3   # the two branches really differ
+    r = inject_sd(sd, x, x.flip(0), prompt_embeds=emb, inversion_steps=6, progress=False, **FAST)
+    assert r.images.shape == (2, 3, 16, 16) and r.manifest["space"] == "latent"
+    assert r.manifest["model"]["prediction_type"] == "epsilon"
+    json.dumps(r.manifest)
+    r = inject_sd(sd, x, x, prompt_embeds=emb, inversion_steps=6, pairs="product", progress=False, **FAST)
+    assert r.images.shape == (4, 3, 16, 16)
+
+
+def _diffusers_ddim(sd, z, emb, steps, neg=None, scale=None):
+    """Plain DDIM with diffusers' own scheduler (an independent implementation of the same step)."""
+    from diffusers import DDIMScheduler
+    sch = DDIMScheduler(**sd.scheduler_config, clip_sample=False, set_alpha_to_one=True, steps_offset=0,
+                        timestep_spacing="leading")
+    sch.set_timesteps(steps)
+    x = z.clone()
+    for t in sch.timesteps:
+        if scale is None:
+            out = sd.unet(x, t, encoder_hidden_states=emb.expand(len(x), -1, -1)).sample
+        else:
+            e = torch.cat([neg.expand(len(x), -1, -1), emb.expand(len(x), -1, -1)])
+            u, c = sd.unet(torch.cat([x, x]), t, encoder_hidden_states=e).sample.chunk(2)
+            out = u + scale * (c - u)
+        x = sch.step(out, t, x, eta=0.0).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("prediction_type,scale", [("epsilon", None), ("v_prediction", 3.0)])
+def test_plain_latent_ddim_matches_diffusers_scheduler(prediction_type, scale, data):
+    m = make_sd(prediction_type)
+    x, emb, neg = data
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    cfg = InjectionConfig(gamma=0.0, t_boost=0, steps=8, spacing="leading")
+    cond = Conditioning(emb, neg if scale else None, scale)
+    ours = reverse_latents(m, z, None, cfg, cond, progress=False)
+    with torch.no_grad():
+        ref = _diffusers_ddim(m, z, emb, 8, neg, scale)
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_gamma_zero_equals_plain_ddim_and_injection_changes_it(sd, data):
+    x, emb, _ = data
+    cond = Conditioning(emb)
+    z = encode_images(sd, x)
+    inv = ddim_invert_latents(sd, z, cond, steps=8, progress=False)
+    style = inv.select([1, 0])
+    plain = reverse_latents(sd, style.x_T, None, InjectionConfig(gamma=0.0, **FAST), cond, progress=False)
+    for method in ("normalised_slerp", "slerp", "lerp"):
+        out = reverse_latents(sd, style.x_T, inv, InjectionConfig(gamma=0.0, method=method, **FAST), cond,
+                              progress=False)
+        assert (out - plain).abs().max() <= 1e-5, method
+    inj = reverse_latents(sd, style.x_T, inv, InjectionConfig(gamma=0.8, **FAST), cond, progress=False)
+    assert (inj - plain).abs().max() > 1e-3
+    # and which content is injected matters
+    other = reverse_latents(sd, style.x_T, inv.select([1, 0]), InjectionConfig(gamma=0.8, **FAST), cond,
+                            progress=False)
+    assert (inj - other).abs().max() > 1e-3
+    # a calibrated run takes its own path and stays finite
+    cal = reverse_latents(sd, style.x_T, inv, InjectionConfig(gamma=0.8, calibrate=True, omega=0.3, **FAST), cond,
+                          progress=False)
+    assert torch.isfinite(cal).all() and (cal - inj).abs().max() > 1e-4
+
+
+def test_guidance_scale_one_equals_the_unguided_path(sd, data):
+    x, emb, neg = data
+    kw = dict(prompt_embeds=emb, inversion_steps=6, progress=False, gamma=0.6, **FAST)
+    unguided = inject_sd(sd, x, x.flip(0), **kw).images
+    doubled = inject_sd(sd, x, x.flip(0), negative_prompt_embeds=neg, guidance_scale=1.0, **kw).images
+    torch.testing.assert_close(doubled, unguided, atol=1e-5, rtol=0)
+    guided = inject_sd(sd, x, x.flip(0), negative_prompt_embeds=neg, guidance_scale=4.0, **kw).images
+    assert (guided - unguided).abs().max() > 1e-3
+
+
+def _reference_guided(sd, z_T, inv, emb, neg, scale, gamma, steps, t_edit):
+    """One branch at a time with stock U-Net calls and an h hook: the guided asymmetric process."""
+    from diffstyle_lab.sampling import timestep_grid
+    hu, acp = sd.hooked, sd.alphas_cumprod
+    ts = timestep_grid(steps)
+    x, b = z_T.clone(), len(z_T)
+    for i in reversed(range(len(ts))):
+        t = ts[i]
+        a_t, a_prev = float(acp[t]), (float(acp[ts[i - 1]]) if i > 0 else 1.0)
+        eps, eps_t = {}, {}
+        for k, e in ((0, neg), (1, emb)):
+            e = e.expand(b, -1, -1)
+            eps[k] = sd.unet(x, t, encoder_hidden_states=e).sample
+            if t >= t_edit:
+                hc = inv.h_at(t)[:, k]
+                with hu.hooks(h=lambda h, hc=hc: maths.normalised_slerp(h, hc, gamma)):
+                    eps_t[k] = sd.unet(x, t, encoder_hidden_states=e).sample
+            else:
+                eps_t[k] = eps[k]
+        g = eps[0] + scale * (eps[1] - eps[0])
+        g_t = eps_t[0] + scale * (eps_t[1] - eps_t[0])
+        x = maths.ddim_step(maths.pred_x0(x, g_t, a_t), g, a_prev)
+    return x
+
+
+def test_guided_injection_uses_each_branchs_own_content_h(sd, data):
+    x, emb, neg = data
+    cond = Conditioning(emb, neg, 3.0)
+    inv = ddim_invert_latents(sd, encode_images(sd, x), cond, steps=6, progress=False)
+    style = inv.select([1, 0])
+    cfg = InjectionConfig(gamma=0.7, t_boost=0, t_edit=300, steps=6)
+    ours = reverse_latents(sd, style.x_T, inv, cfg, cond, progress=False)
+    with torch.no_grad():
+        ref = _reference_guided(sd, style.x_T, inv, emb, neg, 3.0, 0.7, 6, 300)
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-4)
+    # the check is sensitive to the pairing: swapping the recorded branches changes the result
+    swapped = Inversion(inv.x_T, inv.h.flip(2), inv.ts, inv.grid, inv.spacing)
+    bad = reverse_latents(sd, style.x_T, swapped, cfg, cond, progress=False)
+    assert (bad - ref).abs().max() > 1e-3
+
+
+def test_guided_local_mask_follows_each_pair(sd, data):
+    x, emb, neg = data
+    cond = Conditioning(emb, neg, 3.0)
+    inv = ddim_invert_latents(sd, encode_images(sd, x), cond, steps=6, progress=False)
+    style = inv.select([1, 0])
+    kw = dict(gamma=0.8, t_boost=0, t_edit=300, steps=6)
+    plain = reverse_latents(sd, style.x_T, None, InjectionConfig(**kw), cond, progress=False)
+    full = reverse_latents(sd, style.x_T, inv, InjectionConfig(**kw), cond, progress=False)
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[0] = 1.0                                       # inject into pair 0 only
+    out = reverse_latents(sd, style.x_T, inv, InjectionConfig(mask=mask, **kw), cond, progress=False)
+    torch.testing.assert_close(out[1], plain[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0], full[0], atol=1e-5, rtol=0)
+
+
+def test_bad_inputs_raise_precise_errors(sd, data):
+    x, emb, neg = data
+    with pytest.raises(ValueError, match="multiples of"):
+        check_images(sd, torch.zeros(1, 3, 15, 16))
+    with pytest.raises(ValueError, match="3×H×W"):
+        check_images(sd, torch.zeros(1, 4, 16, 16))
+    with pytest.raises(ValueError, match="expected \\[-1, 1\\]"):
+        check_images(sd, torch.full((1, 3, 16, 16), 200.0))
+    with pytest.raises(ValueError, match="NaN"):
+        check_images(sd, torch.full((1, 3, 16, 16), float("nan")))
+    with pytest.raises(ValueError, match="B×C×H×W"):
+        check_images(sd, torch.zeros(3, 16, 16))
+    with pytest.raises(ValueError, match="same size"):
+        inject_sd(sd, x, torch.zeros(2, 3, 32, 32), prompt_embeds=emb, progress=False, **FAST)
+    with pytest.raises(ValueError, match="prompt_embeds"):            # no text encoder: say what to pass
+        inject_sd(sd, x, x, prompt="a painting", progress=False, **FAST)
+    with pytest.raises(ValueError, match="prompt_embeds"):
+        encode_prompt(sd, None)
+    with pytest.raises(ValueError, match="cross_attention_dim"):
+        inject_sd(sd, x, x, prompt_embeds=torch.zeros(1, 5, D + 1), progress=False, **FAST)
+    with pytest.raises(ValueError, match="negative_prompt_embeds|text encoder"):
+        make_conditioning(sd, prompt_embeds=emb, guidance_scale=5.0)
+    with pytest.raises(ValueError, match="guidance_scale"):
+        Conditioning(emb, neg, float("nan")).validate(sd)
+    with pytest.raises(ValueError, match="gamma"):
+        inject_sd(sd, x, x, prompt_embeds=emb, gamma=1.5, progress=False)
+    with pytest.raises(ValueError, match="batch 3"):
+        inject_sd(sd, x, x, prompt_embeds=emb.expand(3, -1, -1), inversion_steps=4, progress=False, **FAST)
+    z = encode_images(sd, x)
+    inv = ddim_invert_latents(sd, z, Conditioning(emb), steps=4, progress=False)
+    with pytest.raises(ValueError, match="record_uncond"):
+        reverse_latents(sd, inv.x_T, inv, InjectionConfig(**FAST), Conditioning(emb, neg, 2.0), progress=False)
+    pixel_like = Inversion(inv.x_T, inv.h[:, :, 0], inv.ts, inv.grid, inv.spacing)
+    with pytest.raises(ValueError, match="ddim_invert_latents"):
+        reverse_latents(sd, inv.x_T, pixel_like, InjectionConfig(**FAST), Conditioning(emb), progress=False)
+    with pytest.raises(ValueError, match="latents"):
+        ddim_invert_latents(sd, torch.zeros(1, 3, 8, 8), Conditioning(emb), steps=4, progress=False)
+    from diffstyle_lab.models import tiny_unet as pixel_unet
+    with pytest.raises(TypeError, match="UNet2DConditionModel"):
+        SDModel(pixel_unet(), sd.vae, sd.alphas_cumprod, sd.scheduler_config)
+    with pytest.raises(ValueError, match="prediction_type"):
+        make_sd("flow")
+
+
+def _save_pipeline(root, sd):
+    sd.unet.save_pretrained(root / "unet", safe_serialization=True)
+    sd.vae.save_pretrained(root / "vae", safe_serialization=True)
+    (root / "scheduler").mkdir(parents=True)
+    (root / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps({"_class_name": "DDIMScheduler", **sd.scheduler_config}))
+
+
+def test_load_sd_from_a_folder_strictly(tmp_path, sd, data):
+    from safetensors.torch import load_file, save_file
+    x, emb, _ = data
+    _save_pipeline(tmp_path / "sd", sd)
+    m = load_sd(tmp_path / "sd", text_encoder=False)
+    assert m.text_encoder is None and m.image_size == 16 and m.prediction_type == "epsilon"
+    a = inject_sd(sd, x, x.flip(0), prompt_embeds=emb, inversion_steps=4, progress=False, **FAST).images
+    b = inject_sd(m, x, x.flip(0), prompt_embeds=emb, inversion_steps=4, progress=False, **FAST).images
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="loaded with text_encoder=False"):
+        encode_prompt(m, "a face")
+    # a tensor missing from the VAE's weights is an error, not a random layer
+    f = tmp_path / "sd" / "vae" / "diffusion_pytorch_model.safetensors"
+    w = load_file(str(f))
+    w.pop(sorted(w)[0])
+    save_file(w, str(f))
+    with pytest.raises(ValueError, match="strict"):
+        load_sd(tmp_path / "sd", text_encoder=False)
+    with pytest.raises(FileNotFoundError, match="unet/ and vae/"):
+        load_sd(tmp_path, text_encoder=False)
+
+
+def test_load_sd_offline_hub_id_says_what_to_fetch(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError, match="huggingface-cli download .*--revision abc123"):
+        load_sd("stable-diffusion-v1-5/stable-diffusion-v1-5", revision="abc123", local_files_only=True)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_sd("./no/such/folder")
+
+
+# ---------------------------------------------------------------------------------------------
+# With the optional text encoder (transformers)
+
+def _tiny_clip(tmp_path):
+    transformers = pytest.importorskip("transformers", reason="the optional text encoder needs transformers")
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    # a byte-level vocabulary without merges: every character is a token
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs, n = bs[:], 0
+    for c in range(256):
+        if c not in bs:
+            bs.append(c)
+            cs.append(256 + n)
+            n += 1
+    chars = [chr(c) for c in cs]
+    vocab = {tok: i for i, tok in enumerate(["<|startoftext|>", "<|endoftext|>"] + chars + [c + "</w>" for c in chars])}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"), model_max_length=8)
+    torch.manual_seed(0)
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=D, intermediate_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=8, bos_token_id=0,
+                                      eos_token_id=1, pad_token_id=1)).eval()
+    assert transformers
+    return te, tok
+
+
+def test_prompts_through_a_tiny_clip_text_encoder(tmp_path, sd, data):
+    x, _, _ = data
+    te, tok = _tiny_clip(tmp_path)
+    m = SDModel(sd.unet, sd.vae, sd.alphas_cumprod, sd.scheduler_config, te, tok)
+    e = encode_prompt(m, ["a face", "a painting"])
+    assert e.shape == (2, 8, D)
+    torch.testing.assert_close(encode_prompt(m, None), encode_prompt(m, ""))
+    assert (encode_prompt(m, "a face") - encode_prompt(m, "")).abs().max() > 1e-4
+    r = inject_sd(m, x, x.flip(0), prompt="a face", guidance_scale=2.0, inversion_steps=4, progress=False, **FAST)
+    ref = inject_sd(m, x, x.flip(0), prompt_embeds=encode_prompt(m, "a face"),
+                    negative_prompt_embeds=encode_prompt(m, ""), guidance_scale=2.0, inversion_steps=4,
+                    progress=False, **FAST)
+    assert torch.equal(r.images, ref.images) and r.manifest["conditioning"]["prompt"] == "a face"
+    # and a pipeline folder with text_encoder/ and tokenizer/ loads them
+    root = tmp_path / "pipe"
+    _save_pipeline(root, sd)
+    te.save_pretrained(root / "text_encoder")
+    tok.save_pretrained(root / "tokenizer")
+    m2 = load_sd(root)
+    torch.testing.assert_close(encode_prompt(m2, "a face"), encode_prompt(m, "a face"))
