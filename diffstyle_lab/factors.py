@@ -45,10 +45,10 @@ def labels_of(factors, space) -> dict[str, torch.Tensor]:
 
 
 class FactorNet(nn.Module):
-    def __init__(self, space: dict[str, list[str]], width: int = 32, feat: int = 128):
+    def __init__(self, space: dict[str, list[str]], width: int = 16, feat: int = 128):
         super().__init__()
         self.space = space
-        w = width
+        self.width = w = width
         self.body = nn.Sequential(
             nn.Conv2d(3, w, 3, padding=1), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.GELU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.GELU(),
@@ -88,7 +88,7 @@ def save(net: FactorNet, path) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path / "model.safetensors"))
-    (path / "config.json").write_text(json.dumps({"space": net.space}, indent=0))
+    (path / "config.json").write_text(json.dumps({"space": net.space, "width": net.width}, indent=0))
 
 
 def load(path=None) -> FactorNet:
@@ -97,7 +97,8 @@ def load(path=None) -> FactorNet:
     if not (path / "model.safetensors").exists():
         raise FileNotFoundError(f"no factor classifier at {path}: train one with "
                                 "`python -m diffstyle_lab.factors --out PATH` (needs the [data] extra)")
-    net = FactorNet(json.loads((path / "config.json").read_text())["space"])
+    cfg = json.loads((path / "config.json").read_text())
+    net = FactorNet(cfg["space"], width=cfg.get("width", 32))
     net.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
     return net.eval().requires_grad_(False)
 
@@ -106,7 +107,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def train_classifier(n_train: int = 12000, epochs: int = 6, seed: int = 0, progress: bool = True) -> tuple[FactorNet, dict]:
+def train_classifier(n_train: int = 6000, epochs: int = 5, seed: int = 0, progress: bool = True) -> tuple[FactorNet, dict]:
     """Train on fresh renders (seed ``seed``); report per-head accuracy on 1,000 held-out renders."""
     from tqdm.auto import tqdm
     torch.manual_seed(seed)
@@ -157,8 +158,8 @@ if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser(description="train the factor classifier")
     ap.add_argument("--out", default=str(default_path()))
-    ap.add_argument("--n-train", type=int, default=12000)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--n-train", type=int, default=6000)
+    ap.add_argument("--epochs", type=int, default=5)
     a = ap.parse_args()
     net, acc = train_classifier(a.n_train, a.epochs)
     save(net, a.out)
