@@ -10,6 +10,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned, so nothing later pulls a different (multi-GB CUDA) build
 .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-.venv/bin/python -m pip install -q -e ".[notebooks,data,sd,dev]"
+.venv/bin/python -m pip install -q -e ".[notebooks,data,sd,scale,dev]"
 .venv/bin/python -m ipykernel install --user --name diffstyle_lab --display-name "diffstyle_lab" >/dev/null
 echo "diffstyle_lab is set up in $(pwd)/.venv"

@@ -12,13 +12,13 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-CONDA_NAMES = {"pytorch": "torch"}
+CONDA_NAMES = {"pytorch": "torch", "distributed": "dask"}
 
 
 def test_environment_yml_names_the_pyproject_dependencies():
     py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in py["dependencies"]}
-    for extra in ("notebooks", "data", "sd", "dev"):
+    for extra in ("notebooks", "data", "sd", "scale", "dev"):
         wanted |= {_name(r) for r in py["optional-dependencies"][extra]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "conda-forge" in env["channels"]
