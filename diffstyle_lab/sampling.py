@@ -190,6 +190,8 @@ class InjectionConfig:
     boost:     "paper" — noise at every step t ≤ t_boost; "authors" — only at inversion-grid timesteps.
     steps / spacing: the generation grid (see :func:`timestep_grid`).
     authors_noise_scale: scale D_t by 0.9985 for t ≥ 950 as the authors' code does (off: paper).
+    clip_x0:   clamp P_t to [−1, 1] (diffusers' ``clip_sample``); on plain steps ε is re-derived from
+               the clamped P_t. Helps generation from pure noise with weak models; off keeps DDIM exact.
     seed:      seeds every random draw (boosting noise).
     """
 
@@ -206,6 +208,7 @@ class InjectionConfig:
     steps: int = 50
     spacing: str = "authors"
     authors_noise_scale: bool = False
+    clip_x0: bool = False
     seed: int = 0
 
     def validate(self, T: int = 1000) -> "InjectionConfig":
@@ -319,6 +322,11 @@ def reverse(model: DiffusionModel, x_T: torch.Tensor, content: Inversion | None,
             else:
                 eps = hu.eps(x, t)
             x0, eps_dir = maths.pred_x0(x, eps, a_t), eps
+            if cfg.clip_x0:
+                x0 = x0.clamp(-1, 1)
+                eps_dir = (x - a_t ** 0.5 * x0) / (1 - a_t) ** 0.5
+        if cfg.clip_x0 and editing:
+            x0 = x0.clamp(-1, 1)
         if cfg.authors_noise_scale and t >= 950:
             eps_dir = 0.9985 * eps_dir
         noise = None
@@ -339,9 +347,11 @@ def _prepare_mask(mask, h):
 
 
 def generate(model: DiffusionModel, x_T: torch.Tensor, steps: int = 50, spacing: str = "authors",
-             t_boost: int = 0, seed: int = 0, progress: bool = True, callbacks: Sequence[Callback] = ()) -> torch.Tensor:
-    """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost)."""
-    cfg = InjectionConfig(gamma=0.0, t_edit=max(t_boost, 0), t_boost=t_boost, steps=steps, spacing=spacing, seed=seed)
+             t_boost: int = 0, seed: int = 0, progress: bool = True, callbacks: Sequence[Callback] = (),
+             clip_x0: bool = False) -> torch.Tensor:
+    """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost); ``clip_x0`` clamps P_t."""
+    cfg = InjectionConfig(gamma=0.0, t_edit=max(t_boost, 0), t_boost=t_boost, steps=steps, spacing=spacing, seed=seed,
+                          clip_x0=clip_x0)
     return reverse(model, x_T, None, cfg, progress=progress, callbacks=callbacks)
 
 

@@ -190,3 +190,13 @@ def test_boost_noise_does_not_depend_on_the_batch(setup):
     same = (both[1:] - second).abs().max()       # only float noise of batch-size-dependent kernels
     other = reverse(m, inv.x_T[1:], inv.select([1]), cfg, progress=False, sample_seeds=[9])
     assert same <= 2e-3 and (other - second).abs().max() > 20 * same
+
+
+def test_clip_x0_keeps_predictions_in_range_and_is_off_by_default(setup):
+    m, _, inv = setup
+    z = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 3
+    plain = generate(m, z, steps=10, progress=False)
+    clipped = generate(m, z, steps=10, progress=False, clip_x0=True)
+    assert clipped.abs().max() <= 1 + 1e-5
+    assert (plain - clipped).abs().max() > 1e-3
+    assert InjectionConfig().clip_x0 is False
