@@ -1,0 +1,245 @@
+"""Execute the notebooks in ``notebooks/`` with papermill: each ``NN_name.py`` (percent format, the
+source) is read with jupytext, run on a fresh kernel with its parameters, and written to
+``<out>/NN_name.ipynb`` with its outputs, plus ``<out>/NN_name.html`` (nbconvert). Each notebook's
+``out_dir`` parameter is set to ``<out>/NN_name/`` (figures, tables). Wall and CPU time per notebook
+and in total are printed and written to ``<out>/timings.json``.
+
+::
+
+    python -m diffstyle_lab.run_notebooks                 # full default run → outputs/notebooks/
+    python -m diffstyle_lab.run_notebooks --quick         # small grids and few steps (what the tests run)
+    python -m diffstyle_lab.run_notebooks --only 04 08 -p model=runs/mymodel -p steps=20
+
+Exit status 1 if any notebook failed (the executed notebook is still written, with the error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+DEFAULT_OUT = Path("outputs") / "notebooks"
+DEFAULT_TIMEOUT = 1800   # seconds per cell
+
+# Parameters of a quick run: few steps, few samples. Only those a notebook declares in its
+# ``parameters`` cell are passed to it.
+QUICK_COMMON = {"inversion_steps": 8, "steps": 8, "widget_steps": 6, "n_generate": 3, "n_pairs": 2}
+QUICK = {
+    "03_correlations": {"n_samples": 6, "batch_size": 6, "n_boot": 50, "n_perm": 10, "steps": 6},
+    "07_out_of_domain": {"n_styles": 2, "n_contents": 2},
+    "08_sweep": {"gammas": [0.0, 0.6], "t_edits": [400]},
+}
+
+
+def notebooks(directory=None) -> list[Path]:
+    """The notebook sources ``NN_*.py`` of ``directory`` (default: the project's ``notebooks/``), in order."""
+    d = Path(directory) if directory else NOTEBOOK_DIR
+    return sorted(p for p in d.glob("[0-9][0-9]_*.py"))
+
+
+def read(path):
+    """A notebook source as an nbformat notebook (jupytext; ``.py`` percent or ``.ipynb``)."""
+    import jupytext
+    return jupytext.read(str(path))
+
+
+def parameter_cell(nb):
+    """The code cell tagged ``parameters`` (papermill's convention), or None."""
+    for c in nb.cells:
+        if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", []):
+            return c
+    return None
+
+
+def declared_parameters(nb) -> dict:
+    """Names and default values of the parameters cell (literal values only; others as source text)."""
+    cell = parameter_cell(nb)
+    if cell is None:
+        return {}
+    out = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                out[node.targets[0].id] = ast.get_source_segment(cell.source, node.value)
+    return out
+
+
+def parameters_for(name: str, nb, quick: bool = False, extra: dict | None = None, out_dir=None,
+                   cache_dir=None) -> dict:
+    """The parameters to pass to notebook ``name``: ``out_dir`` and ``cache_dir``, the quick
+    settings (if ``quick``), then ``extra`` — each kept only if the notebook declares it."""
+    declared = declared_parameters(nb)
+    p = {}
+    if out_dir is not None:
+        p["out_dir"] = str(out_dir)
+    if cache_dir is not None:
+        p["cache_dir"] = str(cache_dir)
+    if quick:
+        p.update(QUICK_COMMON)
+        p.update(QUICK.get(name, {}))
+    p.update(extra or {})
+    return {k: v for k, v in p.items() if k in declared}
+
+
+def _cpu_seconds() -> float:
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def run_one(source, out="outputs/notebooks", parameters: dict | None = None, quick: bool = False,
+            html: bool = True, kernel: str = "python3", cwd=None, timeout: int | None = DEFAULT_TIMEOUT,
+            progress: bool = False, cache_dir=None) -> dict:
+    """Execute one notebook source into ``out``; returns ``{"notebook", "ok", "error", "wall_s",
+    "cpu_s", "parameters", "ipynb", "html"}``. ``cache_dir`` (passed as the notebooks'
+    ``cache_dir`` parameter) lets notebooks share DDIM inversions on disk."""
+    import papermill as pm
+    source = Path(source)
+    name = source.stem
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    nb = read(source)
+    params = parameters_for(name, nb, quick, parameters, out_dir=(out / name).resolve(),
+                            cache_dir=None if cache_dir is None else Path(cache_dir).resolve())
+    ipynb = out / f"{name}.ipynb"
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    error = None
+    try:
+        pm.execute_notebook(nb, str(ipynb), parameters=params, kernel_name=kernel, language="python", progress_bar=progress,
+                            cwd=str(cwd or source.parent), execution_timeout=timeout or None)
+    except Exception as e:  # papermill writes the notebook with the failing cell marked
+        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+    html_path = None
+    if html and ipynb.exists():
+        html_path = out / f"{name}.html"
+        to_html(ipynb, html_path)
+    return {"notebook": name, "ok": error is None, "error": error, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "parameters": params, "ipynb": str(ipynb), "html": None if html_path is None else str(html_path)}
+
+
+def to_html(ipynb, html_path) -> Path:
+    """Export an executed notebook to HTML with nbconvert."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(ipynb), as_version=4))
+    Path(html_path).write_text(body, encoding="utf-8")
+    return Path(html_path)
+
+
+def select(sources: list[Path], only) -> list[Path]:
+    if not only:
+        return sources
+    keep = [p for p in sources if any(p.stem == o or p.stem.startswith(o) for o in only)]
+    missing = [o for o in only if not any(p.stem == o or p.stem.startswith(o) for p in sources)]
+    if missing:
+        raise SystemExit(f"no notebook matches {missing}; have {[p.stem for p in sources]}")
+    return keep
+
+
+def run_all(only=None, out=DEFAULT_OUT, quick: bool = False, parameters: dict | None = None, html: bool = True,
+            kernel: str = "python3", directory=None, timeout: int | None = DEFAULT_TIMEOUT, cache: bool = True,
+            jobs: int = 1, echo=print) -> dict:
+    """Execute every notebook (or those in ``only``: names or number prefixes) and return
+    ``{"notebooks": [per-notebook dicts], "wall_s", "cpu_s", "quick", "ok"}`` (also written to
+    ``<out>/timings.json``). With ``cache``, the notebooks share inversions through
+    ``<out>/inversion_cache`` (so a notebook's time depends on what ran before it). ``jobs`` > 1
+    runs that many notebooks at once, each in its own process (CPU time is then the sum of the
+    notebooks' own)."""
+    sources = select(notebooks(directory), only)
+    if not sources:
+        raise SystemExit(f"no notebooks found in {directory or NOTEBOOK_DIR}")
+    out = Path(out)
+    t0, c0 = time.perf_counter(), _cpu_seconds()
+    kw = dict(out=out, parameters=parameters, quick=quick, html=html, kernel=kernel, timeout=timeout,
+              cache_dir=out / "inversion_cache" if cache else None)
+
+    def report(r):
+        status = "ok" if r["ok"] else f"FAILED — {r['error']}"
+        echo(f"  {r['notebook']}: {status}   wall {r['wall_s']:7.1f} s   cpu {r['cpu_s']:7.1f} s   → {r['ipynb']}")
+
+    if jobs <= 1:
+        rows = []
+        for src in sources:
+            echo(f"▶ {src.stem} …")
+            rows.append(run_one(src, **kw))
+            report(rows[-1])
+        cpu = _cpu_seconds() - c0
+    else:  # one process per running notebook; each measures its own kernel's CPU time
+        from concurrent.futures import ProcessPoolExecutor
+        echo(f"▶ {len(sources)} notebooks, {jobs} at a time …")
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(run_one, src, **kw) for src in sources]
+            rows = []
+            for f in futures:
+                rows.append(f.result())
+                report(rows[-1])
+        cpu = sum(r["cpu_s"] for r in rows)
+    summary = {"notebooks": rows, "wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(cpu, 2),
+               "quick": quick, "jobs": jobs, "ok": all(r["ok"] for r in rows), "cpu_count": os.cpu_count(),
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (out / "timings.json").write_text(json.dumps(summary, indent=1))
+    echo(f"total: {len(rows)} notebooks, wall {summary['wall_s']:.1f} s, cpu {summary['cpu_s']:.1f} s "
+         f"({'quick' if quick else 'full'} run; {sum(not r['ok'] for r in rows)} failed) → {out}")
+    return summary
+
+
+def _parse_param(text: str):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"-p {text!r}: write name=value")
+    k, v = text.split("=", 1)
+    try:
+        val = json.loads(v)
+    except json.JSONDecodeError:
+        val = v
+    return k.strip(), val
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="diffstyle-lab notebooks",
+                                 description="Execute the notebooks with papermill into executed .ipynb + HTML.")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: outputs/notebooks)")
+    ap.add_argument("--quick", action="store_true", help="small grids and few steps (a smoke run)")
+    ap.add_argument("--only", nargs="+", metavar="NB", help="notebook names or number prefixes, e.g. 01 04_slerp")
+    ap.add_argument("-p", "--param", action="append", type=_parse_param, default=[], metavar="NAME=VALUE",
+                    help="set a notebook parameter (JSON value or plain string); repeatable")
+    ap.add_argument("--model", help="shortcut for -p model=PATH_OR_ID")
+    ap.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="do not share inversions between notebooks through <out>/inversion_cache")
+    ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
+    ap.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
+    ap.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
+                    help=f"per-cell timeout in seconds (default {DEFAULT_TIMEOUT}; 0 = none): a hung cell fails "
+                         "the notebook instead of blocking the run")
+    ap.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.list:
+        for src in notebooks():
+            nb = read(src)
+            print(f"{src.stem}: {declared_parameters(nb)}")
+        return 0
+    params = dict(a.param)
+    if a.model:
+        params["model"] = a.model
+    summary = run_all(a.only, a.out, quick=a.quick, parameters=params, html=not a.no_html, kernel=a.kernel,
+                      timeout=a.timeout, cache=not a.no_cache, jobs=a.jobs)
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""The notebooks: sources and paired .ipynb agree, committed .ipynb carry no outputs, each has a
+papermill ``parameters`` cell and a hosted-setup cell that does nothing locally, and every notebook
+executes with quick parameters (papermill) and shows its figures. Also the helpers of
+``diffstyle_lab.notebook`` and ``diffstyle_lab.run_notebooks``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
+NAMES = [p.stem for p in SOURCES]
+EXPECTED = ["01_tour_of_h_space", "02_replacing_h", "03_correlations", "04_slerp", "05_calibration",
+            "06_local_mixing", "07_out_of_domain", "08_sweep"]
+
+jupytext = pytest.importorskip("jupytext")
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source.strip(), tuple(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
+
+
+def test_all_notebooks_are_there():
+    assert NAMES == EXPECTED
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_py_and_ipynb_are_in_sync(src):
+    ipynb = src.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} missing: run `jupytext --sync {src.relative_to(ROOT)}`"
+    a, b = _cells(jupytext.read(str(src))), _cells(jupytext.read(str(ipynb)))
+    assert len(a) == len(b), f"{src.name} has {len(a)} cells, {ipynb.name} {len(b)}: run jupytext --sync"
+    for k, (ca, cb) in enumerate(zip(a, b)):
+        assert ca == cb, f"cell {k} differs between {src.name} and {ipynb.name}: run jupytext --sync"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_committed_ipynb_has_no_outputs(src):
+    nb = json.loads(src.with_suffix(".ipynb").read_text())
+    for k, c in enumerate(nb["cells"]):
+        if c["cell_type"] == "code":
+            assert c.get("outputs") == [], f"cell {k} of {src.stem}.ipynb carries outputs"
+            assert c.get("execution_count") is None, f"cell {k} of {src.stem}.ipynb has an execution count"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_parameters_cell(src):
+    from diffstyle_lab import run_notebooks as rn
+    nb = jupytext.read(str(src))
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
+    params = rn.declared_parameters(nb)
+    assert params.get("model", "missing") is None, "model=None (→ the default model) must be a parameter"
+    assert "device" in params and "out_dir" in params and "threads" in params
+    # every quick setting the runner would pass is a literal the notebook declares
+    quick = rn.parameters_for(src.stem, nb, quick=True)
+    assert quick, f"{src.stem}: no quick parameters apply"
+    for k, v in quick.items():
+        assert type(v) is type(params[k]) or params[k] is None, f"{k}: quick {v!r} vs default {params[k]!r}"
+    # the parameters cell comes after the hosted-setup cell and before any use of the model
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code.index(tagged[0]) == 1
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_markdown_opens_with_what_you_learn_and_closes_with_what_figures_show(src):
+    nb = jupytext.read(str(src))
+    assert nb.cells[0].cell_type == "markdown" and "What you will learn" in nb.cells[0].source
+    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert any(s.startswith("## What the figures show") for s in md)
+    # the closing code cell prints measured values
+    assert "Measured on" in nb.cells[-1].source and nb.cells[-1].cell_type == "code"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_hosted_setup_cell_does_nothing_locally(src, monkeypatch):
+    nb = jupytext.read(str(src))
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert "google.colab" in first.source and "pip" in first.source
+    for k in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "COLAB_GPU", "DIFFSTYLE_LAB_DEVICE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    import subprocess
+
+    def refuse(*a, **k):
+        raise AssertionError("the hosted-setup cell ran a command on a local kernel")
+    monkeypatch.setattr(subprocess, "run", refuse)
+    env_before = dict(os.environ)
+    ns: dict = {}
+    exec(compile(first.source, f"{src.name}:setup", "exec"), ns)
+    assert dict(os.environ) == env_before
+    assert "torch" not in ns
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution with papermill (quick parameters)
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    pytest.importorskip("papermill")
+    from diffstyle_lab import run_notebooks as rn
+    out = tmp_path_factory.mktemp("notebooks")
+    summary = rn.run_all(out=out, quick=True, html=False, jobs=2, timeout=600, echo=lambda *a: None)
+    return out, {r["notebook"]: r for r in summary["notebooks"]}, summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_executes_with_quick_parameters(executed, name):
+    import nbformat
+    out, rows, _ = executed
+    r = rows[name]
+    assert r["ok"], f"{name} failed: {r['error']} (see {r['ipynb']})"
+    nb = nbformat.read(r["ipynb"], as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    n_png = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert n_png >= 2, f"{name}: expected figures in the executed notebook, found {n_png}"
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "Measured on" in text and "nan s" not in text
+    # the papermill parameters were injected (quick steps, out_dir) and the figures saved there
+    injected = [c for c in nb.cells if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(injected) == 1 and "out_dir" in injected[0].source
+    assert list((out / name).glob("*.png")), f"{name} saved no figure into its out_dir"
+    if "widgets.Dropdown" in "".join(c.source for c in nb.cells):
+        assert "re-render" in text and "took" in text
+
+
+@pytest.mark.slow
+def test_notebooks_run_on_another_checkpoint(tmp_path):
+    """``model=<folder>`` runs a notebook on any diffusers checkpoint: here a tiny random 16-px
+    U-Net whose h grid is 8×8 (not the default model's 4×4)."""
+    import nbformat
+    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.models import DEFAULT_SCHEDULER, tiny_unet
+    folder = tmp_path / "tiny"
+    tiny_unet(seed=1).save_pretrained(str(folder / "unet"))
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(DEFAULT_SCHEDULER))
+    summary = rn.run_all(only=["01", "06"], out=tmp_path / "out", quick=True, html=False, jobs=2, timeout=600,
+                         parameters={"model": str(folder)}, echo=lambda *a: None)
+    for r in summary["notebooks"]:
+        assert r["ok"], f"{r['notebook']} on a tiny checkpoint: {r['error']}"
+        assert r["parameters"]["model"] == str(folder)
+        nb = nbformat.read(r["ipynb"], as_version=4)
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                       if o.output_type == "stream")
+        assert f"model: {folder}" in text
+        if r["notebook"].startswith("06"):
+            assert "h grid 8×8" in text
+
+
+@pytest.mark.slow
+def test_sweep_writes_a_tidy_table(executed):
+    import pandas as pd
+    from diffstyle_lab import run_notebooks as rn
+    out, rows, _ = executed
+    df = pd.read_csv(out / "08_sweep" / "sweep.csv")
+    q = {**rn.QUICK_COMMON, **rn.QUICK["08_sweep"]}
+    assert len(df) == len(q["gammas"]) * len(q["t_edits"]) * q["n_pairs"]
+    for col in ("pair", "gamma", "t_edit", "struct_content", "struct_style", "bg_dist_style", "bg_dist_content",
+                "psnr_content", "psnr_style"):
+        assert col in df.columns
+    assert sorted(df.gamma.unique()) == sorted(q["gammas"])
+    assert df[["struct_content", "bg_dist_style", "psnr_style"]].notna().all().all()
+    assert (out / "08_sweep" / "sweep.png").exists()
+
+
+@pytest.mark.slow
+def test_timings_and_html(executed, tmp_path):
+    from diffstyle_lab import run_notebooks as rn
+    out, rows, summary = executed
+    t = json.loads((out / "timings.json").read_text())
+    assert [r["notebook"] for r in t["notebooks"]] == EXPECTED and t["quick"] is True
+    assert all(r["cpu_s"] > 0 and r["wall_s"] > 0 for r in t["notebooks"])
+    html = rn.to_html(rows["04_slerp"]["ipynb"], tmp_path / "04.html").read_text()
+    assert "data:image/png;base64" in html and "What the figures show" in html
+
+
+# ---------------------------------------------------------------------------------------------
+# run_notebooks helpers
+
+def test_runner_passes_only_declared_parameters():
+    from diffstyle_lab import run_notebooks as rn
+    nb = jupytext.read(str(NB_DIR / "01_tour_of_h_space.py"))
+    p = rn.parameters_for("01_tour_of_h_space", nb, quick=True, extra={"gamma": 0.5, "inversion_steps": 12},
+                          out_dir="/x", cache_dir="/c")
+    assert "gamma" not in p and "cache_dir" not in p            # 01 declares neither
+    assert p["inversion_steps"] == 12 and p["out_dir"] == "/x"  # extra wins over quick
+    nb8 = jupytext.read(str(NB_DIR / "08_sweep.py"))
+    p8 = rn.parameters_for("08_sweep", nb8, quick=True, cache_dir="/c")
+    assert p8["gammas"] == rn.QUICK["08_sweep"]["gammas"] and p8["cache_dir"] == "/c"
+    assert rn.parameters_for("08_sweep", nb8) == {}
+
+
+def test_runner_cli(capsys):
+    from diffstyle_lab import run_notebooks as rn
+    assert rn.main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(n in listed for n in EXPECTED)
+    with pytest.raises(SystemExit):
+        rn.main(["--only", "99_nothing"])
+    assert rn.build_parser().parse_args(["-p", "gammas=[0.1, 0.2]", "-p", "model=runs/x"]).param == \
+        [("gammas", [0.1, 0.2]), ("model", "runs/x")]
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook helpers
+
+def test_explorer_widget_and_static_path():
+    widgets = pytest.importorskip("ipywidgets")
+    from diffstyle_lab import notebook as nb
+    calls = []
+    fixed_img = torch.zeros(3, 8, 8)
+
+    def render(a, b=1):
+        calls.append((a, b))
+        return {"input": fixed_img, "out": torch.full((3, 8, 8), a / 10.0), "map": torch.rand(4, 4)}
+
+    view = nb.Explorer(render, {"a": widgets.IntSlider(value=1, min=0, max=9)}, fixed={"b": 2})
+    view.show()
+    assert calls == [(1, 2)] and len(view.latencies) == 1
+    image = view.widget.children[-1]
+    assert isinstance(image, widgets.Image) and image.value[:4] == b"\x89PNG"   # no Output widget (nbclient#312)
+    first = image.value
+    lat = view.set(a=3)                        # a slider move re-renders once
+    assert calls[-1] == (3, 2) and len(view.latencies) == 2 and lat == view.latencies[-1] >= 0
+    assert image.value != first
+    view.controls["a"].value = 5               # as the frontend would
+    assert calls[-1] == (5, 2)
+    rows, labels, names = view.static_rows([{"a": 0}, {"a": 9}])
+    assert names == ["input", "out", "map"] and labels == ["a=0", "a=9"]
+    assert rows[1][0] is None and rows[1][1] is not None   # the unchanged input is drawn once
+    fig = view.static_figure([{"a": 0}, {"a": 9}])
+    assert len(fig.axes) == 6
+    fig = view.sweep_figure("a", [0, 4, 8], rows=[{"b": 1}, {"b": 2}], keep=("input",), result="out")
+    assert len(fig.axes) == 2 * 4
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def test_mask_toggles_drive_an_explorer():
+    pytest.importorskip("ipywidgets")
+    from diffstyle_lab import notebook as nb
+    t = nb.mask_toggles(2, 3, initial=[[1, 0, 0], [0, 0, 1]])
+    assert t.value == ((1, 0, 0), (0, 0, 1))
+    seen = []
+    view = nb.Explorer(lambda mask: seen.append(nb.mask_from_cells(mask)) or {"m": nb.mask_from_cells(mask)},
+                       {"mask": t})
+    view.show()
+    t._buttons[0][1].value = True              # a click on cell (0, 1)
+    assert t.value == ((1, 1, 0), (0, 0, 1))
+    assert torch.equal(seen[-1], torch.tensor([[1.0, 1, 0], [0, 0, 1]]))
+    t.value = ((0, 0, 0), (1, 1, 1))           # setting the value moves the buttons
+    assert [b.value for b in t._buttons[1]] == [True, True, True]
+    assert torch.equal(nb.mask_from_cells({(0, 2)}, shape=(2, 3)), torch.tensor([[0.0, 0, 1], [0, 0, 0]]))
+    up = nb.upsample_mask(torch.tensor([[1.0, 0], [0, 1]]), 4)
+    assert up.shape == (4, 4) and up[:2, :2].eq(1).all() and up[:2, 2:].eq(0).all()
+    with pytest.raises(ValueError):
+        nb.mask_toggles(2, 2, initial=[[1, 0, 0]])
+
+
+def test_inversion_store_inverts_each_image_once(tiny, images, tmp_path):
+    import diffstyle_lab as dl
+    from diffstyle_lab import notebook as nb
+    store = nb.InversionStore(tiny, steps=5, disk=tmp_path / "c")
+    a = store(images)
+    assert (store.hits, store.misses) == (0, 2)
+    b = store(torch.cat([images[1:], images[1:]]))      # seen before, and twice in one batch
+    assert (store.hits, store.misses) == (2, 2) and len(store) == 2
+    assert torch.equal(b.x_T[0], a.x_T[1]) and torch.equal(b.h[1], a.h[1])
+    ref = dl.ddim_invert(tiny, images, steps=5, progress=False)
+    assert torch.allclose(a.x_T, ref.x_T, atol=1e-5) and a.ts == ref.ts
+    assert list((tmp_path / "c").glob("*/*.safetensors"))          # written through to disk
+    fresh = nb.InversionStore(tiny, steps=5, disk=tmp_path / "c")
+    fresh(images)
+    assert fresh.disk.hits == 2                                     # a new kernel reads the disk cache
+
+
+def test_measures_and_layout(tiny, images):
+    from diffstyle_lab import notebook as nb
+    df = nb.measures(images, images, images.flip(0))
+    assert len(df) == 2
+    assert np.allclose(df.struct_content, 1.0) and (df.bg_dist_content.abs() < 1e-4).all()
+    assert (df.out_of_range == 0).all() and (df.tv > 0).all()
+    assert nb.h_shape(tiny) == tuple(nb.block_table(tiny).attrs["h"])
+    tab = nb.block_table(tiny)
+    assert tab["hook point"].str.contains("h = ").sum() == 1
+    assert tab.parameters.sum() == sum(p.numel() for p in tiny.unet.parameters()) - \
+        sum(p.numel() for n, p in tiny.unet.named_parameters() if n.startswith(("time_", "conv_norm_out")))
+
+
+def test_ood_images_are_the_shipped_ones():
+    from PIL import Image
+    from diffstyle_lab import notebook as nb
+    made = nb.ood_images()
+    assert set(made) == {"stripes", "sunset", "clouds", "checker", "swirl", "mosaic"}
+    assert not np.array_equal(made["clouds"], nb.ood_images(seed=1)["clouds"])
+    for name, a in made.items():
+        assert a.shape == (128, 128, 3) and a.dtype == np.uint8 and a.std() > 10
+        shipped = nb.ood_folder() / f"{name}.png"
+        assert shipped.exists(), f"{shipped} missing: python -c 'from diffstyle_lab.notebook import write_ood_images as w; w(\"data/ood\")'"
+        assert np.array_equal(np.asarray(Image.open(shipped).convert("RGB")), a)
+    assert (nb.ood_folder() / "README.md").exists()
