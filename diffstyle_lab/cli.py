@@ -128,6 +128,9 @@ def _run_notebooks(rest) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["notebooks"]:          # everything after it belongs to the papermill runner
+        return _run_notebooks(argv[1:])
     p = argparse.ArgumentParser(prog="diffstyle-lab", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -177,10 +180,8 @@ def main(argv=None) -> int:
     from .convert import register as _register_convert
     _register_convert(sub)
 
-    n = sub.add_parser("notebooks", help="execute every notebook with papermill into outputs/ (ipynb + HTML)",
-                       add_help=False)
-    n.set_defaults(fn=lambda a: _run_notebooks(a.rest))
-    n.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("notebooks", help="execute every notebook with papermill into outputs/ (ipynb + HTML); "
+                   "`diffstyle-lab notebooks --help` lists its options")
 
     a = p.parse_args(argv)
     try:

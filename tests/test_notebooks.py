@@ -310,3 +310,10 @@ def test_ood_images_are_the_shipped_ones():
         assert shipped.exists(), f"{shipped} missing: python -c 'from diffstyle_lab.notebook import write_ood_images as w; w(\"data/ood\")'"
         assert np.array_equal(np.asarray(Image.open(shipped).convert("RGB")), a)
     assert (nb.ood_folder() / "README.md").exists()
+
+
+def test_cli_forwards_options_to_the_notebook_runner(capsys):
+    from diffstyle_lab.cli import main
+    assert main(["notebooks", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "01_tour_of_h_space" in out and "08_sweep" in out
