@@ -280,11 +280,7 @@ def reverse(model: DiffusionModel, x_T: torch.Tensor, content: Inversion | None,
     b = x.shape[0]
     if content is not None and len(content) != b:
         raise ValueError(f"{len(content)} content inversions for {b} starting points; pair them first")
-    if sample_seeds is None:
-        sample_seeds = [int(cfg.seed) + i for i in range(b)]
-    if len(sample_seeds) != b:
-        raise ValueError(f"{len(sample_seeds)} sample_seeds for {b} samples")
-    gens = [torch.Generator(device="cpu").manual_seed(int(sd)) for sd in sample_seeds]
+    gens = sample_generators(cfg.seed, b, sample_seeds)
     mask = None
     inv_grid = set(content.grid) if content is not None else None
     bar = _bar(len(ts), "inject" if content is not None else "generate", progress)
@@ -301,11 +297,7 @@ def reverse(model: DiffusionModel, x_T: torch.Tensor, content: Inversion | None,
                 nonlocal mask
                 if cfg.mask is not None and mask is None:
                     mask = _prepare_mask(cfg.mask, h)
-                if mask is not None and cfg.mask_norm == "none" and cfg.method == "normalised_slerp":
-                    mixed = maths.slerp(h, hc, cfg.gamma)
-                else:
-                    mixed = maths.mix_h(h, hc, cfg.gamma, cfg.method)
-                return mixed if mask is None else maths.masked_mix(h, mixed, mask)
+                return mix_for_config(cfg, h, hc, mask)
             eps, eps_tilde, h, h_tilde, g = hu.asymmetric_eps(x, t, edit, force_doubling=force_doubling)
             _emit(callbacks, StepInfo("inject", len(ts) - 1 - i, t, x, h, g, h_tilde, hc))
             if cfg.calibrate:
@@ -331,12 +323,38 @@ def reverse(model: DiffusionModel, x_T: torch.Tensor, content: Inversion | None,
             eps_dir = 0.9985 * eps_dir
         noise = None
         if sigma > 0:
-            noise = torch.stack([torch.randn(x.shape[1:], generator=gk, dtype=torch.float32) for gk in gens]).to(x)
+            noise = sample_noise(gens, x)
         x = maths.ddim_step(x0, eps_dir, a_prev, sigma, noise)
         _check_finite(x, "injection" if content is not None else "generation", len(ts) - 1 - i, t)
         bar.update(1)
     bar.close()
     return x
+
+
+def mix_for_config(cfg: InjectionConfig, h, hc, mask=None):
+    """h̃ for one editing step as ``cfg`` says: its mixing rule, then the mask (if any).
+
+    With a mask and ``mask_norm="none"`` normalised Slerp becomes plain Slerp inside the mask (the
+    authors' local mixing)."""
+    if mask is not None and cfg.mask_norm == "none" and cfg.method == "normalised_slerp":
+        mixed = maths.slerp(h, hc, cfg.gamma)
+    else:
+        mixed = maths.mix_h(h, hc, cfg.gamma, cfg.method)
+    return mixed if mask is None else maths.masked_mix(h, mixed, mask)
+
+
+def sample_noise(gens, x: torch.Tensor) -> torch.Tensor:
+    """One draw per sample from its own generator (so a sample's noise does not depend on its batch)."""
+    return torch.stack([torch.randn(x.shape[1:], generator=g, dtype=torch.float32) for g in gens]).to(x)
+
+
+def sample_generators(seed: int, b: int, sample_seeds: Sequence[int] | None = None):
+    """Per-sample CPU generators seeded by ``sample_seeds`` (default ``seed + i``)."""
+    if sample_seeds is None:
+        sample_seeds = [int(seed) + i for i in range(b)]
+    if len(sample_seeds) != b:
+        raise ValueError(f"{len(sample_seeds)} sample_seeds for {b} samples")
+    return [torch.Generator(device="cpu").manual_seed(int(sd)) for sd in sample_seeds]
 
 
 def _prepare_mask(mask, h):

@@ -65,7 +65,8 @@ from . import maths
 from .hooks import HookedUNet
 from .models import ModelUnavailableError, alphas_cumprod_from_config
 from .sampling import (Callback, InjectionConfig, Inversion, Result, StepInfo, _bar, _check_finite, _emit, _eta_at,
-                       _prepare_mask, manifest, pair_up, timestep_grid)
+                       _prepare_mask, manifest, mix_for_config, pair_up, sample_generators, sample_noise,
+                       timestep_grid)
 
 KNOWN_SD = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": {"revision": "main", "resolution": 512},
@@ -505,14 +506,6 @@ def _content_h(content: Inversion, t: int, guided: bool) -> torch.Tensor:
     return torch.cat([hc[:, 0], hc[:, 1]]) if guided else hc[:, -1]
 
 
-def _mix(cfg: InjectionConfig, h, hc, mask):
-    if mask is not None and cfg.mask_norm == "none" and cfg.method == "normalised_slerp":
-        mixed = maths.slerp(h, hc, cfg.gamma)
-    else:
-        mixed = maths.mix_h(h, hc, cfg.gamma, cfg.method)
-    return mixed if mask is None else maths.masked_mix(h, mixed, mask)
-
-
 @torch.no_grad()
 def reverse_latents(model: SDModel, z_T: torch.Tensor, content: Inversion | None, cfg: InjectionConfig,
                     cond: Conditioning, progress: bool = True, callbacks: Sequence[Callback] = ()) -> torch.Tensor:
@@ -537,7 +530,7 @@ def reverse_latents(model: SDModel, z_T: torch.Tensor, content: Inversion | None
             raise ValueError("guided injection needs the content's h of both branches: invert it with "
                              "ddim_invert_latents(..., record_uncond=True) (inject_sd does this when "
                              "guidance_scale is set)")
-    gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
+    gens = sample_generators(cfg.seed, b)
     mask = None
     inv_grid = set(content.grid) if content is not None else None
     bar = _bar(len(ts), "inject (latent)" if content is not None else "generate (latent)", progress)
@@ -559,7 +552,7 @@ def reverse_latents(model: SDModel, z_T: torch.Tensor, content: Inversion | None
                     mask = _prepare_mask(cfg.mask, h[:b])
                     if cond.guided and mask.shape[0] == b and b > 1:
                         mask = torch.cat([mask, mask])
-                return _mix(cfg, h, hc, mask)
+                return mix_for_config(cfg, h, hc, mask)
             eps, eps_t, h, h_t, g = model_eps_asymmetric(model, x, t, cond, edit)
             _emit(callbacks, StepInfo("inject", step, t, x, h, g, h_t, hc))
             if cfg.calibrate:
@@ -575,7 +568,7 @@ def reverse_latents(model: SDModel, z_T: torch.Tensor, content: Inversion | None
             x0, eps_dir = maths.pred_x0(x, eps, a_t), eps
         if cfg.authors_noise_scale and t >= 950:
             eps_dir = 0.9985 * eps_dir
-        noise = torch.randn(x.shape, generator=gen, dtype=torch.float32).to(x) if sigma > 0 else None
+        noise = sample_noise(gens, x) if sigma > 0 else None
         x = maths.ddim_step(x0, eps_dir, a_prev, sigma, noise)
         _check_finite(x, "latent injection" if content is not None else "latent generation", step, t)
         bar.update(1)
