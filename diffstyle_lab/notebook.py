@@ -96,6 +96,15 @@ def sample_images(kind: str = "content", size: int = 32) -> tuple[torch.Tensor, 
     return load_folder(data_path("samples", kind), size)
 
 
+def sample_pairs(size: int, n_pairs: int, content_dir=None, style_dir=None):
+    """Up to ``n_pairs`` (content, style) pairs zipped in order: the shipped sample faces, or the
+    images of ``content_dir`` / ``style_dir``. Returns ``(content, style, c_names, s_names)``."""
+    content, c_names = load_folder(content_dir, size) if content_dir else sample_images("content", size)
+    style, s_names = load_folder(style_dir, size) if style_dir else sample_images("style", size)
+    n = min(n_pairs, len(content), len(style))
+    return content[:n], style[:n], c_names[:n], s_names[:n]
+
+
 class stopwatch:
     """``with stopwatch() as sw: …`` then ``sw.seconds`` (wall clock)."""
 

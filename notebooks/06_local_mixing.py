@@ -68,10 +68,8 @@ from diffstyle_lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
-content, c_names = nb.sample_images("content", m.sample_size)
-style, s_names = nb.sample_images("style", m.sample_size)
-n = min(n_pairs, len(content), len(style))
-content, style = content[:n], style[:n]
+content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs)
+n = len(content)
 pair_names = [f"{c_names[i]} × {s_names[i]}" for i in range(n)]
 store = nb.InversionStore(m, steps=inversion_steps, disk=cache_dir)
 with nb.stopwatch() as sw:
