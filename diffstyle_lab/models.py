@@ -71,8 +71,11 @@ class DiffusionModel:
     def device(self):
         return self.hooked.device
 
-    def to(self, device):
-        self.unet.to(device)
+    def to(self, device=None, dtype=None):
+        """Move (and optionally cast, e.g. ``dtype=torch.float64`` for exact comparisons) the U-Net."""
+        self.unet.to(device=device, dtype=dtype)
+        if dtype is not None:
+            self._weights_hash = None
         return self
 
     @property
