@@ -50,6 +50,10 @@ class DiffusionModel:
     source: str
     revision: str | None = None
     _weights_hash: str | None = None
+    defaults: dict = dataclasses.field(default_factory=dict)
+    """Per-model injection defaults (``InjectionConfig`` fields, e.g. ``{"t_edit": 500}``): from the
+    folder's ``diffstyle_lab.json`` or ``KNOWN_MODELS[id]["defaults"]``; applied by
+    ``InjectionConfig.for_model(model)``. Empty: the package defaults."""
 
     def __post_init__(self):
         self.hooked = HookedUNet(self.unet)
@@ -93,6 +97,7 @@ class DiffusionModel:
     def describe(self) -> dict:
         return {"source": self.source, "revision": self.revision, "weights_sha256": self.weights_hash,
                 "class": type(self.unet).__name__, "sample_size": self.sample_size,
+                "injection_defaults": dict(self.defaults),
                 "scheduler": {k: self.scheduler_config.get(k) for k in
                               ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")}}
 
@@ -192,9 +197,54 @@ def load_model(id_or_dir, revision: str | None = None, device="cpu", dtype=torch
         rev = revision or KNOWN_MODELS.get(str(id_or_dir), {}).get("revision", "main")
         root = _hub_snapshot(str(id_or_dir), rev, local_files_only)
     unet_dir = root / "unet" if (root / "unet").is_dir() else root
+    defaults = read_model_defaults(root) if (root / MODEL_DEFAULTS_FILE).is_file() else \
+        dict(KNOWN_MODELS.get(str(id_or_dir), {}).get("defaults", {}))
     unet = load_unet_folder(unet_dir, dtype=dtype).to(device)
     cfg = _scheduler_config(root)
-    return DiffusionModel(unet, alphas_cumprod_from_config(cfg), cfg, source or str(id_or_dir), rev)
+    return DiffusionModel(unet, alphas_cumprod_from_config(cfg), cfg, source or str(id_or_dir), rev,
+                          defaults=defaults)
+
+
+MODEL_DEFAULTS_FILE = "diffstyle_lab.json"
+
+
+def read_model_defaults(folder) -> dict:
+    """The ``injection_defaults`` of ``folder/diffstyle_lab.json``, checked strictly.
+
+    The file is ``{"injection_defaults": {"t_edit": 500, "t_boost": 200, ...}}``: keys are
+    :class:`~diffstyle_lab.sampling.InjectionConfig` fields (not ``mask``), values of the field's
+    type and range. Anything else is a one-line ``ValueError`` naming the file.
+    """
+    from .sampling import InjectionConfig
+    path = Path(folder) / MODEL_DEFAULTS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not readable JSON ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                         'write {"injection_defaults": {"t_edit": 400, ...}}') from None
+    if not isinstance(data, dict) or set(data) - {"injection_defaults", "comment"}:
+        extra = sorted(set(data) - {"injection_defaults", "comment"}) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: unexpected content {extra}; the file holds "
+                         '{"injection_defaults": {...}} (and optionally "comment")')
+    d = data.get("injection_defaults", {})
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: injection_defaults must be an object of InjectionConfig fields")
+    fields = {f.name: f.default for f in dataclasses.fields(InjectionConfig) if f.name != "mask"}
+    for k, v in d.items():
+        if k not in fields:
+            raise ValueError(f"{path}: injection_defaults.{k} is not an InjectionConfig field; "
+                             f"choose from {sorted(fields)}")
+        want = type(fields[k])
+        ok = isinstance(v, bool) if want is bool else \
+            (isinstance(v, (int, float)) and not isinstance(v, bool)) if want is float else \
+            (isinstance(v, want) and not isinstance(v, bool))
+        if not ok:
+            raise ValueError(f"{path}: injection_defaults.{k}={v!r} must be of type {want.__name__}")
+    try:
+        InjectionConfig(**d).validate()
+    except ValueError as e:
+        raise ValueError(f"{path}: injection_defaults: {e}") from None
+    return dict(d)
 
 
 def _hub_snapshot(repo_id: str, revision: str, local_files_only: bool | None) -> Path:

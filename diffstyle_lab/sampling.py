@@ -211,6 +211,12 @@ class InjectionConfig:
     clip_x0: bool = False
     seed: int = 0
 
+    @classmethod
+    def for_model(cls, model, **overrides) -> "InjectionConfig":
+        """The package defaults, then ``model.defaults`` (its folder's ``diffstyle_lab.json`` or the
+        registry's), then ``overrides``; validated against the model's T."""
+        return cls(**{**getattr(model, "defaults", {}), **overrides}).validate(model.T)
+
     def validate(self, T: int = 1000) -> "InjectionConfig":
         def bad(name, val, why):
             raise ValueError(f"{name}={val!r}: {why}")

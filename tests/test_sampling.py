@@ -210,3 +210,58 @@ def test_clip_x0_keeps_predictions_in_range_and_is_off_by_default(setup):
     assert clipped.abs().max() <= 1 + 1e-5
     assert (plain - clipped).abs().max() > 1e-3
     assert InjectionConfig().clip_x0 is False
+
+
+# -- per-model injection defaults --------------------------------------------------------------
+
+def _save_tiny(folder, defaults_text=None):
+    from diffstyle_lab.models import DEFAULT_SCHEDULER, tiny_unet
+    import json
+    tiny_unet().save_pretrained(folder / "unet", safe_serialization=True)
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(DEFAULT_SCHEDULER))
+    if defaults_text is not None:
+        (folder / "diffstyle_lab.json").write_text(defaults_text)
+    return folder
+
+
+def test_a_model_folder_carries_its_injection_defaults(tmp_path):
+    from diffstyle_lab import load_model
+    m = load_model(_save_tiny(tmp_path / "m", '{"injection_defaults": {"t_edit": 500, "t_boost": 100, "gamma": 0.4}}'))
+    assert m.defaults == {"t_edit": 500, "t_boost": 100, "gamma": 0.4}
+    cfg = InjectionConfig.for_model(m)
+    assert (cfg.t_edit, cfg.t_boost, cfg.gamma, cfg.omega) == (500, 100, 0.4, InjectionConfig().omega)
+    assert InjectionConfig.for_model(m, gamma=0.2, t_boost=0).gamma == 0.2       # overrides win
+    assert m.describe()["injection_defaults"] == m.defaults                      # and the manifest shows them
+    plain = load_model(_save_tiny(tmp_path / "p"))
+    assert plain.defaults == {} and InjectionConfig.for_model(plain) == InjectionConfig()
+    assert tiny_model().defaults == {}
+
+
+def test_hub_ids_take_the_registrys_defaults(monkeypatch, tmp_path):
+    from diffstyle_lab import models
+    folder = _save_tiny(tmp_path / "snap")
+    monkeypatch.setattr(models, "_hub_snapshot", lambda repo, rev, lfo: folder)
+    m = models.load_model("google/ddpm-ema-church-256")
+    assert m.defaults == models.KNOWN_MODELS["google/ddpm-ema-church-256"]["defaults"]
+    assert InjectionConfig.for_model(m).t_edit == m.defaults["t_edit"]
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("{not json", "not readable JSON"),
+    ('["t_edit"]', "unexpected content"),
+    ('{"injection_defaults": {}, "t_edit": 3}', r"unexpected content \['t_edit'\]"),
+    ('{"injection_defaults": [1]}', "must be an object"),
+    ('{"injection_defaults": {"tedit": 500}}', "tedit is not an InjectionConfig field"),
+    ('{"injection_defaults": {"mask": null}}', "mask is not an InjectionConfig field"),
+    ('{"injection_defaults": {"t_edit": 500.0}}', "t_edit=500.0 must be of type int"),
+    ('{"injection_defaults": {"calibrate": 1}}', "calibrate=1 must be of type bool"),
+    ('{"injection_defaults": {"t_edit": 1000}}', "t_edit=1000"),
+    ('{"injection_defaults": {"t_edit": 100}}', "t_boost=200: must not exceed t_edit=100"),
+])
+def test_bad_model_defaults_are_a_one_line_error_naming_the_file(tmp_path, text, msg):
+    from diffstyle_lab import load_model
+    folder = _save_tiny(tmp_path / "m", text)
+    with pytest.raises(ValueError, match=msg) as e:
+        load_model(folder)
+    assert str(folder / "diffstyle_lab.json") in str(e.value) and "\n" not in str(e.value)
