@@ -1,0 +1,140 @@
+"""The one statistics core: seeded bootstrap resampling and percentile intervals, used by
+:mod:`diffstyle_lab.stats` (h/g correlations) and :mod:`diffstyle_lab.evaluate` (sweeps and claims).
+
+Rules shared by every interval in the toolkit:
+
+* **Resampling indices** are a pure function of (n, n_boot, seed): :func:`bootstrap_indices` draws
+  them from ``numpy.random.SeedSequence([seed, n, STREAM])``. Every statistic computed on the same
+  n units with the same seed therefore uses the *same* resamples (common random numbers): two
+  settings of a sweep measured on the same pairs, or r_homo and r_alt of one table, are compared
+  pair by pair, and a difference's interval is the interval of the difference. ``STREAM`` keeps
+  these draws apart from the toolkit's other seeded draws (noise, derangements).
+* **n**: a bootstrap needs n ≥ 2 units (with one, every resample is the sample itself and the
+  "interval" has zero width). Statistics that need more (a correlation needs 3) check that
+  themselves, with their own message. :func:`bootstrap_ci` of fewer than 2 finite values gives the
+  value with a NaN interval rather than a zero-width one.
+* **Intervals** are percentile intervals at ``level`` (in (0, 1)), ignoring NaN/inf replicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["STREAM", "bootstrap_indices", "check_level", "quiet", "replicates", "percentile_interval",
+           "bootstrap_ci", "paired_difference", "spearman", "trend"]
+
+STREAM = 6          # the bootstrap's entry in every SeedSequence([seed, n, STREAM])
+MIN_N = 2
+
+
+def bootstrap_indices(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """``n_boot``×``n`` resampling indices (with replacement), a pure function of (n, n_boot, seed)."""
+    if n < MIN_N:
+        raise ValueError(f"bootstrap needs n ≥ {MIN_N} samples, got n = {n}")
+    if n_boot < 10:
+        raise ValueError(f"n_boot={n_boot}: use at least 10 bootstrap resamples (1000 is usual)")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(n), STREAM]))
+    return rng.integers(0, n, size=(n_boot, n))
+
+
+def check_level(level) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level={level}: the confidence level must be in (0, 1), e.g. 0.95")
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence numpy's RuntimeWarnings (empty slices, NaN means) inside the block."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def replicates(stat: Callable[[np.ndarray], np.ndarray], n_boot: int, chunk: int = 100) -> np.ndarray:
+    """``stat(rows)`` over all resamples, ``chunk`` at a time: ``rows`` are the resample numbers of a chunk
+    (rows of the index matrix the caller holds), and ``stat`` returns one replicate per row (chunk×…)."""
+    return np.concatenate([stat(np.arange(k, min(k + chunk, n_boot))) for k in range(0, n_boot, chunk)], axis=0)
+
+
+def percentile_interval(reps, level: float = 0.95, axis: int | None = 0):
+    """(low, high) percentile interval of bootstrap replicates along ``axis`` (None: all of them, as
+    floats), ignoring NaN and inf; NaN where no replicate is finite."""
+    check_level(level)
+    r = np.asarray(reps, dtype=np.float64)
+    r = np.where(np.isfinite(r), r, np.nan)
+    a = (1 - level) / 2
+    with quiet():
+        lo, hi = np.nanquantile(r, a, axis=axis), np.nanquantile(r, 1 - a, axis=axis)
+    return (float(lo), float(hi)) if axis is None or r.ndim == 1 else (lo, hi)
+
+
+def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the NaN-ignoring mean and its percentile bootstrap interval (NaN interval with
+    fewer than 2 finite values)."""
+    check_level(level)
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return float("nan"), float("nan"), float("nan")
+    if len(v) < MIN_N:
+        return float(v.mean()), float("nan"), float("nan")
+    lo, hi = percentile_interval(v[bootstrap_indices(len(v), n_boot, seed)].mean(1), level, axis=None)
+    return float(v.mean()), lo, hi
+
+
+def paired_difference(a, b, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(mean(a) − mean(b), low, high) with a and b measured on the same units (resampled together)."""
+    check_level(level)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_difference needs a and b on the same units; got shapes {a.shape} and {b.shape}")
+    idx = bootstrap_indices(len(a), n_boot, seed)
+    with quiet():
+        est = np.nanmean(a) - np.nanmean(b)
+        reps = np.nanmean(a[idx], 1) - np.nanmean(b[idx], 1)
+    lo, hi = percentile_interval(reps, level, axis=None)
+    return float(est), lo, hi
+
+
+def _rank(v):
+    order = np.argsort(v, kind="mergesort")
+    r = np.empty(len(v))
+    r[order] = np.arange(len(v), dtype=np.float64)
+    for u in np.unique(v):                               # average ranks for ties
+        m = v == u
+        if m.sum() > 1:
+            r[m] = r[m].mean()
+    return r
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation of two vectors (pairs with a NaN dropped; NaN below 3 pairs)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3:
+        return float("nan")
+    rx, ry = _rank(x), _rank(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    d = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
+    return float((rx * ry).sum() / d) if d > 0 else float("nan")
+
+
+def trend(matrix, x, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Spearman correlation between a swept parameter ``x`` (L levels) and the mean of a per-unit metric
+    at each level (``matrix``: L×N, the same N units at every level), with a paired bootstrap interval."""
+    check_level(level)
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != len(x):
+        raise ValueError(f"trend needs an L×N matrix for L = {len(x)} values of x, got shape {m.shape}")
+    idx = bootstrap_indices(m.shape[1], n_boot, seed)
+    with quiet():
+        est = spearman(x, np.nanmean(m, 1))
+        reps = [spearman(x, np.nanmean(m[:, i], 1)) for i in idx]
+    lo, hi = percentile_interval(reps, level, axis=None)
+    return est, lo, hi
