@@ -1,9 +1,13 @@
 """On-disk cache of DDIM inversions, keyed by a hash of (model weights, image pixels, grid,
-scheduler config).
+scheduler config and, where a run fixes it, the batch size the inversion is computed at).
 
 Entries are safetensors files (tensors + JSON metadata): loading one never runs code, so a cache
-folder shared by several users is not a way to execute anything. A corrupt, truncated or
-mismatched entry is recomputed and rewritten, never trusted; writes are atomic (temp file + rename).
+folder shared by several users is not a way to execute anything. Nothing is trusted unread: an
+entry is used only if its stored key equals the key asked for, it holds exactly ``x_T`` and ``h``,
+their shapes and dtypes are the ones the model produces for that image, its timesteps are the
+grid's, its values are finite and the SHA-256 of its tensors matches the one stored with them.
+Anything else is recomputed and rewritten. Writes are atomic (per-process temp file + rename); a
+folder that cannot be written gives one warning and the run goes on without storing.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-FORMAT = 1
+FORMAT = 2
+TENSORS = ("x_T", "h")
 
 
 def default_cache_dir() -> Path:
@@ -27,6 +32,54 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "diffstyle_lab" / "inversions"
 
 
+def tensor_digest(tensors: dict) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of ``tensors`` (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        v = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{tuple(v.shape)}|{v.dtype}|".encode())
+        h.update(v.view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()
+
+
+def invert_in_batches(model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors", record_last: bool = True,
+                      batch: int | None = None, progress: bool = True):
+    """:func:`~diffstyle_lab.sampling.ddim_invert` of ``x0``; with ``batch``, every U-Net call sees
+    exactly ``batch`` images (the last chunk is padded by repeating its last image).
+
+    On CPU (and GPU) float32 kernels, a sample's result can depend on the batch size in the last
+    bits, but not on its position or neighbours in a batch of a given size: fixing the size makes an
+    image's inversion a function of the image and ``batch`` alone."""
+    from .sampling import Inversion, ddim_invert
+    if batch is None or len(x0) == 0:
+        return ddim_invert(model, x0, steps, spacing, record_last=record_last, progress=progress)
+    parts = []
+    for k in range(0, len(x0), batch):
+        chunk = x0[k:k + batch]
+        real = len(chunk)
+        if real < batch:
+            chunk = torch.cat([chunk, chunk[-1:].expand(batch - real, *chunk.shape[1:])])
+        parts.append(ddim_invert(model, chunk, steps, spacing, record_last=record_last,
+                                 progress=progress).select(slice(0, real)))
+    return Inversion.cat(parts)
+
+
+def h_shape(model, image_shape: tuple) -> tuple:
+    """The shape of h (C'×h×w) the model gives for one image of ``image_shape`` (C×H×W): a forward
+    pass on the meta device (shapes only, no arithmetic), or one real pass if the layout needs it."""
+    from torch.func import functional_call
+    hu, u = model.hooked, model.unet
+    try:
+        meta = {k: torch.empty_like(v, device="meta") for k, v in list(u.named_parameters()) + list(u.named_buffers())}
+        with torch.no_grad(), hu.record("h") as rec:
+            functional_call(u, meta, (torch.empty((1, *image_shape), device="meta", dtype=hu.dtype),
+                                      torch.zeros(1, dtype=torch.long, device="meta")))
+    except Exception:   # a layout that cannot run on the meta device
+        with torch.no_grad(), hu.record("h") as rec:
+            hu.eps(torch.zeros((1, *image_shape), device=hu.device, dtype=hu.dtype), 0)
+    return tuple(rec["h"].shape[1:])
+
+
 class InversionCache:
     """``InversionCache(dir)``; pass it as ``cache=`` to :func:`ddim_invert` or :func:`inject`."""
 
@@ -34,14 +87,16 @@ class InversionCache:
         self.dir = Path(directory) if directory is not None else default_cache_dir()
         self.hits = 0
         self.misses = 0
+        self.writable = True
+        self._h_shapes: dict = {}
 
     # -- keys ------------------------------------------------------------------------------
     @staticmethod
-    def key(model, image: torch.Tensor, steps: int, spacing: str, record_last: bool) -> str:
+    def key(model, image: torch.Tensor, steps: int, spacing: str, record_last: bool, batch: int | None = None) -> str:
         from .sampling import timestep_grid
         h = hashlib.sha256()
         meta = {"format": FORMAT, "weights": model.weights_hash, "grid": timestep_grid(steps, spacing, model.T),
-                "spacing": spacing, "record_last": record_last, "dtype": str(image.dtype),
+                "spacing": spacing, "record_last": record_last, "dtype": str(image.dtype), "batch": batch,
                 "scheduler": {k: model.scheduler_config.get(k) for k in
                               ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")}}
         h.update(json.dumps(meta, sort_keys=True).encode())
@@ -53,61 +108,119 @@ class InversionCache:
     def path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.safetensors"
 
+    def expected(self, model, image: torch.Tensor, steps: int, spacing: str, record_last: bool) -> dict:
+        """What a true entry for ``image`` (C×H×W, in the model's dtype) holds: shapes, dtypes, timesteps."""
+        from .sampling import timestep_grid
+        grid = timestep_grid(steps, spacing, model.T)
+        ts = grid if record_last else grid[:-1]
+        sig = (model.weights_hash, tuple(image.shape), str(image.dtype))
+        if sig not in self._h_shapes:
+            self._h_shapes[sig] = h_shape(model, tuple(image.shape))
+        return {"x_T": (tuple(image.shape), image.dtype), "h": ((len(ts),) + self._h_shapes[sig], image.dtype),
+                "ts": list(ts)}
+
     # -- read / write ----------------------------------------------------------------------
-    def load(self, key: str, expect_shape=None):
-        """The cached ``(x_T, h, ts)`` for ``key``, or None if absent or not trustworthy."""
+    def load(self, key: str, expect: dict | None = None):
+        """The cached ``(x_T, h, ts)`` for ``key``, or None if absent or not trustworthy.
+
+        ``expect`` (see :meth:`expected`) adds the checks against the model: shapes, dtypes, timesteps."""
         from safetensors import safe_open
         p = self.path(key)
-        if not p.is_file():
+        try:
+            if not p.is_file():
+                return None
+        except OSError:
             return None
         try:
             with safe_open(str(p), framework="pt") as f:
                 meta = f.metadata() or {}
-                x_T, h = f.get_tensor("x_T"), f.get_tensor("h")
-            ts = json.loads(meta["ts"])
-            ok = (meta.get("key") == key and int(meta.get("format", -1)) == FORMAT and
-                  h.shape[0] == len(ts) and torch.isfinite(x_T).all() and torch.isfinite(h).all() and
-                  (expect_shape is None or tuple(x_T.shape) == tuple(expect_shape)))
-            if not ok:
-                raise ValueError("metadata or shapes do not match the key")
-            return x_T, h, ts
+                names = set(f.keys())
+                if names != set(TENSORS):
+                    raise ValueError(f"holds tensors {sorted(names)}, expected {list(TENSORS)}")
+                t = {n: f.get_tensor(n) for n in TENSORS}
+            why = self._mismatch(key, meta, t, expect)
+            if why:
+                raise ValueError(why)
+            return t["x_T"], t["h"], json.loads(meta["ts"])
         except Exception as e:  # corrupt/mismatched: recompute, never trust or crash
-            warnings.warn(f"inversion cache entry {p.name} is unreadable or does not match ({type(e).__name__}); "
-                          "recomputing it", stacklevel=3)
+            warnings.warn(f"inversion cache entry {p.name} is not trusted ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160] if str(e) else ''}); recomputing it", stacklevel=3)
             return None
 
+    @staticmethod
+    def _mismatch(key, meta, t, expect) -> str | None:
+        if meta.get("key") != key:
+            return "stored under another key"
+        if meta.get("format") != str(FORMAT):
+            return f"format {meta.get('format')}, expected {FORMAT}"
+        ts = json.loads(meta.get("ts", "null"))
+        if not isinstance(ts, list) or t["h"].dim() < 1 or t["h"].shape[0] != len(ts):
+            return "h does not hold one entry per timestep"
+        if expect is not None:
+            for n in TENSORS:
+                shape, dtype = expect[n]
+                if tuple(t[n].shape) != tuple(shape) or t[n].dtype != dtype:
+                    return f"{n} is {tuple(t[n].shape)} {t[n].dtype}, the model gives {tuple(shape)} {dtype}"
+            if ts != expect["ts"]:
+                return "timesteps differ from the grid"
+        if meta.get("sha256") != tensor_digest(t):
+            return "tensor checksum does not match"
+        if not all(torch.isfinite(v).all() for v in t.values()):
+            return "non-finite values"
+        return None
+
     def save(self, key: str, x_T: torch.Tensor, h: torch.Tensor, ts) -> None:
+        if not self.writable:
+            return
         from safetensors.torch import save_file
         p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        os.close(fd)
+        tmp = None
         try:
-            save_file({"x_T": x_T.detach().cpu().contiguous(), "h": h.detach().cpu().contiguous()}, tmp,
-                      metadata={"key": key, "format": str(FORMAT), "ts": json.dumps(list(ts))})
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem[:16]}.", suffix=".tmp")
+            os.close(fd)
+            t = {"x_T": x_T.detach().cpu().contiguous(), "h": h.detach().cpu().contiguous()}
+            save_file(t, tmp, metadata={"key": key, "format": str(FORMAT), "ts": json.dumps(list(ts)),
+                                        "sha256": tensor_digest(t)})
             os.replace(tmp, p)
+        except OSError as e:
+            self.writable = False
+            warnings.warn(f"inversion cache folder {self.dir} cannot be written ({e.strerror or type(e).__name__}); "
+                          "running without storing inversions (pass another cache folder to keep them)", stacklevel=3)
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
 
     # -- the cached inversion --------------------------------------------------------------
     def invert(self, model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors",
-               record_last: bool = True, progress: bool = True):
-        """:func:`ddim_invert`, image by image through the cache; misses run as one batch."""
-        from .sampling import Inversion, ddim_invert, timestep_grid
-        keys = [self.key(model, x0[i], steps, spacing, record_last) for i in range(len(x0))]
-        found = [self.load(k, expect_shape=x0.shape[1:]) for k in keys]
+               record_last: bool = True, progress: bool = True, batch: int | None = None):
+        """:func:`ddim_invert`, image by image through the cache; misses run as one batch, or with
+        ``batch`` in batches of exactly that size (see :func:`invert_in_batches`; the key records it)."""
+        from .sampling import Inversion, timestep_grid
+        keys = [self.key(model, x0[i], steps, spacing, record_last, batch) for i in range(len(x0))]
+        expect = None
+        found = []
+        for i, k in enumerate(keys):
+            if expect is None and self._exists(k):
+                expect = self.expected(model, x0[0], steps, spacing, record_last)
+            found.append(self.load(k, expect) if expect is not None else None)
         miss = [i for i, f in enumerate(found) if f is None]
         self.hits += len(keys) - len(miss)
         self.misses += len(miss)
         if miss:
-            inv = ddim_invert(model, x0[miss], steps, spacing, record_last=record_last, progress=progress)
+            inv = invert_in_batches(model, x0[miss], steps, spacing, record_last, batch, progress)
             for j, i in enumerate(miss):
                 self.save(keys[i], inv.x_T[j], inv.h[j], inv.ts)
                 found[i] = (inv.x_T[j].cpu(), inv.h[j].cpu(), inv.ts)
         dev, dt = model.device, model.hooked.dtype
         return Inversion(torch.stack([f[0] for f in found]).to(dev, dt), torch.stack([f[1] for f in found]).to(dev, dt),
                          list(found[0][2]), timestep_grid(steps, spacing, model.T), spacing)
+
+    def _exists(self, key) -> bool:
+        try:
+            return self.path(key).is_file()
+        except OSError:
+            return False
 
     # -- housekeeping ----------------------------------------------------------------------
     def size(self) -> dict:

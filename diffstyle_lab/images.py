@@ -33,33 +33,60 @@ def to_pil(x: torch.Tensor):
     return Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
 
 
-def load_image(path, size: int, fit: str = "crop") -> torch.Tensor:
-    """Read any Pillow-readable image as a 1×3×size×size tensor in [−1, 1].
+def open_image(path):
+    """Open any Pillow-readable file as a loaded PIL image with its EXIF orientation applied.
 
-    EXIF orientation is applied; RGBA/LA/P are composited on white; greyscale and CMYK are
-    converted to RGB. Non-square images are centre-cropped (``fit='crop'``) or padded with white
-    (``fit='pad'``), then resized with Lanczos.
-    """
+    The one way files are read (images and masks alike): a missing file, a folder, a broken file or
+    a decompression-bomb header is an :class:`ImageError` naming the file."""
     from PIL import Image, ImageOps, UnidentifiedImageError
-    if fit not in ("crop", "pad"):
-        raise ValueError(f"fit={fit!r}: choose 'crop' or 'pad'")
     p = Path(path)
+    if p.is_dir():
+        raise ImageError(f"{p}: is a folder, not an image file; pass an image file")
     if not p.is_file():
         raise ImageError(f"{p}: no such file")
     try:
         with Image.open(p) as im:
             im.load()
-            im = ImageOps.exif_transpose(im)
+            return ImageOps.exif_transpose(im)
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{p}: image too large to read safely ({e})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ImageError(f"{p}: image too large to read safely ({e}); shrink it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{p}: not a readable image ({type(e).__name__}); pass a PNG/JPEG/WebP… file") from None
-    if im.mode.startswith("I;16") or im.mode == "I":
-        # 16-bit greyscale (e.g. 16-bit PNG): Pillow's convert() would clip at 255, not rescale
-        a = np.asarray(im).astype(np.float64)
-        if im.mode != "I" or a.max() > 255:
-            a = a / 257.0
-        im = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
+
+
+def _to_8bit(im, p):
+    """16-bit, 32-bit integer and 32-bit float single-channel images → 8-bit greyscale.
+
+    Pillow's own ``convert`` clips these at 255 (a float image in [0, 1] would turn black)."""
+    from PIL import Image
+    if not (im.mode.startswith("I;16") or im.mode in ("I", "F")):
+        return im
+    a = np.asarray(im).astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ImageError(f"{p}: {im.mode}-mode image holds NaN or inf pixels; save it as an 8- or 16-bit image")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if im.mode == "F":
+        if lo >= 0 and hi <= 1:
+            a = a * 255.0                         # floating-point images in [0, 1]
+        elif lo < 0 or hi > 255:
+            raise ImageError(f"{p}: 32-bit float pixels range over [{lo:.3g}, {hi:.3g}], neither [0, 1] nor "
+                             "[0, 255]; rescale it or save it as an 8- or 16-bit image")
+    elif im.mode != "I" or hi > 255:
+        a = a / 257.0                             # 16 bits (also 16-bit data stored as mode I)
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
+
+
+def load_image(path, size: int, fit: str = "crop") -> torch.Tensor:
+    """Read any Pillow-readable image as a 1×3×size×size tensor in [−1, 1].
+
+    EXIF orientation is applied; RGBA/LA/P are composited on white; greyscale (8, 16 or 32 bits,
+    floating-point in [0, 1] or [0, 255]) and CMYK are converted to RGB. Non-square images are
+    centre-cropped (``fit='crop'``) or padded with white (``fit='pad'``), then resized with Lanczos.
+    """
+    from PIL import Image
+    if fit not in ("crop", "pad"):
+        raise ValueError(f"fit={fit!r}: choose 'crop' or 'pad'")
+    im = _to_8bit(open_image(path), Path(path))
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -79,11 +106,30 @@ def load_image(path, size: int, fit: str = "crop") -> torch.Tensor:
     return to_tensor(im)
 
 
+def load_mask(path) -> torch.Tensor:
+    """A mask image as an H×W float tensor in [0, 1] (white = 1), read like every image
+    (:func:`open_image`); it keeps its resolution (it is resized to h's grid when used)."""
+    im = _to_8bit(open_image(path), Path(path))
+    return torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
+
+
+def check_range(x: torch.Tensor, name: str = "images", tol: float = 1e-3) -> None:
+    """Refuse images outside [−1, 1] (the range the models are trained on), naming the range found."""
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1 - tol or hi > 1 + tol:
+        raise ValueError(f"{name} range over [{lo:.4g}, {hi:.4g}] but must lie in [-1, 1]: map [0, 1] data with "
+                         "x*2-1, [0, 255] data with x/127.5-1, or read files with diffstyle_lab.images.load_image")
+
+
 def list_images(path) -> list[Path]:
     """A file, or the image files of a folder (sorted)."""
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        folders = [f.name for f in files if f.is_dir()]
+        if folders:
+            raise ImageError(f"{p}: {', '.join(folders)} is a folder with an image name; rename it or move it "
+                             f"out of {p}")
         if not files:
             raise ImageError(f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return files

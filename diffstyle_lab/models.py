@@ -102,12 +102,21 @@ class DiffusionModel:
                               ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")}}
 
 
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "laplace")
+
+
 def alphas_cumprod_from_config(cfg: dict) -> torch.Tensor:
-    """ᾱ_t from a diffusers scheduler config (linear, scaled_linear or squaredcos_cap_v2), float64."""
+    """ᾱ_t from a diffusers scheduler config (``BETA_SCHEDULES`` or ``trained_betas``), float64."""
     from diffusers import DDPMScheduler
     keep = {k: cfg[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
             if k in cfg and cfg[k] is not None}
-    sch = DDPMScheduler(**keep)
+    if keep.get("trained_betas") is None and keep.get("beta_schedule", "linear") not in BETA_SCHEDULES:
+        raise ValueError(f"beta_schedule={keep['beta_schedule']!r} is unknown; choose one of {BETA_SCHEDULES} "
+                         "or give trained_betas")
+    try:
+        sch = DDPMScheduler(**keep)
+    except (TypeError, ValueError, NotImplementedError) as e:
+        raise ValueError(f"scheduler config {keep} is not usable ({type(e).__name__}: {e})") from None
     betas = sch.betas.double()
     return torch.cumprod(1 - betas, 0)
 
@@ -138,36 +147,91 @@ def load_default_model(name: str = DEFAULT_MODEL, device="cpu") -> DiffusionMode
 
 # ---------------------------------------------------------------------------------------------
 
+def read_json_object(path, fix: str = "") -> dict:
+    """A JSON file that must hold an object: a one-line ``ValueError`` naming the file otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}){fix}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file (expected JSON){fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, expected an object {{...}}{fix}")
+    return data
+
+
 def _read_state_dict(folder: Path) -> dict:
     st = folder / "diffusion_pytorch_model.safetensors"
     if st.exists():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        return load_file(str(st))
+        try:
+            return load_file(str(st))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ValueError(f"{st}: not a readable safetensors file ({str(e).splitlines()[0][:120]}): truncated or "
+                             "corrupt; download or export the weights again") from None
     legacy = folder / "diffusion_pytorch_model.bin"
     if legacy.exists():
-        return torch.load(str(legacy), map_location="cpu", weights_only=True)
+        import pickle
+        try:
+            return torch.load(str(legacy), map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
+            # torch's message suggests weights_only=False, which would run the file's code: never
+            raise ValueError(f"{legacy}: not a plain tensor checkpoint ({type(e).__name__}); it holds other "
+                             "pickled objects, which diffstyle_lab never unpickles; convert it to safetensors "
+                             "where you trust the file, or use a safetensors checkpoint") from None
     raise FileNotFoundError(f"no weights in {folder}: expected diffusion_pytorch_model.safetensors")
 
 
+def _strict_mismatch(unet, sd: dict) -> str:
+    """Which keys a state dict lacks, has in excess or holds with other shapes, against ``unet``."""
+    want = unet.state_dict()
+    missing = sorted(set(want) - set(sd))
+    extra = sorted(set(sd) - set(want))
+    shapes = sorted(k for k in set(want) & set(sd) if tuple(want[k].shape) != tuple(sd[k].shape))
+
+    def few(keys):
+        return ", ".join(keys[:3]) + (f", … ({len(keys)} in all)" if len(keys) > 3 else "")
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {few(missing)}")
+    if extra:
+        parts.append(f"unexpected keys: {few(extra)}")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"other shapes: {few(shapes)} (e.g. {k}: {tuple(sd[k].shape)} in the file, "
+                     f"{tuple(want[k].shape)} in the model)")
+    return "; ".join(parts) or "keys and shapes agree"
+
+
 def load_unet_folder(folder, dtype=torch.float32):
-    """Build a U-Net from ``folder/config.json`` and load its weights strictly."""
+    """Build a U-Net from ``folder/config.json`` and load its weights strictly (finite values only)."""
     from diffusers import UNet2DConditionModel, UNet2DModel
     folder = Path(folder)
     cfg_path = folder / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{folder} is not a diffusers U-Net folder (no config.json)")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_json_object(cfg_path, "; it should be the diffusers U-Net config saved with the weights")
     cls = {"UNet2DModel": UNet2DModel, "UNet2DConditionModel": UNet2DConditionModel}.get(cfg.get("_class_name"))
     if cls is None:
         raise ValueError(f"{cfg_path}: _class_name={cfg.get('_class_name')!r}; diffstyle_lab loads "
                          "UNet2DModel and UNet2DConditionModel")
-    unet = cls.from_config(cfg)
+    try:
+        unet = cls.from_config(cfg)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"{cfg_path}: diffusers cannot build a {cls.__name__} from it ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
     sd = _read_state_dict(folder)
     try:
         unet.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
+    except RuntimeError:
         raise ValueError(f"the weights in {folder} do not match its config.json (strict loading): "
-                         f"{str(e).splitlines()[0]} … — is this the right checkpoint?") from None
+                         f"{_strict_mismatch(unet, sd)} — is this the right checkpoint?") from None
+    for name, v in sd.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"{folder}: weight {name} holds NaN or inf values; the checkpoint is broken "
+                             "(a diverged training run?): use an earlier checkpoint")
     if dtype != torch.float32:
         unet = unet.to(dtype)
     return unet.eval().requires_grad_(False)
@@ -176,7 +240,12 @@ def load_unet_folder(folder, dtype=torch.float32):
 def _scheduler_config(root: Path) -> dict:
     for p in (root / "scheduler" / "scheduler_config.json", root / "scheduler_config.json"):
         if p.exists():
-            return json.loads(p.read_text())
+            cfg = read_json_object(p, "; it should be the diffusers scheduler config")
+            try:
+                alphas_cumprod_from_config(cfg)
+            except ValueError as e:
+                raise ValueError(f"{p}: {e}") from None
+            return cfg
     return dict(DEFAULT_SCHEDULER)
 
 
