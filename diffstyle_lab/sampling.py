@@ -128,6 +128,8 @@ def check_images(model: DiffusionModel, x: torch.Tensor, name: str = "images") -
                          f"{c}×{s}×{s}; load them with diffstyle_lab.images.load_image(path, size={s})")
     if not maths.is_finite(x):
         raise ValueError(f"{name} contain NaN or inf")
+    from .images import check_range
+    check_range(x, name)
     return x.to(model.device, model.hooked.dtype)
 
 
