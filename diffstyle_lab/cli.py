@@ -1,106 +1,433 @@
-"""``diffstyle-lab`` — the command line: inject, train, notebooks, demo."""
+"""``diffstyle-lab`` — the command line: inject, convert, train, notebooks, demo.
+
+``inject`` (and ``demo``, which calls the same :func:`inject_files`) guarantees:
+
+* **unique outputs** — one PNG per (content file, style file), named from both file names with
+  their extensions (``a_png__b_jpg.png``); names that would collide (also case-insensitively) stop
+  the run before any work;
+* **content-keyed resume** — ``manifest.json`` records every input's SHA-256, the parameters
+  (``InjectionConfig.to_dict()``, model weights hash, inversion steps, fit, batch) and each output's
+  SHA-256; a rerun skips only pairs whose inputs, parameters and output file all still match, and a
+  folder holding results of other parameters or other pixels under the same names is refused;
+* **single writer** — an exclusive lock file (``.diffstyle-lab.lock``, with the pid) on the output
+  folder; a second run into it stops with an error, a lock left by a killed run is taken over;
+  temporary files are per process and never carry an image suffix;
+* **verified cache** — inversions come from :class:`~diffstyle_lab.cache.InversionCache`, which
+  checks every entry against its key, the model's shapes and dtypes, and a checksum.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import inspect
 import json
 import os
+import re
+import socket
 import sys
+import tempfile
 import time
+import typing
 from pathlib import Path
 
-
-def _device(name: str) -> str:
-    import torch
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible; use --device cpu or auto")
-    return name
+MANIFEST_FORMAT = 2
+LOCK_NAME = ".diffstyle-lab.lock"
 
 
-def _load(model: str | None, device: str):
-    from .models import load_default_model, load_model
-    return load_default_model(device=device) if not model else load_model(model, device=device)
+# ---------------------------------------------------------------------------------------------
+# Injection options, generated from InjectionConfig
+
+def config_field_docs(cls=None) -> dict[str, str]:
+    """``{field: description}`` from the ``name: description`` lines of ``InjectionConfig``'s docstring
+    (``a / b: …`` documents both; indented lines continue the previous entry)."""
+    if cls is None:
+        from .sampling import InjectionConfig as cls
+    docs, names = {}, []
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        m = re.match(r"^([A-Za-z_]\w*(?:\s*/\s*[A-Za-z_]\w*)*):\s+(.*)$", line)
+        if m:
+            names = [n.strip() for n in m.group(1).split("/")]
+            for n in names:
+                docs[n] = m.group(2).strip()
+        elif names and line.startswith(" ") and line.strip():
+            for n in names:
+                docs[n] += " " + line.strip()
+        else:
+            names = []
+    return {k: re.sub(r":\w+:`~?([^`]+)`|``([^`]+)``", lambda m: m.group(1) or m.group(2), v).rstrip(".")
+            for k, v in docs.items()}
 
 
-def _atomic_save(img, path: Path):
-    tmp = path.with_suffix(".tmp.png")
-    img.save(tmp)
-    os.replace(tmp, path)
+def _choices(name: str):
+    from . import maths
+    from .sampling import SPACINGS
+    return {"method": maths.MIX_METHODS, "spacing": SPACINGS}.get(name)
+
+
+def _plain_type(tp):
+    """``int``/``float``/``str``/``bool`` for a field annotation (``X | None`` → ``X``), else None."""
+    if tp in (int, float, str, bool):
+        return tp
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    return args[0] if len(args) == 1 and args[0] in (int, float, str, bool) else None
+
+
+def add_injection_options(parser: argparse.ArgumentParser, skip=("mask",)) -> list[str]:
+    """One option per :class:`~diffstyle_lab.InjectionConfig` field (``t_edit`` → ``--t-edit``), typed
+    from its annotation, described by its docstring; booleans get ``--x/--no-x``. Unset options are
+    absent from the parsed namespace, so the model's own defaults apply. Returns the field names."""
+    from .sampling import InjectionConfig
+    hints = typing.get_type_hints(InjectionConfig)
+    docs = config_field_docs(InjectionConfig)
+    g = parser.add_argument_group("injection (InjectionConfig; unset: the model's defaults, then the package's)")
+    names = []
+    for f in dataclasses.fields(InjectionConfig):
+        tp = _plain_type(hints.get(f.name))
+        if f.name in skip or tp is None:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = (docs.get(f.name, f.name.replace("_", " ")) + f" (default: {default})").replace("%", "%%")
+        opt = "--" + f.name.replace("_", "-")
+        if tp is bool:
+            g.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=text)
+        else:
+            g.add_argument(opt, dest=f.name, type=tp, default=argparse.SUPPRESS, choices=_choices(f.name),
+                           help=text)
+        names.append(f.name)
+    return names
+
+
+def injection_overrides(a: argparse.Namespace) -> dict:
+    """The ``InjectionConfig`` fields the user set on the command line."""
+    from .sampling import InjectionConfig
+    return {f.name: getattr(a, f.name) for f in dataclasses.fields(InjectionConfig) if hasattr(a, f.name)}
+
+
+def make_config(model, overrides: dict):
+    """``InjectionConfig.for_model(model, **overrides)``: the package defaults, the model's, then the user's."""
+    from .sampling import InjectionConfig
+    if hasattr(InjectionConfig, "for_model"):
+        return InjectionConfig.for_model(model, **overrides)
+    return InjectionConfig(**overrides).validate(model.T)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output names, hashes, manifest, lock
+
+def output_name(content: Path, style: Path) -> str:
+    """``a.png`` × ``b.jpg`` → ``a_png__b_jpg.png``: the extensions keep ``a.png`` and ``a.jpg`` apart."""
+    def token(p: Path) -> str:
+        return f"{p.stem}_{p.suffix[1:]}" if p.suffix else p.name
+    return f"{token(content)}__{token(style)}.png"
+
+
+def output_names(contents: list[Path], styles: list[Path]) -> dict:
+    """``{(content, style): name}`` for every pair; a ValueError if two pairs would share a file
+    (names are compared case-insensitively, as macOS and Windows file systems do)."""
+    names = {(c, s): output_name(c, s) for c in contents for s in styles}
+    seen: dict[str, tuple] = {}
+    for pair, n in names.items():
+        other = seen.setdefault(n.casefold(), pair)
+        if other != pair:
+            raise ValueError(f"inputs {other[0]} + {other[1]} and {pair[0]} + {pair[1]} would both be written to "
+                             f"{n}: rename one of the files so their names differ")
+    return names
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The manifest of an output folder, or None if there is none; anything that is not one is an error."""
+    from .models import read_json_object
+    if not path.exists():
+        return None
+    fix = f"; choose another --out, or delete {path} to recompute everything"
+    man = read_json_object(path, fix)
+    for key in ("pairs", "params"):
+        if not isinstance(man.get(key), dict):
+            raise ValueError(f"{path}: not a diffstyle-lab manifest (no '{key}' object){fix}")
+    if man.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path} was written by another version of diffstyle-lab (manifest format "
+                         f"{man.get('format', 1)}, this one reads {MANIFEST_FORMAT}){fix}")
+    return man
+
+
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to a per-process temporary file next to ``path`` (no image suffix), then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_png(img, path: Path) -> None:
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
+class OutputLockedError(OSError):
+    """Another run holds the output folder."""
+
+
+class FolderLock:
+    """An exclusive lock on a folder: ``folder/.diffstyle-lab.lock`` holds the pid, host and start
+    time and is ``flock``-ed while the run lasts, so the lock of a killed run is free again (it is
+    taken over, and ``stale`` says whose it was). Where ``flock`` is unsupported, a lock file whose pid
+    is alive on this host counts as held."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / LOCK_NAME
+        self.fd = None
+        self.stale = None
+
+    def __enter__(self):
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            got = _try_flock(fd)
+            info = os.read(fd, 300).decode(errors="replace").strip()
+            if got is None:      # no flock here: judge by the pid
+                got = not _owner_alive(info)
+            if not got:
+                os.close(fd)
+                raise OutputLockedError(f"{self.path.parent} is in use by another diffstyle-lab run "
+                                        f"({info or 'lock file ' + str(self.path)}); wait for it to finish or "
+                                        f"choose another --out (if no such run exists, delete {self.path})")
+            try:   # the holder before us may have removed the file while we waited for it
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self.stale = info or None
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}"
+                 .encode())
+        os.fsync(fd)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def _try_flock(fd):
+    """True if taken, False if held by another open file, None where flock is unavailable."""
+    try:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except (ImportError, OSError):
+        return None
+
+
+def _owner_alive(info: str) -> bool:
+    m = re.match(r"pid (\d+) on (\S+)", info)
+    if not m:
+        return False
+    if m.group(2) != socket.gethostname():
+        return True       # another machine's run: cannot check, assume it runs
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _pair_seed(seed: int, content: Path, style: Path) -> int:
     return int(hashlib.sha256(f"{seed}|{content.name}|{style.name}".encode()).hexdigest()[:12], 16)
 
 
-def cmd_inject(a) -> int:
+def _compute_info(device: str) -> dict:
     import torch
-    from . import InjectionConfig, InversionCache, inject
-    from .images import grid, list_images, load_image
+    return {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__}
 
-    device = _device(a.device)
-    m = _load(a.model, device)
+
+# ---------------------------------------------------------------------------------------------
+# inject: files in, one PNG per pair out
+
+def inject_files(content, style, out, *, model=None, device=None, overrides: dict | None = None, mask=None,
+                 inversion_steps: int = 50, fit: str = "crop", cache=None, batch: int = 8, quiet: bool = False,
+                 echo=print) -> dict:
+    """Content injection for every content × style file pair into the folder ``out`` (see the
+    module docstring for what it guarantees). ``model``: a hub id or folder (None: the default model);
+    ``overrides``: ``InjectionConfig`` fields (the rest from the model's defaults); ``mask``: an image
+    file; ``cache``: a folder, None (the default cache folder) or ``"off"``; ``batch``: pairs per
+    U-Net batch. Returns ``{"out", "new", "total", "skipped"}``."""
+    import torch
+
+    from .cache import InversionCache, invert_in_batches
+    from .devices import pick_device
+    from .images import grid, list_images, load_image, load_mask
+    from .models import load_default_model, load_model
+    from .sampling import check_images, inject
+
+    # -- everything that can be wrong is checked before the output folder is touched ------------
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"--batch {batch}: must be a whole number ≥ 1 (pairs per U-Net batch)")
+    if isinstance(inversion_steps, bool) or not isinstance(inversion_steps, int) or inversion_steps < 2:
+        raise ValueError(f"--inversion-steps {inversion_steps}: must be a whole number ≥ 2")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; pass a folder (it is created if missing)")
+    dev = pick_device(device, "--device")
+    contents, styles = list_images(content), list_images(style)
+    names = output_names(contents, styles)
+    m = load_default_model(device=dev) if not model else load_model(model, device=dev)
     size = m.sample_size
-    contents, styles = list_images(a.content), list_images(a.style)
-    # read every input first: a broken file stops the batch before anything is written
-    cx = {p: load_image(p, size, a.fit) for p in contents}
-    sx = {p: load_image(p, size, a.fit) for p in styles}
-    mask = None
-    if a.mask:
-        from PIL import Image
-        with Image.open(a.mask) as im:
-            mask = torch.from_numpy(__import__("numpy").asarray(im.convert("L"), dtype="float32") / 255.0)
-    cfg = InjectionConfig(gamma=a.gamma, t_edit=a.t_edit, t_boost=a.t_boost, omega=a.omega, calibrate=a.calibrate,
-                          method=a.method, steps=a.steps, seed=a.seed, mask=mask).validate(m.T)
-    out = Path(a.out)
-    man_path = out / "manifest.json"
-    # what the outputs depend on: a folder made with other parameters is never silently "resumed"
-    params = {"model": m.weights_hash, "gamma": a.gamma, "t_edit": a.t_edit, "t_boost": a.t_boost,
-              "omega": a.omega, "calibrate": a.calibrate, "method": a.method, "steps": a.steps,
-              "inversion_steps": a.inversion_steps, "seed": a.seed, "fit": a.fit,
-              "mask": None if mask is None else hashlib.sha256(mask.numpy().tobytes()).hexdigest()}
-    old = json.loads(man_path.read_text()) if man_path.exists() else None
-    if old is not None and old.get("params") != params:
-        changed = sorted(k for k in params if (old.get("params") or {}).get(k) != params[k])
-        raise ValueError(f"{out} holds results made with other parameters (differs in: {', '.join(changed)}); "
-                         f"choose another --out, or delete {man_path} to recompute everything")
-    done = old["pairs"] if old is not None else {}
+    cx = {p: load_image(p, size, fit) for p in contents}       # a broken file stops the run here
+    sx = {p: load_image(p, size, fit) for p in styles}
+    digest = {p: file_sha256(p) for p in {*contents, *styles}}
+    mask_t = load_mask(mask) if mask else None
+    cfg = make_config(m, {**(overrides or {}), "mask": mask_t})
+    injection = cfg.to_dict()
+    injection["mask"] = None if mask_t is None else hashlib.sha256(mask_t.numpy().tobytes()).hexdigest()
+    params = {"model": m.weights_hash, "injection": injection, "inversion_steps": inversion_steps, "fit": fit,
+              "batch": batch}
+    compute = _compute_info(dev)
+
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    cache = InversionCache(a.cache) if a.cache != "off" else None
-    todo = [(c, s) for c in contents for s in styles if f"{c.stem}__{s.stem}.png" not in done
-            or not (out / f"{c.stem}__{s.stem}.png").exists()]
-    from tqdm.auto import tqdm
-    common = None
-    for k in tqdm(range(0, len(todo), a.batch), desc="pairs", disable=a.quiet):
-        chunk = todo[k:k + a.batch]
-        seeds = [_pair_seed(a.seed, c, s) for c, s in chunk]   # a pair's noise never depends on its batch
-        r = inject(m, torch.cat([cx[c] for c, _ in chunk]), torch.cat([sx[s] for _, s in chunk]), cfg,
-                   inversion_steps=a.inversion_steps, cache=cache, progress=False, sample_seeds=seeds)
-        for (c, s), img, sd in zip(chunk, r.to_pil(), seeds):
-            name = f"{c.stem}__{s.stem}.png"
-            _atomic_save(img, out / name)
-            done[name] = {"content": str(c), "style": str(s), "seed": sd}
-        common = {k2: v for k2, v in r.manifest.items() if k2 not in ("pair_index", "seconds")}
-        man = {"pairs": done, "params": params, "run": common}
-        tmp = man_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(man, indent=1))
-        os.replace(tmp, man_path)
-    # grid: rows = content, columns = style, with inputs on the edges
-    import torch as _t
-    blank = _t.ones(1, 3, size, size)
-    rows = [_t.cat([blank] + [sx[s] for s in styles])]
-    from .images import load_image as _li
-    for c in contents:
-        rows.append(_t.cat([cx[c]] + [_li(out / f"{c.stem}__{s.stem}.png", size) for s in styles]))
-    grid(_t.cat(rows), nrow=len(styles) + 1).save(out / "grid.png")
-    if not a.quiet:
-        print(f"{len(todo)} new pair(s), {len(contents) * len(styles)} in all -> {out}/ (grid.png, manifest.json)")
+    written = 0
+    try:
+        with FolderLock(out) as lock:
+            if lock.stale and not quiet:
+                echo(f"note: took over the lock of a run that ended without releasing it ({lock.stale})")
+            for leftover in [*out.glob(".*.tmp"), *out.glob("*.tmp.png")]:   # from killed runs
+                leftover.unlink()
+            man_path = out / "manifest.json"
+            old = read_manifest(man_path)
+            if old is not None and old["params"] != params:
+                changed = _changed(old["params"], params)
+                hint = (" (--batch changes results in the last grey level: rerun with "
+                        f"--batch {old['params'].get('batch')} to resume)" if changed == ["batch"] else "")
+                raise ValueError(f"{out} holds results made with other parameters (differs in: {', '.join(changed)})"
+                                 f"{hint}; choose another --out, or delete {man_path} to recompute everything")
+            done = dict(old["pairs"]) if old is not None else {}
+            todo, stale, redo = [], [], []
+            for (c, s), name in names.items():
+                entry, path = done.get(name), out / name
+                same_inputs = entry is not None and entry.get("content_sha256") == digest[c] and \
+                    entry.get("style_sha256") == digest[s]
+                if entry is not None and not same_inputs and path.exists():
+                    stale.append(name)
+                elif same_inputs and path.exists() and file_sha256(path) == entry.get("sha256"):
+                    continue
+                else:
+                    if same_inputs and path.exists():
+                        redo.append(name)
+                    todo.append((c, s))
+            if stale:
+                raise ValueError(f"{out} holds {len(stale)} result(s) made from other files with the same names "
+                                 f"(e.g. {stale[0]}); choose another --out, or delete those outputs to recompute "
+                                 "them")
+            if redo and not quiet:
+                echo(f"note: {len(redo)} output(s) no longer match their recorded checksum and are recomputed "
+                     f"(e.g. {redo[0]})")
+            if old is not None and todo and old.get("compute", compute) != compute and not quiet:
+                echo(f"note: earlier pairs were computed with {old.get('compute')}, new ones with {compute}; "
+                     "they may differ from an uninterrupted run in the last grey level")
+
+            # -- inversions of the inputs the remaining pairs need, at exactly `batch` images a call
+            store = None if cache == "off" else InversionCache(cache)
+
+            def invert(images: dict, needed):
+                keys = [p for p in images if p in needed]
+                if not keys:
+                    return {}, None
+                x = check_images(m, torch.cat([images[p] for p in keys]))
+                inv = store.invert(m, x, inversion_steps, batch=batch, progress=False) if store else \
+                    invert_in_batches(m, x, inversion_steps, batch=batch, progress=False)
+                return {p: i for i, p in enumerate(keys)}, inv
+            c_at, c_inv = invert(cx, {c for c, _ in todo})
+            s_at, s_inv = invert(sx, {s for _, s in todo})
+
+            from tqdm.auto import tqdm
+            for k in tqdm(range(0, len(todo), batch), desc="pairs", disable=quiet):
+                chunk = todo[k:k + batch]
+                padded = chunk + [chunk[-1]] * (batch - len(chunk))   # every U-Net call sees `batch` pairs
+                seeds = [_pair_seed(cfg.seed, c, s) for c, s in padded]
+                r = inject(m, c_inv.select([c_at[c] for c, _ in padded]), s_inv.select([s_at[s] for _, s in padded]),
+                           cfg, inversion_steps=inversion_steps, progress=False, sample_seeds=seeds)
+                for (c, s), img, sd in zip(chunk, r.to_pil(), seeds):
+                    save_png(img, out / names[c, s])
+                    written += 1
+                    done[names[c, s]] = {"content": str(c), "content_sha256": digest[c], "style": str(s),
+                                         "style_sha256": digest[s], "seed": sd,
+                                         "sha256": file_sha256(out / names[c, s]), **compute}
+                run = {k2: v for k2, v in r.manifest.items() if k2 not in ("pair_index", "seconds")}
+                man = {"format": MANIFEST_FORMAT, "params": params, "compute": (old or {}).get("compute", compute),
+                       "pairs": done, "run": run}
+                atomic_write(man_path, lambda tmp: Path(tmp).write_text(json.dumps(man, indent=1)))
+
+            # grid: rows = content, columns = style, with the inputs on the edges
+            blank = torch.ones(1, 3, size, size)
+            rows = [torch.cat([blank] + [sx[s] for s in styles])]
+            for c in contents:
+                rows.append(torch.cat([cx[c]] + [load_image(out / names[c, s], size) for s in styles]))
+            save_png(grid(torch.cat(rows), nrow=len(styles) + 1), out / "grid.png")
+    except BaseException:
+        if created and written == 0:   # nothing made: leave no empty folder behind
+            for f in out.iterdir():
+                if f.name == LOCK_NAME or f.name.endswith(".tmp"):
+                    f.unlink()
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
+    total = len(names)
+    if not quiet:
+        echo(f"{len(todo)} new pair(s), {total} in all -> {out}/ (grid.png, manifest.json)")
+    return {"out": str(out), "new": len(todo), "total": total, "skipped": total - len(todo)}
+
+
+def _changed(old: dict, new: dict) -> list[str]:
+    """Names of the parameters that differ (nested dicts by their keys)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed(a, b)
+        elif a != b:
+            out.append(k)
+    return out
+
+
+def cmd_inject(a) -> int:
+    inject_files(a.content, a.style, a.out, model=a.model, device=a.device, overrides=injection_overrides(a),
+                 mask=a.mask, inversion_steps=a.inversion_steps, fit=a.fit, cache=a.cache, batch=a.batch,
+                 quiet=a.quiet)
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .models import data_dir
+    samples = data_dir() / "samples"
+    inject_files(samples / "content", samples / "style", a.out, model=a.model, device=a.device, cache="off",
+                 quiet=a.quiet)
     return 0
 
 
@@ -112,49 +439,32 @@ def cmd_train(a) -> int:
     return 0
 
 
-def cmd_demo(a) -> int:
-    from .models import data_dir
-    samples = data_dir() / "samples"
-    ns = argparse.Namespace(content=str(samples / "content"), style=str(samples / "style"), mask=None, model=a.model,
-                            gamma=0.5, t_edit=400, t_boost=0, omega=0.3, calibrate=False, method="normalised_slerp",
-                            steps=50, inversion_steps=50, seed=0, device=a.device, out=a.out, fit="crop",
-                            cache="off", batch=16, quiet=a.quiet)
-    return cmd_inject(ns)
-
-
 def _run_notebooks(rest) -> int:
     from .run_notebooks import main as run
     return run(rest) or 0
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["notebooks"]:          # everything after it belongs to the papermill runner
-        return _run_notebooks(argv[1:])
-    p = argparse.ArgumentParser(prog="diffstyle-lab", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    from .devices import DEVICE_CHOICES
+    p = argparse.ArgumentParser(prog="diffstyle-lab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    device_help = (f"{' | '.join(DEVICE_CHOICES)} (or cuda:N); default: $DIFFSTYLE_LAB_DEVICE, else auto "
+                   "(cuda, then mps, then cpu)")
 
     q = sub.add_parser("inject", help="content injection for files or folders (all content × style pairs)")
     q.add_argument("--content", required=True, help="image file or folder of images (content)")
     q.add_argument("--style", required=True, help="image file or folder of images (style)")
+    q.add_argument("--out", required=True, help="output folder (one PNG per pair, grid.png, manifest.json)")
     q.add_argument("--mask", help="grey-scale mask image (white = inject), any size")
     q.add_argument("--model", help="hub id or local diffusers folder (default: the embedded face model)")
-    q.add_argument("--gamma", type=float, default=0.3, help="γ, content share of the Slerp (paper: 0.3–0.4)")
-    q.add_argument("--t-edit", type=int, default=400, help="inject while t ≥ t_edit")
-    q.add_argument("--t-boost", type=int, default=200, help="stochastic quality boosting for t ≤ t_boost (0: off)")
-    q.add_argument("--omega", type=float, default=0.3, help="ω, calibration strength (with --calibrate)")
-    q.add_argument("--calibrate", action="store_true", help="style calibration (one more U-Net pass per editing step)")
-    q.add_argument("--method", default="normalised_slerp",
-                   choices=["normalised_slerp", "slerp", "lerp", "replace", "add"])
-    q.add_argument("--steps", type=int, default=50, help="generation steps")
-    q.add_argument("--inversion-steps", type=int, default=50)
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    q.add_argument("--inversion-steps", type=int, default=50, help="DDIM inversion steps (default: 50)")
+    q.add_argument("--device", default=None, help=device_help)
     q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="non-square images: centre-crop or pad")
     q.add_argument("--cache", default=None, help="inversion cache folder, or 'off' (default: ~/.cache/diffstyle_lab)")
-    q.add_argument("--batch", type=int, default=8, help="pairs per batch")
+    q.add_argument("--batch", type=int, default=8, help="pairs per U-Net batch (default: 8; recorded: a resume "
+                   "keeps it)")
     q.add_argument("--quiet", action="store_true")
-    q.add_argument("--out", required=True)
+    add_injection_options(q)
     q.set_defaults(fn=cmd_inject)
 
     t = sub.add_parser("train", help="train a small face diffusion model (needs the [data] extra)")
@@ -170,10 +480,10 @@ def main(argv=None) -> int:
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=cmd_train)
 
-    d = sub.add_parser("demo", help="style transfer on the shipped sample faces with the default model")
+    d = sub.add_parser("demo", help="style transfer of the shipped sample faces with the model's defaults")
     d.add_argument("--out", default="outputs/demo")
     d.add_argument("--model", default=None)
-    d.add_argument("--device", default="auto")
+    d.add_argument("--device", default=None, help=device_help)
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(fn=cmd_demo)
 
@@ -182,12 +492,19 @@ def main(argv=None) -> int:
 
     sub.add_parser("notebooks", help="execute every notebook with papermill into outputs/ (ipynb + HTML); "
                    "`diffstyle-lab notebooks --help` lists its options")
+    return p
 
-    a = p.parse_args(argv)
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["notebooks"]:          # everything after it belongs to the papermill runner
+        return _run_notebooks(argv[1:])
+    a = build_parser().parse_args(argv)
     try:
         return a.fn(a)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"diffstyle-lab {a.cmd}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, FloatingPointError) as e:
+        msg = str(e) or type(e).__name__
+        print(f"diffstyle-lab {a.cmd}: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -168,7 +168,7 @@ def test_inject_command_writes_pairs_grid_manifest_and_resumes(workspace, tmp_pa
     from diffstyle_lab.cli import main
     out = tmp_path / "out"
     assert main(_args(workspace, out)) == 0
-    names = sorted(f"{c}__{s}.png" for c in ("c0", "c1") for s in ("s0", "s1"))
+    names = sorted(f"{c}_png__{s}_png.png" for c in ("c0", "c1") for s in ("s0", "s1"))
     assert sorted(p.name for p in out.glob("*__*.png")) == names
     for n in names:
         with Image.open(out / n) as im:
@@ -176,32 +176,33 @@ def test_inject_command_writes_pairs_grid_manifest_and_resumes(workspace, tmp_pa
     with Image.open(out / "grid.png") as g:
         assert g.size == (3 * 17 + 1, 3 * 17 + 1)            # inputs on the edges + 2×2 results
     man = json.loads((out / "manifest.json").read_text())
-    assert sorted(man["pairs"]) == names and man["pairs"]["c1__s0.png"]["style"].endswith("s0.png")
+    assert sorted(man["pairs"]) == names and man["pairs"]["c1_png__s0_png.png"]["style"].endswith("s0.png")
     assert man["run"]["injection"]["steps"] == 5 and man["run"]["inversion"]["steps"] == 5
     first = {n: np.asarray(Image.open(out / n)).copy() for n in names}
     mtimes = {n: os.stat(out / n).st_mtime_ns for n in names}
 
-    # interrupt: one pair lost its file and its manifest entry → only that one is recomputed
-    (out / "c1__s0.png").unlink()
-    del man["pairs"]["c1__s0.png"]
+    # interrupt: one pair lost its file and its manifest entry → only that one is recomputed, exactly
+    # as the uninterrupted run made it (every U-Net call sees --batch pairs)
+    (out / "c1_png__s0_png.png").unlink()
+    del man["pairs"]["c1_png__s0_png.png"]
     (out / "manifest.json").write_text(json.dumps(man))
     assert main(_args(workspace, out)) == 0
-    assert (out / "c1__s0.png").exists()
+    assert (out / "c1_png__s0_png.png").exists()
     for n in names:
-        if n != "c1__s0.png":
+        if n != "c1_png__s0_png.png":
             assert os.stat(out / n).st_mtime_ns == mtimes[n], f"{n} was recomputed"
     assert sorted(json.loads((out / "manifest.json").read_text())["pairs"]) == names
-    redo = np.asarray(Image.open(out / "c1__s0.png")).astype(int)
-    assert np.abs(redo - first["c1__s0.png"].astype(int)).max() <= 1      # same pair, same result (no boosting)
+    redo = np.asarray(Image.open(out / "c1_png__s0_png.png"))
+    assert np.array_equal(redo, first["c1_png__s0_png.png"])      # same pair, same bytes
 
     # a file listed in the manifest but missing on disk is recomputed too
-    (out / "c0__s1.png").unlink()
+    (out / "c0_png__s1_png.png").unlink()
     assert main(_args(workspace, out)) == 0
-    assert (out / "c0__s1.png").exists() and os.stat(out / "c0__s0.png").st_mtime_ns == mtimes["c0__s0.png"]
+    assert (out / "c0_png__s1_png.png").exists() and os.stat(out / "c0_png__s0_png.png").st_mtime_ns == mtimes["c0_png__s0_png.png"]
 
     # other parameters in the same folder: refused, not silently mixed with the old results
     assert main(_args(workspace, out, "--gamma", "0.9")) == 2
-    assert os.stat(out / "c0__s0.png").st_mtime_ns == mtimes["c0__s0.png"]
+    assert os.stat(out / "c0_png__s0_png.png").st_mtime_ns == mtimes["c0_png__s0_png.png"]
 
 
 def test_broken_input_exits_2_and_writes_nothing(workspace, tmp_path, capsys, one_thread):
