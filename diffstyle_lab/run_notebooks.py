@@ -226,8 +226,32 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def check_arguments(a) -> None:
+    """Refuse, before anything runs or is written, an ``--out`` that is a file and ``-p`` names that
+    no selected notebook declares in its ``parameters`` cell (suggesting the nearest name)."""
+    import difflib
+    if Path(a.out).exists() and not Path(a.out).is_dir():
+        raise ValueError(f"--out {a.out} is a file; pass a folder (it is created if missing)")
+    if not a.param:
+        return
+    declared = set()
+    for src in select(notebooks(), a.only):
+        declared |= set(declared_parameters(read(src)))
+    for name, _ in a.param:
+        if name not in declared:
+            near = difflib.get_close_matches(name, sorted(declared), n=1)
+            raise ValueError(f"-p {name}: no selected notebook has a parameter of that name"
+                             + (f"; did you mean -p {near[0]}=…?" if near else "")
+                             + " (`diffstyle-lab notebooks --list` shows each notebook's parameters)")
+
+
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    try:
+        check_arguments(a)
+    except ValueError as e:
+        print(f"diffstyle-lab notebooks: error: {e}", file=sys.stderr)
+        return 2
     if a.list:
         for src in notebooks():
             nb = read(src)
