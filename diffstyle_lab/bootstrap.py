@@ -4,7 +4,7 @@
 Rules shared by every interval in the toolkit:
 
 * **Resampling indices** are a pure function of (n, n_boot, seed): :func:`bootstrap_indices` draws
-  them from ``numpy.random.SeedSequence([seed, n, STREAM])``. Every statistic computed on the same
+  them from ``numpy.random.SeedSequence([seed, n, STREAM])`` (:func:`stream`). Every statistic computed on the same
   n units with the same seed therefore uses the *same* resamples (common random numbers): two
   settings of a sweep measured on the same pairs, or r_homo and r_alt of one table, are compared
   pair by pair, and a difference's interval is the interval of the difference. ``STREAM`` keeps
@@ -13,7 +13,8 @@ Rules shared by every interval in the toolkit:
   "interval" has zero width). Statistics that need more (a correlation needs 3) check that
   themselves, with their own message. :func:`bootstrap_ci` of fewer than 2 finite values gives the
   value with a NaN interval rather than a zero-width one.
-* **Intervals** are percentile intervals at ``level`` (in (0, 1)), ignoring NaN/inf replicates.
+* **Intervals** are percentile intervals at ``level`` (in (0, 1)), ignoring NaN/inf replicates;
+  :func:`recentre` first where the replicates centre elsewhere than the estimate (said where used).
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["STREAM", "bootstrap_indices", "check_level", "quiet", "replicates", "percentile_interval",
-           "bootstrap_ci", "paired_difference", "spearman", "trend"]
+__all__ = ["STREAM", "stream", "bootstrap_indices", "check_level", "quiet", "replicates", "percentile_interval",
+           "recentre", "bootstrap_ci", "paired_difference", "spearman", "trend"]
 
 STREAM = 6          # the bootstrap's entry in every SeedSequence([seed, n, STREAM])
 MIN_N = 2
+
+
+def stream(seed: int, n: int, *key: int) -> np.random.Generator:
+    """The generator of ``SeedSequence([seed, n, STREAM, *key])``: :func:`bootstrap_indices` draws from
+    ``stream(seed, n)``; other draws made along with a bootstrap (e.g. the pairings r_hetero recomputes in
+    each resample) from ``stream(seed, n, k)`` with their own k."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(n), STREAM, *map(int, key)]))
 
 
 def bootstrap_indices(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
@@ -38,8 +46,7 @@ def bootstrap_indices(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
         raise ValueError(f"bootstrap needs n ≥ {MIN_N} samples, got n = {n}")
     if n_boot < 10:
         raise ValueError(f"n_boot={n_boot}: use at least 10 bootstrap resamples (1000 is usual)")
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(n), STREAM]))
-    return rng.integers(0, n, size=(n_boot, n))
+    return stream(seed, n).integers(0, n, size=(n_boot, n))
 
 
 def check_level(level) -> None:
@@ -71,6 +78,17 @@ def percentile_interval(reps, level: float = 0.95, axis: int | None = 0):
     with quiet():
         lo, hi = np.nanquantile(r, a, axis=axis), np.nanquantile(r, 1 - a, axis=axis)
     return (float(lo), float(hi)) if axis is None or r.ndim == 1 else (lo, hi)
+
+
+def recentre(reps, estimate, axis: int = 0) -> np.ndarray:
+    """Replicates shifted so that their (NaN-ignoring) mean along ``axis`` is ``estimate``: the
+    bias-shifted percentile interval, for statistics whose replicates are centred elsewhere than the
+    estimate (a Fréchet distance of resamples with repeats; a mean over random pairings, whose
+    replicates centre on the expectation over pairings while the estimate carries its own pairing noise)."""
+    reps = np.asarray(reps, dtype=np.float64)
+    with quiet():
+        shift = np.nanmean(reps, axis=axis, keepdims=True) - np.expand_dims(np.asarray(estimate, np.float64), axis)
+    return reps - np.where(np.isfinite(shift), shift, 0.0)
 
 
 def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:

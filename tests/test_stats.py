@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from diffstyle_lab import InjectionConfig, ddim_invert, generate, stats, tiny_model  # noqa: E402
+from diffstyle_lab import InjectionConfig, bootstrap, ddim_invert, generate, maths, stats, tiny_model  # noqa: E402
 from diffstyle_lab.sampling import StepInfo  # noqa: E402
 
 
@@ -152,6 +152,94 @@ def test_correlation_frame_shape_ci_and_seeding(big):
     assert not np.allclose(other.ci_low, one.ci_low)
     with pytest.raises(ValueError, match="level"):
         stats.correlation_frame(small, n_boot=100, level=95)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the intervals are intervals of: simulated data whose sampling spread is known by Monte Carlo
+
+def _norms(m, n, cols=2):
+    """n samples of (‖h‖, ‖g‖) with corr ≈ 0.7, a fresh data set per m."""
+    rng = np.random.default_rng(1000 + m)
+    h = rng.normal(10, 1, (n, cols))
+    return h, 0.7 * h + rng.normal(0, 0.7, (n, cols))
+
+
+def test_r_hetero_replicates_are_the_mean_over_pairings_of_each_resample():
+    h, g = _norms(0, 25)
+    idx = bootstrap.bootstrap_indices(25, 20, seed=2)
+    reps = stats.r_hetero_replicates(h, g, idx, n_perm=15, seed=2)
+    pairings = stats.derangements(25, 15, bootstrap.stream(2, 25, 1))      # the first resample's draws
+    explicit = np.mean([stats.pearson(h[idx[0]][p], g[idx[0]]) for p in pairings], axis=0)
+    np.testing.assert_allclose(reps[0], explicit, rtol=0, atol=1e-13)
+    # averaged over many pairings, r_hetero is −r_homo/(n−1) (exact over all derangements)
+    np.testing.assert_allclose(stats.r_hetero(h, g, n_perm=3000, seed=0), -stats.r_homo(h, g) / 24, atol=0.02)
+
+
+def test_r_hetero_interval_has_the_spread_of_the_reported_mean():
+    """The reported r_hetero is a mean over n_perm pairings: its interval must match the spread of that mean
+    over fresh data sets (≈ 0.04 here), not the spread of one pairing (≈ 1/√n ≈ 0.18, the old interval)."""
+    n, n_perm = 30, 20
+    vals = np.array([stats.r_hetero(*_norms(m, n), n_perm=n_perm, seed=m) for m in range(200)])
+    sd, target = vals.std(0, ddof=1), vals.mean(0)
+    widths, covered = [], []
+    for m in range(50):
+        t = stats.NormTable(np.arange(2), dict(zip(("h", "g"), _norms(m, n))))
+        row = stats.correlation_frame(t, n_boot=100, seed=m, n_perm=n_perm).query("statistic == 'r_hetero'")
+        widths.append(row.ci_high.to_numpy() - row.ci_low.to_numpy())
+        covered.append((row.ci_low.to_numpy() <= target) & (target <= row.ci_high.to_numpy()))
+        assert ((row.ci_low <= row.value) & (row.value <= row.ci_high)).all()
+    ratio = np.mean(widths, 0) / (2 * 1.96 * sd)
+    assert np.all((0.7 < ratio) & (ratio < 1.4)), ratio
+    assert np.mean(widths) < 0.3 * 2 * 1.96 / math.sqrt(n)          # far narrower than one pairing's spread
+    assert np.mean(covered) >= 0.85, np.mean(covered)
+
+
+@pytest.mark.parametrize("method,gamma", [("replace", 1.0), ("lerp", 0.3)])
+def test_r_alt_pair_bootstrap_has_the_spread_over_fresh_images_and_pairings(method, gamma):
+    """r_alt's interval resamples the rows (i, π(i)) as if independent (each image is in two rows): on
+    simulated h it still has the width of r_alt's spread over fresh images and a fresh derangement."""
+    n, d = 40, 6
+
+    def r_alt_once(m):
+        rng = np.random.default_rng(5000 + m)
+        hn = rng.normal(10, 1, n)
+        gn = 0.7 * hn + rng.normal(0, 0.7, n)
+        dirs = rng.normal(size=(n, d))
+        h = torch.from_numpy(dirs / np.linalg.norm(dirs, axis=1, keepdims=True) * hn[:, None])
+        pi = torch.from_numpy(stats.derangement(n, rng))
+        return maths.mix_h(h, h[pi], gamma, method).norm(dim=1).numpy()[:, None], gn[:, None]
+
+    sd = np.std([stats.r_alt(*r_alt_once(m))[0] for m in range(200)], ddof=1)
+    widths = []
+    for m in range(40):
+        x, g = r_alt_once(m)
+        idx = bootstrap.bootstrap_indices(n, 200, seed=m)
+        lo, hi = bootstrap.percentile_interval(stats._pearson_axis(x[idx], g[idx], 1), 0.95)
+        widths.append(hi - lo)
+    assert 0.75 < np.mean(widths) / (2 * 1.96 * sd) < 1.25
+
+
+def test_bootstrap_core_rules():
+    """One core for stats and evaluate: indices a pure function of (n, n_boot, seed), n ≥ 2, NaN interval
+    (not a zero-width one) from a single value, replicates recentred on the estimate."""
+    from diffstyle_lab import evaluate as ev
+    assert stats.bootstrap_indices is bootstrap.bootstrap_indices is ev.bootstrap_indices
+    a = bootstrap.bootstrap_indices(7, 50, seed=4)
+    assert a.shape == (50, 7) and a.min() >= 0 and a.max() < 7
+    np.testing.assert_array_equal(a, bootstrap.bootstrap_indices(7, 50, seed=4))
+    assert not np.array_equal(a, bootstrap.bootstrap_indices(7, 50, seed=5))
+    assert bootstrap.bootstrap_indices(2, 10).shape == (10, 2)
+    with pytest.raises(ValueError, match="n ≥ 2"):
+        bootstrap.bootstrap_indices(1, 100)
+    with pytest.raises(ValueError, match="n_boot=5"):
+        bootstrap.bootstrap_indices(10, 5)
+    m, lo, hi = bootstrap.bootstrap_ci([3.0, np.nan])
+    assert m == 3.0 and np.isnan(lo) and np.isnan(hi)
+    r = bootstrap.recentre(np.array([[1.0, 5.0], [3.0, 7.0]]), np.array([0.0, 6.0]))
+    np.testing.assert_allclose(r.mean(0), [0.0, 6.0], rtol=0, atol=1e-15)
+    assert bootstrap.percentile_interval([1.0, np.inf, np.nan, 3.0], 0.5, axis=None) == (1.5, 2.5)
+    with pytest.raises(ValueError, match="level=95"):
+        bootstrap.percentile_interval([1.0], 95)
 
 
 def test_spread_frame_means_and_sds():

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import metrics
-from ..bootstrap import bootstrap_indices, percentile_interval
+from ..bootstrap import bootstrap_indices, percentile_interval, recentre
 
 CONTENT_HEADS = ("family", "hair", "eyes", "mouth")
 STYLE_HEADS = ("background", "skin", "hair_colour")
@@ -228,7 +228,7 @@ def frechet_with_ci(feats: np.ndarray, ref, n_boot: int = 200, level: float = 0.
     if len(f) < 2:
         return est, float("nan"), float("nan"), np.full(n_boot, np.nan)
     reps = np.array([ref.distance(f[i]) for i in bootstrap_indices(len(f), n_boot, seed)])
-    if np.isfinite(reps).any() and math.isfinite(est):
-        reps = reps - (np.nanmean(reps) - est)
+    if math.isfinite(est):
+        reps = recentre(reps, est)
     lo, hi = percentile_interval(reps, level, axis=None)
     return est, lo, hi, reps
