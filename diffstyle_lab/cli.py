@@ -269,7 +269,7 @@ def _compute_info(device: str) -> dict:
 # inject: files in, one PNG per pair out
 
 def inject_files(content, style, out, *, model=None, device=None, overrides: dict | None = None, mask=None,
-                 inversion_steps: int = 50, fit: str = "crop", cache=None, batch: int = 8, quiet: bool = False,
+                 inversion_steps: int | None = None, fit: str = "crop", cache=None, batch: int = 8, quiet: bool = False,
                  echo=print) -> dict:
     """Content injection for every content × style file pair into the folder ``out`` (see the
     module docstring for what it guarantees). ``model``: a hub id or folder (None: the default model);
@@ -287,8 +287,6 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     # -- everything that can be wrong is checked before the output folder is touched ------------
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"--batch {batch}: must be a whole number ≥ 1 (pairs per U-Net batch)")
-    if isinstance(inversion_steps, bool) or not isinstance(inversion_steps, int) or inversion_steps < 2:
-        raise ValueError(f"--inversion-steps {inversion_steps}: must be a whole number ≥ 2")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; pass a folder (it is created if missing)")
@@ -301,10 +299,12 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     sx = {p: load_image(p, size, fit) for p in styles}
     digest = {p: file_sha256(p) for p in {*contents, *styles}}
     mask_t = load_mask(mask) if mask else None
-    cfg = make_config(m, {**(overrides or {}), "mask": mask_t})
+    cfg = make_config(m, {**(overrides or {}), "mask": mask_t,
+                          **_inversion_override(inversion_steps)})
+    inversion = _inversion_settings(cfg, inversion_steps)
     injection = cfg.to_dict()
     injection["mask"] = None if mask_t is None else hashlib.sha256(mask_t.numpy().tobytes()).hexdigest()
-    params = {"model": m.weights_hash, "injection": injection, "inversion_steps": inversion_steps, "fit": fit,
+    params = {"model": m.weights_hash, "injection": injection, "inversion": inversion, "fit": fit,
               "batch": batch}
     compute = _compute_info(dev)
 
@@ -358,8 +358,8 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
                 if not keys:
                     return {}, None
                 x = check_images(m, torch.cat([images[p] for p in keys]))
-                inv = store.invert(m, x, inversion_steps, batch=batch, progress=False) if store else \
-                    invert_in_batches(m, x, inversion_steps, batch=batch, progress=False)
+                inv = store.invert(m, x, **inversion, batch=batch, progress=False) if store else \
+                    invert_in_batches(m, x, **inversion, batch=batch, progress=False)
                 return {p: i for i, p in enumerate(keys)}, inv
             c_at, c_inv = invert(cx, {c for c, _ in todo})
             s_at, s_inv = invert(sx, {s for _, s in todo})
@@ -370,7 +370,7 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
                 padded = chunk + [chunk[-1]] * (batch - len(chunk))   # every U-Net call sees `batch` pairs
                 seeds = [_pair_seed(cfg.seed, c, s) for c, s in padded]
                 r = inject(m, c_inv.select([c_at[c] for c, _ in padded]), s_inv.select([s_at[s] for _, s in padded]),
-                           cfg, inversion_steps=inversion_steps, progress=False, sample_seeds=seeds)
+                           cfg, inversion_steps=inversion["steps"], progress=False, sample_seeds=seeds)
                 for (c, s), img, sd in zip(chunk, r.to_pil(), seeds):
                     save_png(img, out / names[c, s])
                     written += 1
@@ -404,6 +404,28 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     return {"out": str(out), "new": len(todo), "total": total, "skipped": total - len(todo)}
 
 
+def _config_has(name: str) -> bool:
+    from .sampling import InjectionConfig
+    return name in {f.name for f in dataclasses.fields(InjectionConfig)}
+
+
+def _inversion_override(inversion_steps) -> dict:
+    """``inversion_steps`` as an ``InjectionConfig`` override where it is a field of it."""
+    return {"inversion_steps": inversion_steps} if inversion_steps is not None and _config_has("inversion_steps") \
+        else {}
+
+
+def _inversion_settings(cfg, inversion_steps) -> dict:
+    """The inversion :func:`inject` would run for images: the config's grid where it holds one
+    (``inversion_steps``, ``spacing``, ``record_last``), else 50 steps on the authors' grid."""
+    if _config_has("inversion_steps"):
+        return {"steps": cfg.inversion_steps, "spacing": cfg.spacing, "record_last": getattr(cfg, "record_last", True)}
+    steps = 50 if inversion_steps is None else inversion_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"--inversion-steps {steps}: must be a whole number ≥ 2")
+    return {"steps": steps, "spacing": "authors", "record_last": True}
+
+
 def _changed(old: dict, new: dict) -> list[str]:
     """Names of the parameters that differ (nested dicts by their keys)."""
     out = []
@@ -418,7 +440,7 @@ def _changed(old: dict, new: dict) -> list[str]:
 
 def cmd_inject(a) -> int:
     inject_files(a.content, a.style, a.out, model=a.model, device=a.device, overrides=injection_overrides(a),
-                 mask=a.mask, inversion_steps=a.inversion_steps, fit=a.fit, cache=a.cache, batch=a.batch,
+                 mask=a.mask, inversion_steps=getattr(a, "cli_inversion_steps", None), fit=a.fit, cache=a.cache, batch=a.batch,
                  quiet=a.quiet)
     return 0
 
@@ -457,14 +479,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="output folder (one PNG per pair, grid.png, manifest.json)")
     q.add_argument("--mask", help="grey-scale mask image (white = inject), any size")
     q.add_argument("--model", help="hub id or local diffusers folder (default: the embedded face model)")
-    q.add_argument("--inversion-steps", type=int, default=50, help="DDIM inversion steps (default: 50)")
     q.add_argument("--device", default=None, help=device_help)
     q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="non-square images: centre-crop or pad")
     q.add_argument("--cache", default=None, help="inversion cache folder, or 'off' (default: ~/.cache/diffstyle_lab)")
     q.add_argument("--batch", type=int, default=8, help="pairs per U-Net batch (default: 8; recorded: a resume "
                    "keeps it)")
     q.add_argument("--quiet", action="store_true")
-    add_injection_options(q)
+    if "inversion_steps" not in add_injection_options(q):
+        q.add_argument("--inversion-steps", dest="cli_inversion_steps", type=int, default=None,
+                       help="DDIM inversion steps (default: 50)")
     q.set_defaults(fn=cmd_inject)
 
     t = sub.add_parser("train", help="train a small face diffusion model (needs the [data] extra)")

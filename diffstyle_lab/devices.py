@@ -54,4 +54,4 @@ def pick_device(device: str | None = None, what: str = "device") -> str:
         if index and int(index) >= n:
             raise DeviceError(f"{source}={device}: only {n} CUDA device(s) are visible (cuda:0…cuda:{n - 1})")
         return name
-    raise DeviceError(f"{source}={device!r} is not a device; choose {', '.join(DEVICE_CHOICES)} (or cuda:N)")
+    raise DeviceError(f"{source}={device} is not a device; choose {', '.join(DEVICE_CHOICES)} (or cuda:N)")
