@@ -205,3 +205,41 @@ class HookedUNet:
             out = self.eps(torch.cat([x, x]), torch.cat([self._t(t, x)] * 2), **cond2)
         eps, eps_tilde = out[:b], out[b:]
         return eps, eps_tilde, box["h"], box["h_tilde"], box.get("g")
+
+
+# =============================================================================================
+# The U-Net's layout (helper "notebooks", issue 13 §4: moved here from notebook.py)
+
+def block_table(model):
+    """Every top-level block of ``model``'s U-Net in execution order, with its output shape,
+    parameter count and where h and g are read (a pandas DataFrame; ``attrs["h"]``, ``attrs["g"]``).
+
+    One forward pass on zeros under :meth:`HookedUNet.record` gives h and g; the other blocks'
+    shapes follow from the config (each down block but the last halves the grid, each up block but
+    the last doubles it), checked against the recorded h and g.
+    """
+    import pandas as pd
+    hu: HookedUNet = model.hooked
+    u, s = hu.unet, model.sample_size
+    x = torch.zeros(1, model.in_channels, s, s, device=hu.device, dtype=hu.dtype)
+    with torch.no_grad(), hu.record() as rec:
+        hu.eps(x, 0)
+    chans, n = list(u.config.block_out_channels), len(u.down_blocks)
+    down = [(chans[i], s // 2 ** min(i + 1, n - 1)) for i in range(n)]              # (C, side) out
+    up = [(chans[::-1][i], s // 2 ** max(n - 2 - i, 0)) for i in range(len(u.up_blocks))]
+    h, g = tuple(rec["h"].shape[1:]), tuple(rec["g"].shape[1:])
+    if h != (chans[-1], down[-1][1], down[-1][1]) or g != (down[-1][0], down[-1][1], down[-1][1]):
+        raise ValueError(f"block_table: recorded h {h} and g {g} do not fit the layout of "
+                         f"{type(u).__name__} (block_out_channels={chans}); no table for this U-Net")
+    rows = [("conv_in", u.conv_in, (chans[0], s), "")]
+    rows += [(f"down_blocks[{i}]", b, down[i], "g = its last output" if i == n - 1 else "")
+             for i, b in enumerate(u.down_blocks)]
+    rows += [("mid_block", u.mid_block, (h[0], h[-1]), "h = this output")]
+    rows += [(f"up_blocks[{i}]", b, up[i], "input: cat(h, g); g = last skip of the down path" if i == 0 else "")
+             for i, b in enumerate(u.up_blocks)]
+    rows += [("conv_out", u.conv_out, (u.config.out_channels, s), "")]
+    df = pd.DataFrame([{"block": name, "type": type(mod).__name__, "output (C×H×W)": f"{c}×{side}×{side}",
+                        "parameters": sum(p.numel() for p in mod.parameters()), "hook point": note}
+                       for name, mod, (c, side), note in rows])
+    df.attrs["h"], df.attrs["g"] = h, g
+    return df

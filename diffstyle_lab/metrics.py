@@ -565,3 +565,43 @@ class InceptionFID:
 def inception_fid(a: torch.Tensor, b: torch.Tensor, weights=None) -> float:
     """FID between two image sets (needs pytorch-fid's Inception file; see :func:`weights_path`)."""
     return InceptionFID(weights).fid(a, b)
+
+
+# =============================================================================================
+# Image measures of the notebooks (helper "notebooks", issue 13 §4: moved here from notebook.py;
+# no downloaded networks)
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels, in [0, 255] units (clamped images)."""
+    x = x.clamp(-1, 1)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+    return (dx + dy) / 2 * 127.5
+
+
+def measures(result: torch.Tensor, content: torch.Tensor | None = None, style: torch.Tensor | None = None):
+    """Per-image measures of a batch of results against their content and style images
+    (a pandas DataFrame, one row per image), from the measures above:
+
+    * ``struct_content`` / ``struct_style`` — structure similarity (edge-map correlation, blind to
+      colour) with the content / style image;
+    * ``bg_dist_content`` / ``bg_dist_style`` — distance of the border (background) colour, 0–441;
+    * ``colour_dist_content`` / ``colour_dist_style`` — distance of per-channel colour mean and s.d.;
+    * ``psnr_content`` / ``psnr_style`` — PSNR in dB;
+    * ``out_of_range`` — share of raw output values outside [−1, 1] (before clamping);
+    * ``tv`` — total variation (mean neighbour difference, 0–255): noise and blotches raise it.
+    """
+    import numpy as np
+    import pandas as pd
+    r = result.detach().float().cpu()
+    out = {"out_of_range": (r.abs() > 1.0).float().flatten(1).mean(1), "tv": total_variation(r)}
+    rc = r.clamp(-1, 1)
+    for name, ref in (("content", content), ("style", style)):
+        if ref is None:
+            continue
+        ref = ref.detach().float().cpu().expand_as(rc)
+        out[f"struct_{name}"] = structure_similarity(rc, ref)
+        out[f"bg_dist_{name}"] = colour_distance(border_colour(rc), border_colour(ref))
+        out[f"colour_dist_{name}"] = colour_stats_distance(rc, ref)
+        out[f"psnr_{name}"] = psnr(rc, ref)
+    return pd.DataFrame({k: v.numpy().astype(np.float64) for k, v in out.items()})

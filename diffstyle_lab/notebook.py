@@ -1,6 +1,6 @@
-"""Small helpers for the notebooks in ``notebooks/``: model and device, sample images, inversions
-cached once per notebook, matplotlib image grids, image measures, and interactive views that also
-have a **static path** (a grid of fixed settings drawn as a figure), so a notebook executed by
+"""Figures and widgets for the notebooks in ``notebooks/`` (plus loading the model and the sample
+images, and inversions cached once per notebook): matplotlib image grids, and interactive views
+that also have a **static path** (a grid of fixed settings drawn as a figure), so a notebook executed by
 papermill shows the same figures a reader gets by moving the sliders.
 
 Typical use inside a notebook::
@@ -20,13 +20,13 @@ Typical use inside a notebook::
     nb.show(view.static_figure([{"gamma": g} for g in (0, .3, .6)]))   # the static path
 
 Only :class:`Explorer` and :func:`mask_toggles` need ipywidgets (the ``notebooks`` extra); the
-static path works without it.
+static path works without it. The U-Net's layout table is :func:`diffstyle_lab.hooks.block_table`,
+the image measures :func:`diffstyle_lab.metrics.measures`, the procedural out-of-domain images
+:mod:`diffstyle_lab.procedural`; the device rule is :func:`diffstyle_lab.devices.pick_device`.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -34,30 +34,13 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["hosted", "pick_device", "load", "data_path", "sample_images", "load_folder", "InversionStore",
-           "to_rgb", "grid_figure", "row_figure", "png_bytes", "show", "save_figure", "Explorer", "mask_toggles",
-           "mask_from_cells", "upsample_mask", "h_shape", "block_table", "measures", "ood_images",
-           "write_ood_images", "ood_folder", "stopwatch"]
+__all__ = ["load", "injection_defaults", "data_path", "sample_images", "sample_pairs", "load_folder", "InversionStore", "to_rgb",
+           "grid_figure", "row_figure", "png_bytes", "show", "save_figure", "Explorer", "mask_toggles",
+           "mask_from_cells", "upsample_mask", "h_shape", "ood_folder", "stopwatch"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Where we run
-
-def hosted() -> bool:
-    """True on a hosted notebook service (Google Colab, Kaggle), False on a local kernel."""
-    return ("google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
-            or "COLAB_GPU" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ)
-
-
-def pick_device(device: str | None = None) -> str:
-    """``device`` if given, else ``$DIFFSTYLE_LAB_DEVICE``, else ``cuda`` when available, else ``cpu``."""
-    if device:
-        return str(device)
-    env = os.environ.get("DIFFSTYLE_LAB_DEVICE")
-    if env:
-        return env
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
+# Model and images
 
 def load(model=None, device: str | None = None, threads: int | None = None):
     """The model a notebook runs on: ``None`` (or ``"default"``) → the embedded default model,
@@ -67,13 +50,24 @@ def load(model=None, device: str | None = None, threads: int | None = None):
     leaves torch's default. The small default model gains nothing from several threads, and on a
     busy machine several threads waiting for each other at every operation can make a step many
     times slower than one thread."""
+    from .devices import pick_device
     from .models import load_default_model, load_model
     if threads:
         torch.set_num_threads(int(threads))
-    dev = pick_device(device)
+    dev = pick_device(device, what="device")
     if model is None or str(model) in ("", "default", "faces32"):
         return load_default_model(device=dev)
     return load_model(model, device=dev)
+
+
+def injection_defaults(model, t_edit: int | None = None, t_boost: int | None = None) -> tuple[int, int]:
+    """``(t_edit, t_boost)``: the values given, and for those left None the model's own defaults
+    (:meth:`InjectionConfig.for_model`, read from the model folder where it has them; the
+    :class:`InjectionConfig` defaults otherwise)."""
+    from .sampling import InjectionConfig
+    for_model = getattr(InjectionConfig, "for_model", None)
+    cfg = for_model(model) if for_model is not None else InjectionConfig()
+    return int(cfg.t_edit if t_edit is None else t_edit), int(cfg.t_boost if t_boost is None else t_boost)
 
 
 def data_path(*parts) -> Path:
@@ -528,174 +522,8 @@ def h_shape(model) -> tuple[int, ...]:
     return tuple(rec["h"].shape[1:])
 
 
-def block_table(model):
-    """Every top-level block of the U-Net in execution order, with its output shape and parameter
-    count, and where h and g are read (a pandas DataFrame)."""
-    import pandas as pd
-    u = model.unet
-    named = [("conv_in", u.conv_in)] + [(f"down_blocks[{i}]", b) for i, b in enumerate(u.down_blocks)] + \
-        [("mid_block", u.mid_block)] + [(f"up_blocks[{i}]", b) for i, b in enumerate(u.up_blocks)] + \
-        [("conv_out", u.conv_out)]
-    shapes, handles = {}, []
-
-    def keep(name):
-        def fn(mod, args, out):
-            o = out[0] if isinstance(out, tuple) else out
-            shapes[name] = tuple(o.shape[1:])
-        return fn
-    for name, mod in named:
-        handles.append(mod.register_forward_hook(keep(name)))
-    x = torch.zeros(1, model.in_channels, model.sample_size, model.sample_size, device=model.device,
-                    dtype=model.hooked.dtype)
-    try:
-        with torch.no_grad(), model.hooked.record() as rec:
-            model.hooked.eps(x, 0)
-    finally:
-        for hd in handles:
-            hd.remove()
-    rows = []
-    for name, mod in named:
-        note = ""
-        if name == "mid_block":
-            note = "h = this output"
-        elif name == "up_blocks[0]":
-            note = "input: cat(h, g); g = last skip of the down path"
-        rows.append({"block": name, "type": type(mod).__name__, "output (C×H×W)": "×".join(map(str, shapes[name])),
-                     "parameters": sum(p.numel() for p in mod.parameters()), "hook point": note})
-    df = pd.DataFrame(rows)
-    df.attrs["h"] = tuple(rec["h"].shape[1:])
-    df.attrs["g"] = tuple(rec["g"].shape[1:])
-    return df
-
-
 # ---------------------------------------------------------------------------------------------
-# Image measures (no downloaded networks)
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference between neighbouring pixels, in [0, 255] units (clamped images)."""
-    x = x.clamp(-1, 1)
-    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
-    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
-    return (dx + dy) / 2 * 127.5
-
-
-def measures(result: torch.Tensor, content: torch.Tensor | None = None, style: torch.Tensor | None = None):
-    """Per-image measures of a batch of results against their content and style images
-    (a pandas DataFrame, one row per image), from :mod:`diffstyle_lab.metrics`:
-
-    * ``struct_content`` / ``struct_style`` — structure similarity (edge-map correlation, blind to
-      colour) with the content / style image;
-    * ``bg_dist_content`` / ``bg_dist_style`` — distance of the border (background) colour, 0–441;
-    * ``colour_dist_content`` / ``colour_dist_style`` — distance of per-channel colour mean and s.d.;
-    * ``psnr_content`` / ``psnr_style`` — PSNR in dB;
-    * ``out_of_range`` — share of raw output values outside [−1, 1] (before clamping);
-    * ``tv`` — total variation (mean neighbour difference, 0–255): noise and blotches raise it.
-    """
-    import pandas as pd
-    from . import metrics as M
-    r = result.detach().float().cpu()
-    out = {"out_of_range": (r.abs() > 1.0).float().flatten(1).mean(1), "tv": total_variation(r)}
-    rc = r.clamp(-1, 1)
-    for name, ref in (("content", content), ("style", style)):
-        if ref is None:
-            continue
-        ref = ref.detach().float().cpu().expand_as(rc)
-        out[f"struct_{name}"] = M.structure_similarity(rc, ref)
-        out[f"bg_dist_{name}"] = M.colour_distance(M.border_colour(rc), M.border_colour(ref))
-        out[f"colour_dist_{name}"] = M.colour_stats_distance(rc, ref)
-        out[f"psnr_{name}"] = M.psnr(rc, ref)
-    return pd.DataFrame({k: v.numpy().astype(np.float64) for k, v in out.items()})
-
-
-# ---------------------------------------------------------------------------------------------
-# Out-of-domain style images, made procedurally (free to redistribute)
-
-def _value_noise(size: int, rng: np.random.Generator, octaves: int = 5, base: int = 4) -> np.ndarray:
-    """Fractal value noise in [0, 1] (a Perlin-like texture): random lattices at doubling
-    frequencies, bicubically smoothed (smoothstep) and summed with halving amplitudes."""
-    out = np.zeros((size, size))
-    amp, total = 1.0, 0.0
-    for o in range(octaves):
-        n = base * 2 ** o
-        lat = rng.random((n + 1, n + 1))
-        u = np.linspace(0, n, size, endpoint=False)
-        i = np.floor(u).astype(int)
-        f = u - i
-        f = f * f * (3 - 2 * f)
-        a = lat[i][:, i]
-        b = lat[i][:, i + 1]
-        c = lat[i + 1][:, i]
-        d = lat[i + 1][:, i + 1]
-        fx, fy = f[None, :], f[:, None]
-        out += amp * ((a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy)
-        total += amp
-        amp /= 2
-    out /= total
-    return (out - out.min()) / max(out.max() - out.min(), 1e-12)
-
-
-def _palette(t: np.ndarray, colours: Sequence[Sequence[int]]) -> np.ndarray:
-    """Map t in [0, 1] through a piecewise-linear colour ramp (RGB 0–255)."""
-    cs = np.asarray(colours, dtype=np.float64)
-    pos = np.clip(t, 0, 1) * (len(cs) - 1)
-    i = np.minimum(np.floor(pos).astype(int), len(cs) - 2)
-    f = (pos - i)[..., None]
-    return cs[i] * (1 - f) + cs[i + 1] * f
-
-
-def ood_images(size: int = 128, seed: int = 0) -> dict[str, np.ndarray]:
-    """Six procedural "paintings" and textures (uint8 size×size×3), deterministic in ``seed``:
-    stripes, a sunset gradient, clouds (fractal value noise), a checkerboard, a swirl and a
-    stained-glass mosaic (Voronoi cells). Made by this module — no third-party pixels."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    imgs = {}
-    # 1. diagonal stripes in a warm ramp, with a little wobble like brush strokes
-    wob = 0.03 * np.sin(2 * np.pi * 3 * y)
-    t = 0.5 + 0.5 * np.sin(2 * np.pi * 6 * (x + y + wob))
-    imgs["stripes"] = _palette(t, [(32, 45, 110), (230, 90, 50), (250, 210, 80)])
-    # 2. a sunset: vertical gradient, a sun disc, dark hills
-    sky = _palette(y, [(60, 40, 120), (220, 80, 90), (255, 190, 90)])
-    sun = ((x - 0.65) ** 2 + (y - 0.62) ** 2) < 0.012
-    sky[sun] = (255, 240, 200)
-    hills = y > 0.78 + 0.06 * np.sin(2 * np.pi * 1.5 * x + 1.0)
-    sky[hills] = (30, 25, 50)
-    imgs["sunset"] = sky
-    # 3. clouds: fractal value noise through a sky-blue ramp
-    imgs["clouds"] = _palette(_value_noise(size, rng), [(20, 60, 150), (110, 170, 230), (245, 248, 255)])
-    # 4. a rotated checkerboard in two colours
-    u, v = (x - 0.5) * np.cos(0.4) - (y - 0.5) * np.sin(0.4), (x - 0.5) * np.sin(0.4) + (y - 0.5) * np.cos(0.4)
-    chk = (np.floor(u * 6) + np.floor(v * 6)) % 2
-    imgs["checker"] = np.where(chk[..., None] > 0, np.array([20, 110, 90.0]), np.array([240, 225, 190.0]))
-    # 5. a swirl: colour by angle + radius, like a night-sky painting
-    r = np.hypot(x - 0.5, y - 0.5)
-    a = np.arctan2(y - 0.5, x - 0.5)
-    t = 0.5 + 0.5 * np.sin(3 * a + 18 * r + 2 * _value_noise(size, rng, octaves=3))
-    imgs["swirl"] = _palette(t, [(10, 20, 70), (40, 90, 180), (240, 220, 90)])
-    # 6. stained glass: Voronoi cells with random colours and dark leading
-    pts = rng.random((24, 2))
-    cols = rng.integers(40, 255, size=(24, 3))
-    d = (x[..., None] - pts[:, 0]) ** 2 + (y[..., None] - pts[:, 1]) ** 2
-    order = np.sort(d, axis=-1)
-    glass = cols[np.argmin(d, axis=-1)].astype(np.float64)
-    edge = (np.sqrt(order[..., 1]) - np.sqrt(order[..., 0])) < 0.012
-    glass[edge] = (25, 25, 25)
-    imgs["mosaic"] = glass
-    return {k: np.clip(np.round(v), 0, 255).astype(np.uint8) for k, v in imgs.items()}
-
-
-def write_ood_images(folder, size: int = 128, seed: int = 0) -> list[Path]:
-    """Write :func:`ood_images` as PNGs into ``folder`` (how ``data/ood/`` was made)."""
-    from PIL import Image
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name, a in ood_images(size, seed).items():
-        p = folder / f"{name}.png"
-        Image.fromarray(a).save(p, optimize=True)
-        out.append(p)
-    return out
-
+# Out-of-domain style images (made by diffstyle_lab.procedural)
 
 def ood_folder() -> Path:
     """``data/ood`` (the shipped out-of-domain style images)."""

@@ -16,28 +16,10 @@
 # number you remember from an earlier run.
 
 # %%
-# Hosted notebook services (Colab, Kaggle) only: install diffstyle_lab with its data and pick the
-# GPU. On a local kernel this cell does nothing.
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    try:
-        import diffstyle_lab  # noqa: F401
-    except ImportError:
-        src = os.path.abspath("diffstyle_lab_src")
-        repo = os.environ.get("DIFFSTYLE_LAB_REPO")  # the git URL of your copy of diffstyle_lab
-        if not repo and not os.path.isdir(src):
-            raise RuntimeError("set DIFFSTYLE_LAB_REPO to the git URL of diffstyle_lab (or upload the "
-                               f"checkout to {src}) before running this cell on a hosted service")
-        if not os.path.isdir(src):
-            subprocess.run(["git", "clone", "--depth", "1", repo, src], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", src + "[notebooks]"], check=True)
-        sys.path.insert(0, src)
-        os.environ["DIFFSTYLE_LAB_DATA"] = os.path.join(src, "data")
-    import torch
-    os.environ.setdefault("DIFFSTYLE_LAB_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -57,7 +39,7 @@ import numpy as np
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import maths
+from diffstyle_lab import hooks, maths
 from diffstyle_lab import notebook as nb
 
 t_start = time.perf_counter()
@@ -75,7 +57,7 @@ print(f"model: {m.source} on {m.device}; images {m.in_channels}×{m.sample_size}
 # with the remaining skips.
 
 # %%
-blocks = nb.block_table(m)
+blocks = hooks.block_table(m)
 h_shape, g_shape = blocks.attrs["h"], blocks.attrs["g"]
 print(f"h: {'×'.join(map(str, h_shape))}   g: {'×'.join(map(str, g_shape))}   "
       f"(image {m.sample_size}×{m.sample_size}: one cell of h covers "

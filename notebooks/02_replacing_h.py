@@ -17,28 +17,10 @@
 # given as a parameter (default: the embedded 32-px face model, still being trained).
 
 # %%
-# Hosted notebook services (Colab, Kaggle) only: install diffstyle_lab with its data and pick the
-# GPU. On a local kernel this cell does nothing.
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    try:
-        import diffstyle_lab  # noqa: F401
-    except ImportError:
-        src = os.path.abspath("diffstyle_lab_src")
-        repo = os.environ.get("DIFFSTYLE_LAB_REPO")  # the git URL of your copy of diffstyle_lab
-        if not repo and not os.path.isdir(src):
-            raise RuntimeError("set DIFFSTYLE_LAB_REPO to the git URL of diffstyle_lab (or upload the "
-                               f"checkout to {src}) before running this cell on a hosted service")
-        if not os.path.isdir(src):
-            subprocess.run(["git", "clone", "--depth", "1", repo, src], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", src + "[notebooks]"], check=True)
-        sys.path.insert(0, src)
-        os.environ["DIFFSTYLE_LAB_DATA"] = os.path.join(src, "data")
-    import torch
-    os.environ.setdefault("DIFFSTYLE_LAB_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -48,8 +30,8 @@ inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps
 n_pairs = 4             # (content i, style i) pairs from data/samples
 gamma = 0.3             # γ of normalised Slerp (the paper's default)
-t_edit = 400            # inject while t ≥ t_edit
-t_boost = 200           # stochastic quality boosting for t ≤ t_boost
+t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
+t_boost = None          # stochastic quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 seed = 0
 cache_dir = None        # also keep inversions on disk in this folder (an InversionCache); None → memory only
 out_dir = None          # a folder to save the figures and the table in; None → only shown
@@ -62,10 +44,12 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
+from diffstyle_lab import metrics
 from diffstyle_lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
+t_edit, t_boost = nb.injection_defaults(m, t_edit, t_boost)
 content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs)
 n = len(content)
 store = nb.InversionStore(m, steps=inversion_steps, disk=cache_dir)
@@ -111,7 +95,7 @@ for name, kw in METHODS.items():
         r = dl.inject(m, ci, si, cfg, progress=False, callbacks=[rec], **kw)
     results[name] = r.images
     norms.append(pd.DataFrame(rec.rows).assign(method=name))
-    tables.append(nb.measures(r.images, content, style).assign(method=name, pair=range(n)))
+    tables.append(metrics.measures(r.images, content, style).assign(method=name, pair=range(n)))
     print(f"{name:28s} {sw.seconds:6.1f} s")
 norms = pd.concat(norms, ignore_index=True)
 table = pd.concat(tables, ignore_index=True)
@@ -150,7 +134,7 @@ ratio
 # %% [markdown]
 # ## 3. Measures of the results
 #
-# Per method, averaged over the pairs (`nb.measures`, from `diffstyle_lab.metrics`):
+# Per method, averaged over the pairs (`metrics.measures`):
 # `struct_content` / `struct_style` — edge-map correlation with the content / style image (shape,
 # blind to colour); `bg_dist_style` — distance of the background colour to the style's (0–441);
 # `tv` — total variation (noise and blotches raise it); `out_of_range` — share of raw output values

@@ -15,28 +15,10 @@
 # holds for the model you pass here is printed at the end — it is computed, not assumed.
 
 # %%
-# Hosted notebook services (Colab, Kaggle) only: install diffstyle_lab with its data and pick the
-# GPU. On a local kernel this cell does nothing.
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    try:
-        import diffstyle_lab  # noqa: F401
-    except ImportError:
-        src = os.path.abspath("diffstyle_lab_src")
-        repo = os.environ.get("DIFFSTYLE_LAB_REPO")  # the git URL of your copy of diffstyle_lab
-        if not repo and not os.path.isdir(src):
-            raise RuntimeError("set DIFFSTYLE_LAB_REPO to the git URL of diffstyle_lab (or upload the "
-                               f"checkout to {src}) before running this cell on a hosted service")
-        if not os.path.isdir(src):
-            subprocess.run(["git", "clone", "--depth", "1", repo, src], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", src + "[notebooks]"], check=True)
-        sys.path.insert(0, src)
-        os.environ["DIFFSTYLE_LAB_DATA"] = os.path.join(src, "data")
-    import torch
-    os.environ.setdefault("DIFFSTYLE_LAB_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -46,7 +28,7 @@ n_samples = 64          # samples per source (the paper uses more; intervals shr
 batch_size = 16         # samples per sampler batch (pairs j ≠ i for r_alt are drawn within a batch)
 steps = 50              # DDIM grid (authors' spacing)
 gamma = 0.3             # γ of the lerp / Slerp / normalised Slerp settings of r_alt, and of the injection runs
-t_edit = 400            # editing interval of the injection runs
+t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
 n_boot = 1000           # bootstrap resamples for the confidence intervals
 n_perm = 100            # derangements averaged for r_hetero
 seed = 0
@@ -66,6 +48,7 @@ from diffstyle_lab.images import to_tensor
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
+t_edit, _ = nb.injection_defaults(m, t_edit)
 print(f"model: {m.source} on {m.device}; n = {n_samples} samples per source, {steps} steps")
 
 # %% [markdown]

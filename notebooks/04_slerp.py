@@ -13,28 +13,10 @@
 # show where this model's trade-off lies; nothing here assumes it.
 
 # %%
-# Hosted notebook services (Colab, Kaggle) only: install diffstyle_lab with its data and pick the
-# GPU. On a local kernel this cell does nothing.
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    try:
-        import diffstyle_lab  # noqa: F401
-    except ImportError:
-        src = os.path.abspath("diffstyle_lab_src")
-        repo = os.environ.get("DIFFSTYLE_LAB_REPO")  # the git URL of your copy of diffstyle_lab
-        if not repo and not os.path.isdir(src):
-            raise RuntimeError("set DIFFSTYLE_LAB_REPO to the git URL of diffstyle_lab (or upload the "
-                               f"checkout to {src}) before running this cell on a hosted service")
-        if not os.path.isdir(src):
-            subprocess.run(["git", "clone", "--depth", "1", repo, src], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", src + "[notebooks]"], check=True)
-        sys.path.insert(0, src)
-        os.environ["DIFFSTYLE_LAB_DATA"] = os.path.join(src, "data")
-    import torch
-    os.environ.setdefault("DIFFSTYLE_LAB_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -46,8 +28,8 @@ widget_steps = 12       # generation steps of the interactive view and its stati
 n_pairs = 4             # (content i, style i) pairs from data/samples
 gamma = 0.3             # the slider's starting value
 gammas = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]   # the static sweep and the measured curves
-t_edit = 400
-t_boost = 200
+t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
+t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 seed = 0
 cache_dir = None        # also keep inversions on disk in this folder (an InversionCache); None → memory only
 out_dir = None          # a folder for the figures and the table; None → only shown
@@ -61,10 +43,12 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
+from diffstyle_lab import metrics
 from diffstyle_lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
+t_edit, t_boost = nb.injection_defaults(m, t_edit, t_boost)
 content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs)
 n = len(content)
 pair_names = [f"{c_names[i]} × {s_names[i]}" for i in range(n)]
@@ -111,7 +95,7 @@ nb.show(fig)
 # ## 2. Measured over all pairs
 #
 # For each γ, one batched injection of all pairs with `steps` steps, and the measures of
-# `nb.measures`: structure similarity (edge maps) with the content and with the style image, and
+# `metrics.measures`: structure similarity (edge maps) with the content and with the style image, and
 # the distance of the background colour to the style's and to the content's.
 
 # %%
@@ -119,7 +103,7 @@ rows = []
 for g in gammas:
     r = dl.inject(m, ci, si, gamma=float(g), t_edit=t_edit, t_boost=min(t_boost, t_edit), steps=steps, seed=seed,
                   progress=False)
-    rows.append(nb.measures(r.images, content, style).assign(gamma=g, pair=range(n)))
+    rows.append(metrics.measures(r.images, content, style).assign(gamma=g, pair=range(n)))
 table = pd.concat(rows, ignore_index=True)
 curve = table.groupby("gamma").mean(numeric_only=True)
 if out_dir:

@@ -15,28 +15,10 @@
 # What calibration does on the model given as a parameter is measured at the end of the notebook.
 
 # %%
-# Hosted notebook services (Colab, Kaggle) only: install diffstyle_lab with its data and pick the
-# GPU. On a local kernel this cell does nothing.
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    try:
-        import diffstyle_lab  # noqa: F401
-    except ImportError:
-        src = os.path.abspath("diffstyle_lab_src")
-        repo = os.environ.get("DIFFSTYLE_LAB_REPO")  # the git URL of your copy of diffstyle_lab
-        if not repo and not os.path.isdir(src):
-            raise RuntimeError("set DIFFSTYLE_LAB_REPO to the git URL of diffstyle_lab (or upload the "
-                               f"checkout to {src}) before running this cell on a hosted service")
-        if not os.path.isdir(src):
-            subprocess.run(["git", "clone", "--depth", "1", repo, src], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", src + "[notebooks]"], check=True)
-        sys.path.insert(0, src)
-        os.environ["DIFFSTYLE_LAB_DATA"] = os.path.join(src, "data")
-    import torch
-    os.environ.setdefault("DIFFSTYLE_LAB_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -49,8 +31,8 @@ n_pairs = 4             # (content i, style i) pairs from data/samples
 gamma = 0.3             # γ of normalised Slerp
 omega = 0.3             # the slider's starting ω (the paper's default)
 omegas = [0.0, 0.3, 0.6, 1.0]   # the static sweep and the measured curves
-t_edit = 400
-t_boost = 200
+t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
+t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 seed = 0
 cache_dir = None        # also keep inversions on disk in this folder (an InversionCache); None → memory only
 out_dir = None          # a folder for the figures and the table; None → only shown
@@ -65,10 +47,12 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
+from diffstyle_lab import metrics
 from diffstyle_lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
+t_edit, t_boost = nb.injection_defaults(m, t_edit, t_boost)
 content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs)
 n = len(content)
 pair_names = [f"{c_names[i]} × {s_names[i]}" for i in range(n)]
@@ -137,7 +121,7 @@ def run(calibrate, w, g=gamma):
         r = dl.inject(m, ci, si, gamma=g, t_edit=t_edit, t_boost=min(t_boost, t_edit), calibrate=calibrate,
                       omega=float(w), steps=steps, seed=seed, progress=False)
     images[(calibrate, w if calibrate else None, g)] = r.images
-    return nb.measures(r.images, content, style).assign(omega=w if calibrate else None, calibrate=calibrate,
+    return metrics.measures(r.images, content, style).assign(omega=w if calibrate else None, calibrate=calibrate,
                                                         pair=range(n), seconds=sw.seconds)
 
 

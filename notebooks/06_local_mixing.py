@@ -14,28 +14,10 @@
 # h sees much more than its own patch of pixels.
 
 # %%
-# Hosted notebook services (Colab, Kaggle) only: install diffstyle_lab with its data and pick the
-# GPU. On a local kernel this cell does nothing.
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    try:
-        import diffstyle_lab  # noqa: F401
-    except ImportError:
-        src = os.path.abspath("diffstyle_lab_src")
-        repo = os.environ.get("DIFFSTYLE_LAB_REPO")  # the git URL of your copy of diffstyle_lab
-        if not repo and not os.path.isdir(src):
-            raise RuntimeError("set DIFFSTYLE_LAB_REPO to the git URL of diffstyle_lab (or upload the "
-                               f"checkout to {src}) before running this cell on a hosted service")
-        if not os.path.isdir(src):
-            subprocess.run(["git", "clone", "--depth", "1", repo, src], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", src + "[notebooks]"], check=True)
-        sys.path.insert(0, src)
-        os.environ["DIFFSTYLE_LAB_DATA"] = os.path.join(src, "data")
-    import torch
-    os.environ.setdefault("DIFFSTYLE_LAB_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -46,9 +28,9 @@ steps = 50              # generation steps of the measured table
 widget_steps = 12       # generation steps of the interactive view and its static path
 n_pairs = 4             # (content i, style i) pairs from data/samples
 gamma = 0.5             # content share inside the mask
-mask_norm = "global"    # "global": normalised Slerp inside the mask; "none": plain Slerp (the authors' code)
-t_edit = 400
-t_boost = 200
+mask_norm = "normalised"  # "normalised": normalised Slerp inside the mask; "none": plain Slerp (the authors' code)
+t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
+t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 seed = 0
 cache_dir = None        # also keep inversions on disk in this folder (an InversionCache); None → memory only
 out_dir = None          # a folder for the figures and the table; None → only shown
@@ -64,10 +46,12 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
+from diffstyle_lab import metrics
 from diffstyle_lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
+t_edit, t_boost = nb.injection_defaults(m, t_edit, t_boost)
 content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs)
 n = len(content)
 pair_names = [f"{c_names[i]} × {s_names[i]}" for i in range(n)]
@@ -145,7 +129,7 @@ view = nb.Explorer(render, {
     "pair": widgets.Dropdown(options=pair_names, value=pair_names[0], description="pair"),
     "mask": toggles,
     "gamma": widgets.FloatSlider(value=gamma, min=0.0, max=1.0, step=0.05, description="γ", continuous_update=False),
-    "mask_norm": widgets.ToggleButtons(options=["global", "none"], value=mask_norm, description="norm")})
+    "mask_norm": widgets.ToggleButtons(options=["normalised", "none"], value=mask_norm, description="norm")})
 view.show()
 latency = view.set(mask=MASKS["centre"])
 print(f"one re-render after changing the mask took {latency:.2f} s ({widget_steps} steps)")
@@ -174,7 +158,7 @@ for name, value in MASKS.items():
     out = dl.inject(m, ci, si, gamma=gamma, mask=mk, mask_norm=mask_norm, t_edit=t_edit,
                     t_boost=min(t_boost, t_edit), steps=steps, seed=seed, progress=False).images
     inside, outside = local_change(out, ref_all, mk)
-    meas = nb.measures(out, content, style)
+    meas = metrics.measures(out, content, style)
     for i in range(n):
         rows.append({"mask": name, "pair": i, "inside": float(inside[i]), "outside": float(outside[i]),
                      "struct_content": meas.struct_content[i], "bg_dist_style": meas.bg_dist_style[i]})

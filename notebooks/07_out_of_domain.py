@@ -15,28 +15,10 @@
 # Your own images work too: set `ood_dir` to a folder of pictures (any size; centre-cropped).
 
 # %%
-# Hosted notebook services (Colab, Kaggle) only: install diffstyle_lab with its data and pick the
-# GPU. On a local kernel this cell does nothing.
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    try:
-        import diffstyle_lab  # noqa: F401
-    except ImportError:
-        src = os.path.abspath("diffstyle_lab_src")
-        repo = os.environ.get("DIFFSTYLE_LAB_REPO")  # the git URL of your copy of diffstyle_lab
-        if not repo and not os.path.isdir(src):
-            raise RuntimeError("set DIFFSTYLE_LAB_REPO to the git URL of diffstyle_lab (or upload the "
-                               f"checkout to {src}) before running this cell on a hosted service")
-        if not os.path.isdir(src):
-            subprocess.run(["git", "clone", "--depth", "1", repo, src], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", src + "[notebooks]"], check=True)
-        sys.path.insert(0, src)
-        os.environ["DIFFSTYLE_LAB_DATA"] = os.path.join(src, "data")
-    import torch
-    os.environ.setdefault("DIFFSTYLE_LAB_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -49,7 +31,7 @@ widget_steps = 12       # generation steps of the interactive view
 n_styles = 6            # how many out-of-domain style images to use
 n_contents = 3          # how many sample faces to use as content
 gamma = 0.3             # γ of normalised Slerp
-t_edit = 400
+t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
 t_boost = 0             # the paper's advice for out-of-domain styles
 t_boost_compare = 200   # the in-domain default, for comparison
 seed = 0
@@ -64,17 +46,20 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
+from diffstyle_lab import metrics
 from diffstyle_lab import notebook as nb
+from diffstyle_lab import procedural
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
+t_edit, t_boost = nb.injection_defaults(m, t_edit, t_boost)
 folder = ood_dir or nb.ood_folder()
 if os.path.isdir(folder):
     styles, st_names = nb.load_folder(folder, m.sample_size)
 else:   # a pip-installed copy without data/: make the same images in memory
     from diffstyle_lab.images import to_tensor
     from PIL import Image
-    made = nb.ood_images()
+    made = procedural.ood_images()
     styles = torch.cat([to_tensor(Image.fromarray(a).resize((m.sample_size,) * 2, Image.LANCZOS)) for a in made.values()])
     st_names = list(made)
 styles, st_names = styles[:n_styles], st_names[:n_styles]
@@ -131,10 +116,10 @@ nb.show(fig)
 flat_c = content.repeat_interleave(len(styles), 0)
 flat_s = styles.repeat(len(content), 1, 1, 1)
 table = pd.concat([
-    nb.measures(r.reshape(-1, *r.shape[2:]), flat_c, flat_s).assign(
+    metrics.measures(r.reshape(-1, *r.shape[2:]), flat_c, flat_s).assign(
         t_boost=tb, style=st_names * len(content), content=[c for c in c_names for _ in st_names])
     for tb, r in ((t_boost, res), (t_boost_compare, res_b))], ignore_index=True)
-recon_table = pd.concat([nb.measures(r, None, styles).assign(t_boost=tb, style=st_names)
+recon_table = pd.concat([metrics.measures(r, None, styles).assign(t_boost=tb, style=st_names)
                          for tb, r in ((t_boost, recon), (t_boost_compare, recon_b))], ignore_index=True)
 if out_dir:
     os.makedirs(out_dir, exist_ok=True)

@@ -14,28 +14,10 @@
 #   (`sweep.png`) and an image grid (`sweep_images.png`), all written to `out_dir`.
 
 # %%
-# Hosted notebook services (Colab, Kaggle) only: install diffstyle_lab with its data and pick the
-# GPU. On a local kernel this cell does nothing.
-import os
-import subprocess
-import sys
-
-if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-    try:
-        import diffstyle_lab  # noqa: F401
-    except ImportError:
-        src = os.path.abspath("diffstyle_lab_src")
-        repo = os.environ.get("DIFFSTYLE_LAB_REPO")  # the git URL of your copy of diffstyle_lab
-        if not repo and not os.path.isdir(src):
-            raise RuntimeError("set DIFFSTYLE_LAB_REPO to the git URL of diffstyle_lab (or upload the "
-                               f"checkout to {src}) before running this cell on a hosted service")
-        if not os.path.isdir(src):
-            subprocess.run(["git", "clone", "--depth", "1", repo, src], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", src + "[notebooks]"], check=True)
-        sys.path.insert(0, src)
-        os.environ["DIFFSTYLE_LAB_DATA"] = os.path.join(src, "data")
-    import torch
-    os.environ.setdefault("DIFFSTYLE_LAB_DEVICE", "cuda" if torch.cuda.is_available() else "cpu")
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -48,7 +30,7 @@ content_dir = None      # a folder of content images; None → data/samples/cont
 style_dir = None        # a folder of style images; None → data/samples/style
 gammas = [0.0, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
 t_edits = [200, 400, 600]
-t_boost = 200           # clipped to each t_edit (t_boost ≤ t_edit)
+t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 method = "normalised_slerp"
 calibrate = False
 omega = 0.3
@@ -66,10 +48,12 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
+from diffstyle_lab import metrics
 from diffstyle_lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
+_, t_boost = nb.injection_defaults(m, t_boost=t_boost)
 content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs, content_dir, style_dir)
 n = len(content)
 store = nb.InversionStore(m, steps=inversion_steps, disk=cache_dir)
@@ -83,7 +67,7 @@ print(f"model: {m.source} on {m.device}; {n} pairs; {len(gammas)} γ × {len(t_e
 # ## 1. The sweep
 #
 # One batched injection of all pairs per (γ, t_edit). Each row of the table is one pair at one
-# setting, with its measures (`nb.measures`, from `diffstyle_lab.metrics`) and the run's seconds.
+# setting, with its measures (`metrics.measures`) and the run's seconds.
 
 # %%
 rows, images = [], {}
@@ -93,7 +77,7 @@ for g, te in itertools.product(gammas, t_edits):
     with nb.stopwatch() as sw:
         r = dl.inject(m, ci, si, cfg, progress=False)
     images[(g, te)] = r.images
-    meas = nb.measures(r.images, content, style)
+    meas = metrics.measures(r.images, content, style)
     meas.insert(0, "pair", range(n))
     meas.insert(1, "content", c_names)
     meas.insert(2, "style", s_names)

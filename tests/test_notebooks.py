@@ -81,10 +81,14 @@ def test_markdown_opens_with_what_you_learn_and_closes_with_what_figures_show(sr
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=NAMES)
-def test_hosted_setup_cell_does_nothing_locally(src, monkeypatch):
+def test_hosted_setup_cell_is_short_and_does_nothing_locally(src, monkeypatch):
     nb = jupytext.read(str(src))
     first = next(c for c in nb.cells if c.cell_type == "code")
-    assert "google.colab" in first.source and "pip" in first.source
+    assert "google.colab" in first.source and "pip install" in first.source and "DIFFSTYLE_LAB_REPO" in first.source
+    code = [ln for ln in first.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert len(code) <= 3, f"{src.name}: the hosted-setup cell has {len(code)} lines of code"
+    # every notebook has the same one
+    assert first.source == next(c for c in jupytext.read(str(SOURCES[0])).cells if c.cell_type == "code").source
     for k in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE", "COLAB_GPU", "DIFFSTYLE_LAB_DEVICE"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
@@ -93,10 +97,11 @@ def test_hosted_setup_cell_does_nothing_locally(src, monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the hosted-setup cell ran a command on a local kernel")
     monkeypatch.setattr(subprocess, "run", refuse)
-    env_before = dict(os.environ)
+    monkeypatch.setattr(os, "system", refuse)
+    env_before, path_before = dict(os.environ), list(sys.path)
     ns: dict = {}
     exec(compile(first.source, f"{src.name}:setup", "exec"), ns)
-    assert dict(os.environ) == env_before
+    assert dict(os.environ) == env_before and sys.path == path_before
     assert "torch" not in ns
 
 
@@ -286,28 +291,51 @@ def test_inversion_store_inverts_each_image_once(tiny, images, tmp_path):
 
 
 def test_measures_and_layout(tiny, images):
+    from diffstyle_lab import hooks, metrics
     from diffstyle_lab import notebook as nb
-    df = nb.measures(images, images, images.flip(0))
+    df = metrics.measures(images, images, images.flip(0))
     assert len(df) == 2
     assert np.allclose(df.struct_content, 1.0) and (df.bg_dist_content.abs() < 1e-4).all()
     assert (df.out_of_range == 0).all() and (df.tv > 0).all()
-    assert nb.h_shape(tiny) == tuple(nb.block_table(tiny).attrs["h"])
-    tab = nb.block_table(tiny)
+    tab = hooks.block_table(tiny)
+    assert nb.h_shape(tiny) == tuple(tab.attrs["h"])
     assert tab["hook point"].str.contains("h = ").sum() == 1
     assert tab.parameters.sum() == sum(p.numel() for p in tiny.unet.parameters()) - \
         sum(p.numel() for n, p in tiny.unet.named_parameters() if n.startswith(("time_", "conv_norm_out")))
+    assert not tiny.hooked.has_hooks()
+
+
+def test_block_table_shapes_are_the_blocks_outputs(tiny):
+    """The shapes the table derives from the config are what each block really outputs."""
+    from diffstyle_lab import hooks
+    u = tiny.unet
+    seen, handles = {}, []
+    mods = [("conv_in", u.conv_in)] + [(f"down_blocks[{i}]", b) for i, b in enumerate(u.down_blocks)] + \
+        [("mid_block", u.mid_block)] + [(f"up_blocks[{i}]", b) for i, b in enumerate(u.up_blocks)] + [("conv_out", u.conv_out)]
+    for name, mod in mods:
+        handles.append(mod.register_forward_hook(
+            lambda m, a, o, name=name: seen.__setitem__(name, "×".join(map(str, (o[0] if isinstance(o, tuple) else o).shape[1:])))))
+    try:
+        with torch.no_grad():
+            tiny.hooked.eps(torch.zeros(1, 3, tiny.sample_size, tiny.sample_size), 0)
+    finally:
+        for hd in handles:
+            hd.remove()
+    tab = hooks.block_table(tiny)
+    assert dict(zip(tab.block, tab["output (C×H×W)"])) == seen
 
 
 def test_ood_images_are_the_shipped_ones():
     from PIL import Image
     from diffstyle_lab import notebook as nb
-    made = nb.ood_images()
+    from diffstyle_lab.procedural import ood_images
+    made = ood_images()
     assert set(made) == {"stripes", "sunset", "clouds", "checker", "swirl", "mosaic"}
-    assert not np.array_equal(made["clouds"], nb.ood_images(seed=1)["clouds"])
+    assert not np.array_equal(made["clouds"], ood_images(seed=1)["clouds"])
     for name, a in made.items():
         assert a.shape == (128, 128, 3) and a.dtype == np.uint8 and a.std() > 10
         shipped = nb.ood_folder() / f"{name}.png"
-        assert shipped.exists(), f"{shipped} missing: python -c 'from diffstyle_lab.notebook import write_ood_images as w; w(\"data/ood\")'"
+        assert shipped.exists(), f"{shipped} missing: python -c 'from diffstyle_lab.procedural import write_ood_images as w; w(\"data/ood\")'"
         assert np.array_equal(np.asarray(Image.open(shipped).convert("RGB")), a)
     assert (nb.ood_folder() / "README.md").exists()
 
