@@ -440,8 +440,8 @@ def _changed(old: dict, new: dict) -> list[str]:
 
 def cmd_inject(a) -> int:
     inject_files(a.content, a.style, a.out, model=a.model, device=a.device, overrides=injection_overrides(a),
-                 mask=a.mask, inversion_steps=getattr(a, "cli_inversion_steps", None), fit=a.fit, cache=a.cache, batch=a.batch,
-                 quiet=a.quiet)
+                 mask=a.mask_file, inversion_steps=getattr(a, "cli_inversion_steps", None), fit=a.fit,
+                 cache=a.cache, batch=a.batch, quiet=a.quiet)
     return 0
 
 
@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--content", required=True, help="image file or folder of images (content)")
     q.add_argument("--style", required=True, help="image file or folder of images (style)")
     q.add_argument("--out", required=True, help="output folder (one PNG per pair, grid.png, manifest.json)")
-    q.add_argument("--mask", help="grey-scale mask image (white = inject), any size")
+    q.add_argument("--mask", dest="mask_file", help="grey-scale mask image (white = inject), any size")
     q.add_argument("--model", help="hub id or local diffusers folder (default: the embedded face model)")
     q.add_argument("--device", default=None, help=device_help)
     q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="non-square images: centre-crop or pad")

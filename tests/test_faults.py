@@ -34,14 +34,6 @@ def ws(tmp_path_factory):
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def args(ws, out, *extra, content=None, style=None, model=None):
     return ["inject", "--content", str(content or ws / "content"), "--style", str(style or ws / "style"),
             "--model", str(model or ws / "model"), "--cache", "off", "--device", "cpu", "--quiet",
