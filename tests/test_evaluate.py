@@ -1,6 +1,7 @@
 """Evaluation (issue 6): metrics with known answers, bootstrap intervals, resumable sweeps, the
 paper-metric slots, claim verdicts and the results page — on tiny models and synthetic data."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -161,6 +162,44 @@ def test_default_plan_shares_settings():
     assert by[("gamma", 0.3)] == by[("t_edit", 400)] == by[("ablation", "normalised slerp")]
     assert by[("omega", 0.3)] == by[("ablation", "normalised slerp + calibration")]
     assert all(e.setting.t_boost <= e.setting.t_edit for e in plan)
+
+
+def test_setting_is_a_view_of_injection_config():
+    defaults = {f.name: f.default for f in dataclasses.fields(dl.InjectionConfig)}
+    s = ev.Setting()
+    assert [f.name for f in dataclasses.fields(s)] == list(ev.SWEPT_FIELDS)
+    assert {k: getattr(s, k) for k in ev.SWEPT_FIELDS} == {k: defaults[k] for k in ev.SWEPT_FIELDS}
+    cfg = ev.Setting(gamma=0.5, t_edit=np.int64(600)).config(steps=20, spacing="authors", seed=3)
+    assert cfg == dataclasses.replace(dl.InjectionConfig(), gamma=0.5, t_edit=600, steps=20, seed=3)
+    assert type(cfg.t_edit) is int and type(cfg.gamma) is float
+    assert ev.Setting.from_config(cfg) == ev.Setting(gamma=0.5, t_edit=600)
+
+
+def _toy_ideal_rmse(b):
+    """A metric family as a new one would be written: RMSE to an 'ideal' image (here the blend of the pair)."""
+    return {"toy_rmse_ideal": metrics.pixel_rmse(b.result, (b.content + b.style) / 2).double().numpy()}
+
+
+def _blend(pairs):
+    return (pairs.content + pairs.style) / 2
+
+
+def test_a_new_metric_family_baseline_and_claim(tmp_path, clf, pairs16):
+    """The extension points: a per-pair metric family, a baseline (a reference row) and a claim comparing a
+    setting with the baseline; a run with other families is another run (nothing reused or mixed)."""
+    run = ev.evaluate(tiny64(), SMALL_PLAN, pairs16, tmp_path, classifier=clf,
+                      families=ev.PAIR_METRIC_FAMILIES + (_toy_ideal_rmse,),
+                      baselines={**ev.BASELINES, "blend": _blend}, **RUN_KW)
+    p = run.tables["pairs"].merge(run.tables["plan"], on="setting_id")
+    blend = p[(p.sweep == "reference") & (p.x == "blend")]
+    assert len(blend) == len(pairs16) and (blend.toy_rmse_ideal == 0).all()
+    assert (p[p.sweep == "gamma"].toy_rmse_ideal > 0).all()
+    claim0 = ev.Claim("beats-blend", "Injection is nearer the ideal than the blend.", "diff", "toy_rmse_ideal",
+                      ("gamma", 0.5), ("reference", "blend"), -1)
+    verdicts = ev.assess_claims(run.tables, (claim0,) + ev.CLAIMS, n_boot=100).set_index("claim").verdict
+    assert verdicts.iloc[0] == verdicts["beats-blend"] == "does not hold"     # the blend *is* the ideal here
+    plain = ev.evaluate(tiny64(), SMALL_PLAN, pairs16, tmp_path, classifier=clf, **RUN_KW)
+    assert len(plain.computed) == 4 and "toy_rmse_ideal" not in plain.tables["pairs"]
 
 
 def test_resumed_sweep_skips_finished_settings(tiny_run, clf, pairs16, monkeypatch):
