@@ -1,6 +1,6 @@
 """The maths of one step, as plain functions to read next to the paper's equations.
 
-Notation (method.md §2): ``a_t`` is ᾱ_t, ``a_prev`` is ᾱ_{t−1} (1 for the last step),
+Notation (``docs/method.md`` §2): ``a_t`` is ᾱ_t, ``a_prev`` is ᾱ_{t−1} (1 for the last step),
 ``eps`` is ε(x_t), ``eps_tilde`` is ε(x_t | h̃_t). Every ``a_*`` argument is a float or a tensor
 broadcastable against the images.
 """
@@ -39,26 +39,47 @@ def ddim_step(x0, eps_dir, a_prev, sigma=0.0, noise=None):
     return out
 
 
+def asymmetric_step(x_t, eps_tilde, eps, a_t, a_prev, sigma=0.0, noise=None):
+    """x_{t−1} = √ᾱ_{t−1}·P_t(ε̃) + D_t(ε) + σ_t·z — the paper's asymmetric step (its eq. for the
+    reverse process with h̃): the predicted x_0 sees the injected ε̃ = ε(x_t | h̃), the direction keeps
+    ε = ε(x_t | h). With ``eps_tilde is eps`` it is the plain DDIM step."""
+    return ddim_step(pred_x0(x_t, eps_tilde, a_t), eps, a_prev, sigma, noise)
+
+
+def eps_from_x0(x_t, x0, a_t):
+    """The ε for which P_t(ε) = ``x0``: (x_t − √ᾱ_t·x_0) / √(1−ᾱ_t)."""
+    return (x_t - a_t ** 0.5 * x0) / (1 - a_t) ** 0.5
+
+
 def ddim_inversion_step(x_t, eps, a_t, a_next):
     """One deterministic DDIM step *up* the chain: x_{t'} = √ᾱ_{t'}·P_t(ε) + √(1−ᾱ_{t'})·ε, t' > t."""
     return a_next ** 0.5 * pred_x0(x_t, eps, a_t) + (1 - a_next) ** 0.5 * eps
 
 
 # ---------------------------------------------------------------------------------------------
-# Mixing h with h^content (method.md §6)
+# Mixing h with h^content (docs/method.md §6)
+#
+# ``region`` (a mask at h's resolution, values in [0, 1]) restricts norms and angles to the masked
+# elements, as the paper's local mixing does: ⟨a, b⟩_m = Σ m·a·b, ‖a‖_m = √⟨a, a⟩_m (for a 0/1
+# mask: the elements inside it). None: all C·H·W elements.
 
-def per_sample_norm(x: torch.Tensor) -> torch.Tensor:
-    """‖x‖ over all C·H·W elements of each sample, shaped B×1×…×1 for broadcasting."""
-    return x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+def _weighted(x: torch.Tensor, region) -> torch.Tensor:
+    return (x if region is None else x * region.sqrt()).flatten(1)
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Slerp(a, b, γ) = sin((1−γ)θ)/sin θ·a + sin(γθ)/sin θ·b, θ = arccos⟨â, b̂⟩, per sample.
+def per_sample_norm(x: torch.Tensor, region=None) -> torch.Tensor:
+    """‖x‖ over all C·H·W elements of each sample (or ‖x‖_m over ``region``), shaped B×1×…×1."""
+    return _weighted(x, region).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, gamma: float, region=None) -> torch.Tensor:
+    """Slerp(a, b, γ) = sin((1−γ)θ)/sin θ·a + sin(γθ)/sin θ·b, θ = arccos⟨â, b̂⟩, per sample
+    (θ from the masked elements when ``region`` is given).
 
     The cosine is clamped to [−1, 1]; where sin θ ≈ 0 (parallel, opposite or zero vectors) it falls
     back to linear interpolation, so the result is always finite.
     """
-    af, bf = a.flatten(1), b.flatten(1)
+    af, bf = _weighted(a, region), _weighted(b, region)
     cos = (af * bf).sum(1) / (af.norm(dim=1) * bf.norm(dim=1)).clamp_min(_EPS)
     theta = torch.arccos(cos.clamp(-1.0, 1.0))
     sin = torch.sin(theta)
@@ -70,22 +91,24 @@ def slerp(a: torch.Tensor, b: torch.Tensor, gamma: float) -> torch.Tensor:
     return wa.view(shape) * a + wb.view(shape) * b
 
 
-def normalised_slerp(h: torch.Tensor, h_content: torch.Tensor, gamma: float) -> torch.Tensor:
-    """h̃ = Slerp(h, (h^content/‖h^content‖)·‖h‖, γ): content share γ, and ‖h̃‖ = ‖h‖."""
-    target = h_content / per_sample_norm(h_content).clamp_min(_EPS) * per_sample_norm(h)
-    return slerp(h, target, gamma)
+def normalised_slerp(h: torch.Tensor, h_content: torch.Tensor, gamma: float, region=None) -> torch.Tensor:
+    """h̃ = Slerp(h, (h^content/‖h^content‖)·‖h‖, γ): content share γ, and ‖h̃‖ = ‖h‖ (norms and
+    angle over ``region`` when given)."""
+    target = h_content / per_sample_norm(h_content, region).clamp_min(_EPS) * per_sample_norm(h, region)
+    return slerp(h, target, gamma, region)
 
 
-def mix_h(h, h_content, gamma: float, method: str = "normalised_slerp"):
+def mix_h(h, h_content, gamma: float, method: str = "normalised_slerp", region=None):
     """h̃ = f(h, h^content, γ) for the paper's method and its ablations.
 
     ``normalised_slerp`` (the paper), ``slerp`` (no norm rescaling), ``lerp`` ((1−γ)h + γh^content),
     ``replace`` (h^content; γ ignored), ``add`` (h + γ·h^content; the paper's "add" is γ = 1).
+    ``region`` restricts the Slerps' norms and angle to a mask (the element-wise rules ignore it).
     """
     if method == "normalised_slerp":
-        return normalised_slerp(h, h_content, gamma)
+        return normalised_slerp(h, h_content, gamma, region)
     if method == "slerp":
-        return slerp(h, h_content, gamma)
+        return slerp(h, h_content, gamma, region)
     if method == "lerp":
         return (1 - gamma) * h + gamma * h_content
     if method == "replace":
@@ -129,7 +152,7 @@ def masked_mix(h, h_tilde, mask):
 
 
 # ---------------------------------------------------------------------------------------------
-# Style calibration (method.md §7)
+# Style calibration (docs/method.md §7)
 
 def normalise_like(p_tilde, p):
     """P̃ ← mean(P̃) + (P̃ − mean(P̃))·std(P)/std(P̃), per sample over C·H·W."""

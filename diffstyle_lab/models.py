@@ -264,7 +264,7 @@ def load_model(id_or_dir, revision: str | None = None, device="cpu", dtype=torch
         if str(id_or_dir).startswith((".", "/", "~")) or os.sep in str(id_or_dir) and str(id_or_dir).count("/") > 1:
             raise FileNotFoundError(f"model folder {id_or_dir} does not exist")
         rev = revision or KNOWN_MODELS.get(str(id_or_dir), {}).get("revision", "main")
-        root = _hub_snapshot(str(id_or_dir), rev, local_files_only)
+        root = hub_snapshot(str(id_or_dir), rev, local_files_only)
     unet_dir = root / "unet" if (root / "unet").is_dir() else root
     defaults = read_model_defaults(root) if (root / MODEL_DEFAULTS_FILE).is_file() else \
         dict(KNOWN_MODELS.get(str(id_or_dir), {}).get("defaults", {}))
@@ -316,20 +316,27 @@ def read_model_defaults(folder) -> dict:
     return dict(d)
 
 
-def _hub_snapshot(repo_id: str, revision: str, local_files_only: bool | None) -> Path:
+UNET_PATTERNS = ["*.json", "*.safetensors", "unet/*", "scheduler/*"]
+
+
+def hub_snapshot(repo_id: str, revision: str, local_files_only: bool | None, patterns=UNET_PATTERNS,
+                 use: str = "--model PATH / load_model(PATH)", list_patterns: bool = False) -> Path:
+    """The local folder of ``repo_id@revision`` (only ``patterns``): the Hugging Face cache first, the
+    hub second unless ``local_files_only`` (default: ``$HF_HUB_OFFLINE``). When neither works,
+    :class:`ModelUnavailableError` names the download command to run on a connected machine and how
+    to ``use`` the folder here. Shared by :func:`load_model` and :func:`diffstyle_lab.sd.load_sd`."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError as e:  # pragma: no cover
         raise ModelUnavailableError("huggingface_hub is needed to load hub ids; pass a local folder instead") from e
-    patterns = ["*.json", "*.safetensors", "unet/*", "scheduler/*"]
-    fix = (f"On a machine with internet run\n  huggingface-cli download {repo_id} --revision {revision} "
+    files = " " + " ".join(repr(p) if "*" in p else p for p in patterns) if list_patterns else ""
+    fix = (f"On a machine with internet run\n  huggingface-cli download {repo_id} --revision {revision}{files} "
            f"--local-dir {repo_id.split('/')[-1]}\nthen copy that folder here and pass its path "
-           f"(--model PATH / load_model(PATH)), or copy the Hugging Face cache (~/.cache/huggingface/hub).")
+           f"({use}), or copy the Hugging Face cache (~/.cache/huggingface/hub).")
     if local_files_only is None:
         local_files_only = os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True")
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns,
-                                      local_files_only=True))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
     except Exception:
         if local_files_only:
             raise ModelUnavailableError(f"{repo_id}@{revision} is not in the local cache and the hub is "

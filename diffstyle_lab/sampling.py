@@ -1,8 +1,10 @@
 """Hooked samplers: DDIM inversion that records h, plain DDIM generation, and the asymmetric
-reverse process with content injection (method.md §4–7).
+reverse process with content injection (``docs/method.md`` §4–7).
 
-The loops are explicit and unrolled, diffusers-style; the maths of each step is in
-:mod:`diffstyle_lab.maths`. All images are tensors in [−1, 1], B×C×H×W.
+The loops are explicit, diffusers-style (predict, then step); the maths of each step is in
+:mod:`diffstyle_lab.maths`. The network is reached through a small ε-provider (:class:`PixelEps`
+here, :class:`diffstyle_lab.sd.LatentEps` for Stable Diffusion), so one sampler serves pixels and
+latents. All images are tensors in [−1, 1], B×C×H×W.
 """
 
 from __future__ import annotations
@@ -133,64 +135,124 @@ def check_images(model: DiffusionModel, x: torch.Tensor, name: str = "images") -
     return x.to(model.device, model.hooked.dtype)
 
 
+# ---------------------------------------------------------------------------------------------
+# ε-providers: what the samplers ask of a network
+
+class PixelEps:
+    """The ε-provider of a pixel-space U-Net (:class:`DiffusionModel`), through its
+    :class:`~diffstyle_lab.hooks.HookedUNet`. :func:`reverse` and :func:`ddim_invert` ask a provider
+    for four things; the latent one (conditioning, guidance, v-prediction) is
+    :class:`diffstyle_lab.sd.LatentEps`.
+
+    * ``eps(x, t, record)`` → ``(ε, h, g)`` (h, g only when ``record``);
+    * ``asymmetric(x, t, edit)`` → ``(ε, ε̃, h, h̃, g)`` with h̃ = ``edit(h)`` (split forward);
+    * ``invert_eps(x, t)`` → ``(ε, h to store, h, g)`` for one inversion step;
+    * ``content_h(content, t)`` → h^content at t, in the layout ``edit`` receives h.
+    """
+
+    label = ""
+
+    def __init__(self, model: DiffusionModel, force_doubling: bool = False):
+        self.model, self.hooked, self.force_doubling = model, model.hooked, force_doubling
+
+    def check_x0(self, x0, name="images"):
+        return check_images(self.model, x0, name)
+
+    def check_x_T(self, x_T, name="x_T"):
+        return x_T.to(self.model.device, self.hooked.dtype)
+
+    def check_content(self, content: Inversion):
+        pass
+
+    def eps(self, x, t, record: bool = False):
+        if not record:
+            return self.hooked.eps(x, t), None, None
+        with self.hooked.record("h", "g") as rec:
+            eps = self.hooked.eps(x, t)
+        return eps, rec["h"], rec.get("g")
+
+    def asymmetric(self, x, t, edit):
+        return self.hooked.asymmetric_eps(x, t, edit, force_doubling=self.force_doubling)
+
+    def invert_eps(self, x, t):
+        eps, h, g = self.eps(x, t, record=True)
+        return eps, h, h, g
+
+    def content_h(self, content: Inversion, t: int):
+        return content.h_at(t)
+
+
+def eps_provider(model, force_doubling: bool = False):
+    """``model`` itself when it is an ε-provider (e.g. :class:`diffstyle_lab.sd.LatentEps`), else a
+    :class:`PixelEps` over it."""
+    return model if hasattr(model, "asymmetric") else PixelEps(model, force_doubling)
+
+
+# ---------------------------------------------------------------------------------------------
+# DDIM inversion
+
 @torch.no_grad()
-def ddim_invert(model: DiffusionModel, x0: torch.Tensor, steps: int = 50, spacing: str = "authors",
+def ddim_invert(model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors",
                 record_last: bool = True, progress: bool = True, callbacks: Sequence[Callback] = (),
                 cache=None) -> Inversion:
     """Deterministic DDIM inversion x_0 → x_T on a grid of ``steps`` points, recording h_t.
 
-    The model is evaluated at the smaller t of each pair. ``record_last=True`` pays one more pass
-    at t = T−1 so h^content exists there (the paper); ``False`` is the authors' code, which uses the
-    nearest stored t. With ``cache`` (an :class:`~diffstyle_lab.cache.InversionCache`), results are
-    read from and written to disk per image.
+    ``model``: a :class:`DiffusionModel` or an ε-provider. The model is evaluated at the smaller t
+    of each pair (:func:`maths.ddim_inversion_step`). ``record_last=True`` pays one more pass at
+    t = T−1 so that h^content exists there (this toolkit's choice; the paper is silent); ``False``
+    is the authors' code, which uses the nearest stored t. With ``cache`` (an
+    :class:`~diffstyle_lab.cache.InversionCache`), results are read from and written to disk per image.
     """
-    x0 = check_images(model, x0)
+    net = eps_provider(model)
+    x0 = net.check_x0(x0)
     if cache is not None:
-        return cache.invert(model, x0, steps=steps, spacing=spacing, record_last=record_last, progress=progress)
-    ts = timestep_grid(steps, spacing, model.T)
-    acp = model.alphas_cumprod
-    hu = model.hooked
+        return cache.invert(net.model, x0, steps=steps, spacing=spacing, record_last=record_last, progress=progress)
+    ts = timestep_grid(steps, spacing, net.model.T)
+    acp = net.model.alphas_cumprod
     x, hs = x0.clone(), []
-    bar = _bar(len(ts) - 1 + record_last, "invert", progress)
-    for k in range(len(ts) - 1):
-        t, t_next = ts[k], ts[k + 1]
-        with hu.record("h", "g") as rec:
-            eps = hu.eps(x, t)
-        hs.append(rec["h"])
-        _emit(callbacks, StepInfo("invert", k, t, x, rec["h"], rec.get("g")))
-        a_t, a_next = float(acp[t]), float(acp[t_next])
-        x = maths.ddim_inversion_step(x, eps, a_t, a_next)
-        _check_finite(x, "inversion", k, t)
-        bar.update(1)
-    rec_ts = ts[:-1]
-    if record_last:
-        with hu.record("h", "g") as rec:
-            hu.eps(x, ts[-1])
-        hs.append(rec["h"])
-        _emit(callbacks, StepInfo("invert", len(ts) - 1, ts[-1], x, rec["h"], rec.get("g")))
-        rec_ts = ts
+    rec_ts = ts if record_last else ts[:-1]
+    bar = _bar(len(rec_ts), net.label + "invert", progress)
+    for k, t in enumerate(rec_ts):
+        eps, h_store, h, g = net.invert_eps(x, t)
+        hs.append(h_store)
+        _emit(callbacks, StepInfo("invert", k, t, x, h, g))
+        if k < len(ts) - 1:
+            x = maths.ddim_inversion_step(x, eps, float(acp[t]), float(acp[ts[k + 1]]))
+            _check_finite(x, net.label + "inversion", k, t)
         bar.update(1)
     bar.close()
     return Inversion(x, torch.stack(hs, 1), list(rec_ts), ts, spacing)
 
 
 # ---------------------------------------------------------------------------------------------
-# Generation and injection
+# Parameters
 
 @dataclasses.dataclass
 class InjectionConfig:
-    """Parameters of the asymmetric reverse process (paper notation; defaults from its 256-px runs).
+    """Parameters of content injection, in the paper's notation; ``docs/method.md`` says for each
+    whether its default follows the paper, the authors' code or this toolkit. Named presets:
+    :meth:`preset` (``"paper"``, ``"authors"``); a model's own defaults: :meth:`for_model`.
 
     gamma:     γ, the share of content in h̃ = Slerp(h, ĥ^content·‖h‖, γ) (paper §4.2; 0.3–0.4 advised).
     t_edit:    inject while t ≥ t_edit (the editing interval [T, t_edit], paper §4.1).
     t_boost:   quality boosting, stochastic steps (η = ``eta_boost``) for t ≤ t_boost (Asyrp/paper §4.1).
     omega:     ω, strength of style calibration (paper §4.3); used only when ``calibrate``.
-    calibrate: the explicit switch for style calibration (the authors' code means "off" by ω = 0).
+    calibrate: the explicit switch for style calibration (off by default, as in every published command
+               of the authors; the paper's runs use it with ω = 0.3: ``preset("paper")``).
     method:    how h̃ is made: normalised_slerp (paper) | slerp | lerp | replace | add.
-    mask:      optional local-mixing mask (any resolution, resized to h's); h̃ = m⊙f(…) + (1−m)⊙h.
-    mask_norm: "global" — normalised Slerp as everywhere; "none" — plain Slerp inside the mask (authors).
-    boost:     "paper" — noise at every step t ≤ t_boost; "authors" — only at inversion-grid timesteps.
+    mask:      optional local-mixing mask (any resolution, resized to h's).
+    mask_mode: "region" — the Slerp's angle and norms over the masked elements, h kept outside (the
+               paper and the authors' code); "blend" — h̃ over the whole tensor, then m⊙h̃ + (1−m)⊙h.
+    mask_norm: "normalised" — normalised Slerp under a mask (paper); "none" — plain Slerp under a mask
+               (the authors' local mixing skips the norm rescaling).
+    boost:     "paper" — noise at every step t ≤ t_boost; "authors" — only at injection-grid steps.
+    eta_boost: η of the boosting steps (1: DDPM-like).
     steps / spacing: the generation grid (see :func:`timestep_grid`).
+    inject_every: inject only at the timesteps of the coarser grid timestep_grid(steps // inject_every)
+               (the authors' content_replace_step; 1000 steps with 20 → their 50-point grid); 1: every step.
+    inversion_steps: points of the DDIM inversion grid (same spacing); 50 in the paper and the authors' code.
+    record_last: also record h^content at t = T−1 (one more pass; this toolkit's choice — the authors'
+               code has none there and uses the nearest stored t).
     authors_noise_scale: scale D_t by 0.9985 for t ≥ 950 as the authors' code does (off: paper).
     clip_x0:   clamp P_t to [−1, 1] (diffusers' ``clip_sample``); on plain steps ε is re-derived from
                the clamped P_t. Helps generation from pure noise with weak models; off keeps DDIM exact.
@@ -204,14 +266,44 @@ class InjectionConfig:
     calibrate: bool = False
     method: str = "normalised_slerp"
     mask: object = None
-    mask_norm: str = "global"
+    mask_mode: str = "region"
+    mask_norm: str = "normalised"
     boost: str = "paper"
     eta_boost: float = 1.0
     steps: int = 50
     spacing: str = "authors"
+    inject_every: int = 1
+    inversion_steps: int = 50
+    record_last: bool = True
     authors_noise_scale: bool = False
     clip_x0: bool = False
     seed: int = 0
+
+    PRESETS = ("paper", "authors")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "InjectionConfig":
+        """Every field written out for a named setting (then ``overrides``):
+
+        * ``"paper"`` — what the paper states: γ 0.3, t_edit 400, t_boost 200 with noise at every
+          step below it, calibration on with ω 0.3, normalised Slerp (normalised under a mask too).
+          Where the paper is silent (grids, h at t = 999) the toolkit's defaults: 50/50 steps.
+        * ``"authors"`` — the authors' published script: 50 inversion steps, 1000 generation steps,
+          injection (and boost noise) only on their 50-point grid (every 20 steps), γ 0.3,
+          t_boost 200, calibration off (ω 0), no h at t = 999, plain Slerp under a mask.
+        """
+        common = dict(gamma=0.3, t_edit=400, t_boost=200, method="normalised_slerp", mask=None, mask_mode="region",
+                      eta_boost=1.0, spacing="authors", inversion_steps=50, authors_noise_scale=False,
+                      clip_x0=False, seed=0)
+        presets = {
+            "paper": dict(common, omega=0.3, calibrate=True, mask_norm="normalised", boost="paper", steps=50,
+                          inject_every=1, record_last=True),
+            "authors": dict(common, omega=0.0, calibrate=False, mask_norm="none", boost="authors", steps=1000,
+                            inject_every=20, record_last=False),
+        }
+        if name not in presets:
+            raise ValueError(f"preset {name!r} is unknown; choose one of {cls.PRESETS}")
+        return cls(**{**presets[name], **overrides}).validate()
 
     @classmethod
     def for_model(cls, model, **overrides) -> "InjectionConfig":
@@ -234,14 +326,34 @@ class InjectionConfig:
             bad("omega", self.omega, "ω must be in [0, 1] (1 removes the injection, ≈0 keeps it)")
         if self.method not in maths.MIX_METHODS:
             bad("method", self.method, f"choose one of {maths.MIX_METHODS}")
-        if self.mask_norm not in ("global", "none"):
-            bad("mask_norm", self.mask_norm, "choose 'global' (normalised Slerp) or 'none' (plain Slerp, authors)")
+        if self.mask_mode not in MASK_MODES:
+            bad("mask_mode", self.mask_mode, f"choose one of {MASK_MODES} ('region': the paper's local mixing)")
+        if self.mask_norm not in MASK_NORMS:
+            hint = " ('global' is now 'normalised')" if self.mask_norm == "global" else ""
+            bad("mask_norm", self.mask_norm, f"choose 'normalised' (paper) or 'none' (plain Slerp, authors){hint}")
         if self.boost not in ("paper", "authors"):
             bad("boost", self.boost, "choose 'paper' or 'authors'")
         if not 0.0 <= self.eta_boost <= 1.0:
             bad("eta_boost", self.eta_boost, "η must be in [0, 1]")
         timestep_grid(self.steps, self.spacing, T)
+        timestep_grid(self.inversion_steps, self.spacing, T)
+        self.injection_grid(T)
         return self
+
+    def injection_grid(self, T: int = 1000) -> list[int]:
+        """The timesteps where injection may happen (t ≥ t_edit decides where it does): the
+        generation grid, or with ``inject_every = k`` the grid of steps // k points."""
+        k = self.inject_every
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1 or self.steps % k or self.steps // k < 2:
+            raise ValueError(f"inject_every={k!r}: must be a positive integer dividing steps={self.steps} into "
+                             "at least 2 points (1: every step; the authors' script: 1000 steps, 20)")
+        if k == 1:
+            return timestep_grid(self.steps, self.spacing, T)
+        coarse = timestep_grid(self.steps // k, self.spacing, T)
+        if not set(coarse) <= set(timestep_grid(self.steps, self.spacing, T)):
+            raise ValueError(f"inject_every={k}: the {self.steps // k}-point grid is not part of the "
+                             f"{self.steps}-step {self.spacing!r} grid; use steps=1000 (every t) or inject_every=1")
+        return coarse
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -249,6 +361,10 @@ class InjectionConfig:
         d["mask"] = None if m is None else {"shape": list(torch.as_tensor(m).shape),
                                             "mean": float(torch.as_tensor(m, dtype=torch.float32).mean())}
         return d
+
+
+MASK_MODES = ("region", "blend")
+MASK_NORMS = ("normalised", "none")
 
 
 @dataclasses.dataclass
@@ -263,92 +379,107 @@ class Result:
         return [to_pil(x) for x in self.images]
 
 
-def _eta_at(cfg: InjectionConfig, t: int, inv_grid: set | None) -> float:
-    if cfg.t_boost <= 0 or t > cfg.t_boost:
-        return 0.0
-    if cfg.boost == "authors" and inv_grid is not None and t not in inv_grid:
-        return 0.0
-    return cfg.eta_boost
-
+# ---------------------------------------------------------------------------------------------
+# The reverse process
 
 @torch.no_grad()
-def reverse(model: DiffusionModel, x_T: torch.Tensor, content: Inversion | None, cfg: InjectionConfig,
+def reverse(model, x_T: torch.Tensor, content: Inversion | None, cfg: InjectionConfig,
             progress: bool = True, callbacks: Sequence[Callback] = (), force_doubling: bool = False,
             sample_seeds: Sequence[int] | None = None) -> torch.Tensor:
-    """The reverse process from ``x_T``; with ``content`` given, inject its h for t ≥ t_edit.
+    """The reverse process from ``x_T``; with ``content`` given, inject its h where t ≥ t_edit on
+    the injection grid (paper §4.1, ``docs/method.md`` §5).
 
-    ``content=None`` is plain generation (boosting still applies for t ≤ t_boost). Boosting noise
-    is drawn per sample from its own generator, seeded by ``sample_seeds[i]`` (default
-    ``cfg.seed + i``), so a sample's result does not depend on the batch it runs in.
+    ``model``: a :class:`DiffusionModel` or an ε-provider (:class:`PixelEps`,
+    :class:`diffstyle_lab.sd.LatentEps`). ``content=None`` is plain generation (boosting still
+    applies). Boosting noise is drawn per sample from its own generator, seeded by
+    ``sample_seeds[i]`` (default ``cfg.seed + i``), so a sample's result does not depend on its batch.
     """
-    cfg.validate(model.T)
-    hu, acp = model.hooked, model.alphas_cumprod
-    ts = timestep_grid(cfg.steps, cfg.spacing, model.T)
-    x = x_T.to(model.device, hu.dtype).clone()
+    net = eps_provider(model, force_doubling)
+    T, acp = net.model.T, net.model.alphas_cumprod
+    cfg.validate(T)
+    ts = timestep_grid(cfg.steps, cfg.spacing, T)
+    inject_ts = set(cfg.injection_grid(T))
+    x = net.check_x_T(x_T).clone()
     b = x.shape[0]
-    if content is not None and len(content) != b:
-        raise ValueError(f"{len(content)} content inversions for {b} starting points; pair them first")
+    if content is not None:
+        if len(content) != b:
+            raise ValueError(f"{len(content)} content inversions for {b} starting points; pair them first")
+        net.check_content(content)
     gens = sample_generators(cfg.seed, b, sample_seeds)
     mask = None
-    inv_grid = set(content.grid) if content is not None else None
-    bar = _bar(len(ts), "inject" if content is not None else "generate", progress)
+    what = "injection" if content is not None else "generation"
+    bar = _bar(len(ts), net.label + what, progress)
     for i in reversed(range(len(ts))):
-        t = ts[i]
-        a_t = float(acp[t])
-        a_prev = float(acp[ts[i - 1]]) if i > 0 else 1.0
-        sigma = maths.ddim_sigma(a_t, a_prev, _eta_at(cfg, t, inv_grid)) if i > 0 else 0.0
-        editing = content is not None and t >= cfg.t_edit
-        if editing:
-            hc = content.h_at(t).to(x)
-
-            def edit(h, hc=hc):
-                nonlocal mask
-                if cfg.mask is not None and mask is None:
-                    mask = _prepare_mask(cfg.mask, h)
-                return mix_for_config(cfg, h, hc, mask)
-            eps, eps_tilde, h, h_tilde, g = hu.asymmetric_eps(x, t, edit, force_doubling=force_doubling)
-            _emit(callbacks, StepInfo("inject", len(ts) - 1 - i, t, x, h, g, h_tilde, hc))
+        t, step = ts[i], len(ts) - 1 - i
+        a_t, a_prev = float(acp[t]), (float(acp[ts[i - 1]]) if i > 0 else 1.0)
+        editing = content is not None and t >= cfg.t_edit and t in inject_ts
+        if editing:                                               # ε̃ = ε(x_t | h̃), ε = ε(x_t | h)
+            hc = net.content_h(content, t).to(x)
+            if mask is None and cfg.mask is not None:
+                mask = _prepare_mask(cfg.mask, hc, b)
+            eps, eps_tilde, h, h_tilde, g = net.asymmetric(x, t, _editor(cfg, hc, mask))
+            _emit(callbacks, StepInfo("inject", step, t, x, h, g, h_tilde, hc))
             if cfg.calibrate:
-                x = x + maths.calibration_shift(x, eps, eps_tilde, a_t, cfg.omega)
-                eps = hu.eps(x, t)
-                x0, eps_dir = maths.pred_x0(x, eps, a_t), eps
-            else:
-                x0, eps_dir = maths.pred_x0(x, eps_tilde, a_t), eps
+                x, eps = calibrate(net, x, t, eps, eps_tilde, a_t, cfg.omega)
+                eps_tilde = eps
         else:
+            eps, h, g = net.eps(x, t, record=bool(callbacks))
             if callbacks:
-                with hu.record("h", "g") as rec:
-                    eps = hu.eps(x, t)
-                _emit(callbacks, StepInfo("generate", len(ts) - 1 - i, t, x, rec["h"], rec.get("g")))
-            else:
-                eps = hu.eps(x, t)
-            x0, eps_dir = maths.pred_x0(x, eps, a_t), eps
-            if cfg.clip_x0:
-                x0 = x0.clamp(-1, 1)
-                eps_dir = (x - a_t ** 0.5 * x0) / (1 - a_t) ** 0.5
-        if cfg.clip_x0 and editing:
-            x0 = x0.clamp(-1, 1)
+                _emit(callbacks, StepInfo("generate", step, t, x, h, g))
+            eps_tilde = eps
+        if cfg.clip_x0:
+            eps_tilde, eps = clip_prediction(x, eps_tilde, eps, a_t, rederive_eps=not editing)
         if cfg.authors_noise_scale and t >= 950:
-            eps_dir = 0.9985 * eps_dir
-        noise = None
-        if sigma > 0:
-            noise = sample_noise(gens, x)
-        x = maths.ddim_step(x0, eps_dir, a_prev, sigma, noise)
-        _check_finite(x, "injection" if content is not None else "generation", len(ts) - 1 - i, t)
+            eps = 0.9985 * eps
+        sigma = boost_sigma(cfg, t, a_t, a_prev, inject_ts) if i > 0 else 0.0
+        noise = sample_noise(gens, x) if sigma > 0 else None
+        x = maths.asymmetric_step(x, eps_tilde, eps, a_t, a_prev, sigma, noise)
+        _check_finite(x, net.label + what, step, t)
         bar.update(1)
     bar.close()
     return x
 
 
-def mix_for_config(cfg: InjectionConfig, h, hc, mask=None):
-    """h̃ for one editing step as ``cfg`` says: its mixing rule, then the mask (if any).
+def calibrate(net, x, t, eps, eps_tilde, a_t, omega):
+    """Style calibration (paper §4.3): x̃'_t = x̃_t + dx (:func:`maths.calibration_shift`), then a
+    fresh ε(x̃'_t) for a plain step. Returns ``(x̃'_t, ε(x̃'_t))``."""
+    x = x + maths.calibration_shift(x, eps, eps_tilde, a_t, omega)
+    return x, net.eps(x, t)[0]
 
-    With a mask and ``mask_norm="none"`` normalised Slerp becomes plain Slerp inside the mask (the
-    authors' local mixing)."""
-    if mask is not None and cfg.mask_norm == "none" and cfg.method == "normalised_slerp":
-        mixed = maths.slerp(h, hc, cfg.gamma)
-    else:
-        mixed = maths.mix_h(h, hc, cfg.gamma, cfg.method)
-    return mixed if mask is None else maths.masked_mix(h, mixed, mask)
+
+def boost_sigma(cfg: InjectionConfig, t: int, a_t, a_prev, inject_ts) -> float:
+    """σ_t of quality boosting: η = ``eta_boost`` for t ≤ t_boost (``boost="authors"``: only at
+    injection-grid timesteps, as the authors' code), else 0 (deterministic DDIM)."""
+    on = 0 < cfg.t_boost and t <= cfg.t_boost and (cfg.boost == "paper" or t in inject_ts)
+    return maths.ddim_sigma(a_t, a_prev, cfg.eta_boost) if on else 0.0
+
+
+def clip_prediction(x, eps_tilde, eps, a_t, rederive_eps: bool):
+    """``clip_x0``: ε̃ replaced so that P_t(ε̃) is clamped to [−1, 1]; on plain steps
+    (``rederive_eps``) the direction's ε follows it, as diffusers' ``clip_sample``."""
+    eps_tilde = maths.eps_from_x0(x, maths.pred_x0(x, eps_tilde, a_t).clamp(-1, 1), a_t)
+    return eps_tilde, (eps_tilde if rederive_eps else eps)
+
+
+def _editor(cfg: InjectionConfig, hc, mask):
+    def edit(h):
+        if h.shape != hc.shape:
+            raise ValueError(f"h {tuple(h.shape)} and the content's recorded h {tuple(hc.shape)} differ: "
+                             "content and style images must have the same size")
+        return mix_for_config(cfg, h, hc, mask)
+    return edit
+
+
+def mix_for_config(cfg: InjectionConfig, h, hc, mask=None):
+    """h̃ for one editing step as ``cfg`` says: its mixing rule, local under a mask (if any).
+
+    Under a mask, ``mask_norm="none"`` turns normalised Slerp into plain Slerp (the authors' local
+    mixing) and ``mask_mode="region"`` takes the Slerp's angle and norms over the masked elements."""
+    if mask is None:
+        return maths.mix_h(h, hc, cfg.gamma, cfg.method)
+    method = "slerp" if cfg.mask_norm == "none" and cfg.method == "normalised_slerp" else cfg.method
+    mixed = maths.mix_h(h, hc, cfg.gamma, method, region=mask if cfg.mask_mode == "region" else None)
+    return maths.masked_mix(h, mixed, mask)
 
 
 def sample_noise(gens, x: torch.Tensor) -> torch.Tensor:
@@ -365,14 +496,17 @@ def sample_generators(seed: int, b: int, sample_seeds: Sequence[int] | None = No
     return [torch.Generator(device="cpu").manual_seed(int(sd)) for sd in sample_seeds]
 
 
-def _prepare_mask(mask, h):
-    m = maths.resize_mask(torch.as_tensor(mask), tuple(h.shape[-2:])).to(h)
-    if m.shape[0] not in (1, h.shape[0]):
-        raise ValueError(f"mask batch {m.shape[0]} does not match {h.shape[0]} pairs; pass one mask or one per pair")
+def _prepare_mask(mask, hc, b: int):
+    """The user's mask at h's resolution, one row per h row (guided runs stack k·B rows of h)."""
+    m = maths.resize_mask(torch.as_tensor(mask), tuple(hc.shape[-2:])).to(hc)
+    if m.shape[0] not in (1, b):
+        raise ValueError(f"mask batch {m.shape[0]} does not match {b} pairs; pass one mask or one per pair")
+    if m.shape[0] == b and hc.shape[0] != b:
+        m = m.repeat(hc.shape[0] // b, 1, 1, 1)
     return m
 
 
-def generate(model: DiffusionModel, x_T: torch.Tensor, steps: int = 50, spacing: str = "authors",
+def generate(model, x_T: torch.Tensor, steps: int = 50, spacing: str = "authors",
              t_boost: int = 0, seed: int = 0, progress: bool = True, callbacks: Sequence[Callback] = (),
              clip_x0: bool = False) -> torch.Tensor:
     """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost); ``clip_x0`` clamps P_t."""
@@ -393,13 +527,26 @@ def pair_up(n_content: int, n_style: int, pairs: str) -> tuple[list[int], list[i
     raise ValueError(f"pairs={pairs!r}: choose 'zip' or 'product'")
 
 
-def inject(model: DiffusionModel, content, style, config: InjectionConfig | None = None, *,
-           inversion_steps: int = 50, inversion_spacing: str = "authors", record_last: bool = True,
-           pairs: str = "zip", cache=None, progress: bool = True, callbacks: Sequence[Callback] = (),
-           force_doubling: bool = False, sample_seeds: Sequence[int] | None = None, **overrides) -> Result:
+def grids(model, cfg: InjectionConfig, inversion: Inversion) -> dict:
+    """The grids a run used, for its manifest: inversion, generation, injection and boost noise."""
+    T = model.T
+    gen, inj = timestep_grid(cfg.steps, cfg.spacing, T), cfg.injection_grid(T)
+    acp = model.alphas_cumprod
+    boost = [t for i, t in enumerate(gen) if i > 0 and boost_sigma(cfg, t, float(acp[t]), float(acp[gen[i - 1]]),
+                                                                    set(inj)) > 0]
+    return {"inversion": {"steps": len(inversion.grid), "spacing": inversion.spacing, "grid": inversion.grid,
+                          "h_recorded_at": inversion.ts},
+            "generation_grid": gen, "injection_grid": [t for t in inj if t >= cfg.t_edit], "boost_grid": boost}
+
+
+def inject(model, content, style, config: InjectionConfig | None = None, *,
+           inversion_spacing: str | None = None, pairs: str = "zip", cache=None, progress: bool = True,
+           callbacks: Sequence[Callback] = (), force_doubling: bool = False,
+           sample_seeds: Sequence[int] | None = None, **overrides) -> Result:
     """Content injection: the content of ``content`` in the style of ``style``.
 
-    ``content`` and ``style`` are B×C×H×W images in [−1, 1] or :class:`Inversion` objects.
+    ``content`` and ``style`` are B×C×H×W images in [−1, 1] or :class:`Inversion` objects (images
+    are inverted with ``cfg.inversion_steps`` on ``inversion_spacing``, default ``cfg.spacing``).
     Keyword overrides set fields of :class:`InjectionConfig` (``gamma=0.4, t_edit=500``…).
     """
     cfg = dataclasses.replace(config or InjectionConfig(), **overrides).validate(model.T)
@@ -410,8 +557,8 @@ def inject(model: DiffusionModel, content, style, config: InjectionConfig | None
     def as_inv(v, name):
         if isinstance(v, Inversion):
             return v
-        return ddim_invert(model, check_images(model, v, name), inversion_steps, inversion_spacing,
-                           record_last=record_last, progress=progress, cache=cache)
+        return ddim_invert(model, check_images(model, v, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
+                           record_last=cfg.record_last, progress=progress, cache=cache)
     ci, si = as_inv(content, "content images"), as_inv(style, "style images")
     a, b = pair_up(len(ci), len(si), pairs)
     ci, si = ci.select(a), si.select(b)
@@ -419,16 +566,14 @@ def inject(model: DiffusionModel, content, style, config: InjectionConfig | None
     images = reverse(model, si.x_T, ci, cfg, progress=progress, callbacks=callbacks, force_doubling=force_doubling,
                      sample_seeds=sample_seeds)
     t2 = time.perf_counter()
-    man = manifest(model, {"injection": cfg.to_dict(), "inversion": {
-        "steps": inversion_steps, "spacing": inversion_spacing, "grid": ci.grid, "record_last": record_last},
-        "generation_grid": timestep_grid(cfg.steps, cfg.spacing, model.T), "pairs": pairs,
-        "pair_index": {"content": a, "style": b},
-        "split_forward": model.hooked.can_split and not force_doubling,
-        "seconds": {"inversion": round(t1 - t0, 3), "injection": round(t2 - t1, 3)}})
+    man = manifest(model, {"injection": cfg.to_dict(), **grids(model, cfg, ci), "pairs": pairs,
+                           "pair_index": {"content": a, "style": b},
+                           "split_forward": model.hooked.can_split and not force_doubling,
+                           "seconds": {"inversion": round(t1 - t0, 3), "injection": round(t2 - t1, 3)}})
     return Result(images.float().cpu(), man)
 
 
-def manifest(model: DiffusionModel, params: dict) -> dict:
+def manifest(model, params: dict) -> dict:
     """Provenance: parameters, package versions and the model's id/revision/weights hash."""
     import diffusers
     import numpy

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -63,10 +62,8 @@ import torch
 
 from . import maths
 from .hooks import HookedUNet
-from .models import ModelUnavailableError, alphas_cumprod_from_config
-from .sampling import (Callback, InjectionConfig, Inversion, Result, StepInfo, _bar, _check_finite, _emit, _eta_at,
-                       _prepare_mask, manifest, mix_for_config, pair_up, sample_generators, sample_noise,
-                       timestep_grid)
+from .models import alphas_cumprod_from_config, hub_snapshot
+from .sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, grids, manifest, pair_up, reverse
 
 KNOWN_SD = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": {"revision": "main", "resolution": 512},
@@ -187,32 +184,12 @@ def _load_component(cls, folder: Path, dtype, variant):
 
 def _snapshot(repo_id: str, revision: str, variant: str | None, text_encoder: bool,
               local_files_only: bool | None) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as e:  # pragma: no cover
-        raise ModelUnavailableError("huggingface_hub is needed to load hub ids; pass a local folder instead") from e
     w = f"diffusion_pytorch_model{'.' + variant if variant else ''}.safetensors"
     te = f"model{'.' + variant if variant else ''}.safetensors"
     patterns = ["model_index.json", "scheduler/*.json", "unet/config.json", f"unet/{w}", "vae/config.json", f"vae/{w}"]
     if text_encoder:
         patterns += ["text_encoder/config.json", f"text_encoder/{te}", "tokenizer/*"]
-    fix = (f"On a machine with internet run\n  huggingface-cli download {repo_id} --revision {revision} "
-           f"{' '.join(repr(p) if '*' in p else p for p in patterns)} --local-dir {repo_id.split('/')[-1]}\n"
-           "then copy that folder here and pass its path (load_sd(PATH)), or copy the Hugging Face cache "
-           "(~/.cache/huggingface/hub).")
-    if local_files_only is None:
-        local_files_only = os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "True")
-    try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
-    except Exception:
-        if local_files_only:
-            raise ModelUnavailableError(f"{repo_id}@{revision} is not in the local cache and the hub is off "
-                                        f"(HF_HUB_OFFLINE / local_files_only).\n{fix}") from None
-    try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, etag_timeout=10))
-    except Exception as e:
-        raise ModelUnavailableError(f"cannot download {repo_id}@{revision} ({type(e).__name__}: "
-                                    f"{str(e).splitlines()[0] if str(e) else ''}).\n{fix}") from None
+    return hub_snapshot(repo_id, revision, local_files_only, patterns, use="load_sd(PATH)", list_patterns=True)
 
 
 def load_sd(path_or_id, revision: str | None = None, device="cpu", dtype=torch.float32, *,
@@ -461,125 +438,60 @@ def _check_latents(model: SDModel, z, name="latents"):
     return z.to(model.device, model.dtype)
 
 
-@torch.no_grad()
-def ddim_invert_latents(model: SDModel, z0: torch.Tensor, cond: Conditioning, steps: int = 50,
-                        spacing: str = "authors", record_last: bool = True, record_uncond: bool | None = None,
-                        progress: bool = True, callbacks: Sequence[Callback] = ()) -> Inversion:
-    """Deterministic DDIM inversion of latents z_0 → z_T following the conditional ε, recording h.
+class LatentEps:
+    """The ε-provider of a latent U-Net (see :class:`diffstyle_lab.sampling.PixelEps`): every call
+    runs under ``cond`` (guided on the doubled batch [uncond; cond] when ``cond.guided``), and the
+    output is converted to ε (v- and x_0-prediction). Pass it to :func:`~diffstyle_lab.sampling.reverse`
+    and :func:`~diffstyle_lab.sampling.ddim_invert` in place of a pixel model.
 
-    ``record_uncond`` (default: ``cond.guided``) also records the unconditional branch's h, which
-    guided injection needs (one doubled batch per step); the returned ``Inversion.h`` is
-    B×n×k×C×h×w with k = 2 ([uncond, cond]) or 1 ([cond]). ``record_last`` as in
-    :func:`diffstyle_lab.sampling.ddim_invert`.
+    Inversion follows the conditional ε; ``record_uncond`` (default: ``cond.guided``) also records
+    the unconditional branch's h, which guided injection needs. The recorded ``Inversion.h`` is
+    B×n×k×C×h×w with k = 2 ([uncond, cond]) or 1 ([cond]).
     """
-    cond.validate(model)
-    x = _check_latents(model, z0).clone()
-    record_uncond = cond.guided if record_uncond is None else bool(record_uncond)
-    if record_uncond and cond.uncond is None:
-        raise ValueError("record_uncond needs unconditional embeddings (negative_prompt_embeds / guidance_scale)")
-    ts = timestep_grid(steps, spacing, model.T)
-    acp = model.alphas_cumprod
-    hs, b = [], x.shape[0]
-    bar = _bar(len(ts) - 1 + record_last, "invert (latent)", progress)
-    for k in range(len(ts) - 1):
-        t, t_next = ts[k], ts[k + 1]
-        _, eps, h, g = branch_eps(model, x, t, cond, record_uncond, record=True)
-        hs.append(_halves(h, b, record_uncond))
-        _emit(callbacks, StepInfo("invert", k, t, x, h, g))
-        x = maths.ddim_inversion_step(x, eps, float(acp[t]), float(acp[t_next]))
-        _check_finite(x, "latent inversion", k, t)
-        bar.update(1)
-    rec_ts = ts[:-1]
-    if record_last:
-        _, _, h, g = branch_eps(model, x, ts[-1], cond, record_uncond, record=True)
-        hs.append(_halves(h, b, record_uncond))
-        _emit(callbacks, StepInfo("invert", len(ts) - 1, ts[-1], x, h, g))
-        rec_ts = ts
-        bar.update(1)
-    bar.close()
-    return Inversion(x, torch.stack(hs, 1), list(rec_ts), ts, spacing)
 
+    label = "latent "
 
-def _content_h(content: Inversion, t: int, guided: bool) -> torch.Tensor:
-    """h^content at t for the branches that run: [uncond; cond] stacked (2B) or cond (B)."""
-    hc = content.h_at(t)                           # B×k×C×h×w
-    return torch.cat([hc[:, 0], hc[:, 1]]) if guided else hc[:, -1]
+    def __init__(self, model: SDModel, cond: Conditioning, record_uncond: bool | None = None):
+        self.model, self.cond = model, cond.validate(model)
+        self.record_uncond = cond.guided if record_uncond is None else bool(record_uncond)
+        if self.record_uncond and cond.uncond is None:
+            raise ValueError("record_uncond needs unconditional embeddings (negative_prompt_embeds / guidance_scale)")
 
+    def check_x0(self, z, name="latents"):
+        return _check_latents(self.model, z, name)
 
-@torch.no_grad()
-def reverse_latents(model: SDModel, z_T: torch.Tensor, content: Inversion | None, cfg: InjectionConfig,
-                    cond: Conditioning, progress: bool = True, callbacks: Sequence[Callback] = ()) -> torch.Tensor:
-    """The reverse process in latent space from ``z_T``; with ``content`` (from
-    :func:`ddim_invert_latents`) inject its h for t ≥ t_edit. Returns z_0 (scaled latents).
+    def check_x_T(self, z, name="z_T"):
+        return _check_latents(self.model, z, name)
 
-    ``content=None`` is plain DDIM (η = 0; η = ``eta_boost`` for t ≤ t_boost), guided or not.
-    """
-    cfg.validate(model.T)
-    cond.validate(model)
-    acp = model.alphas_cumprod
-    ts = timestep_grid(cfg.steps, cfg.spacing, model.T)
-    x = _check_latents(model, z_T, "z_T").clone()
-    b = x.shape[0]
-    if content is not None:
-        if len(content) != b:
-            raise ValueError(f"{len(content)} content inversions for {b} starting points; pair them first")
+    def check_content(self, content: Inversion):
         if content.h.dim() != 6:
             raise ValueError("content is not a latent-space inversion (its h must be B×n×k×C×h×w): "
-                             "make it with ddim_invert_latents")
-        if cond.guided and content.h.shape[2] != 2:
+                             "make it with ddim_invert(LatentEps(model, cond), z)")
+        if self.cond.guided and content.h.shape[2] != 2:
             raise ValueError("guided injection needs the content's h of both branches: invert it with "
-                             "ddim_invert_latents(..., record_uncond=True) (inject_sd does this when "
+                             "LatentEps(model, cond, record_uncond=True) (inject_sd does this when "
                              "guidance_scale is set)")
-    gens = sample_generators(cfg.seed, b)
-    mask = None
-    inv_grid = set(content.grid) if content is not None else None
-    bar = _bar(len(ts), "inject (latent)" if content is not None else "generate (latent)", progress)
-    for i in reversed(range(len(ts))):
-        t = ts[i]
-        a_t = float(acp[t])
-        a_prev = float(acp[ts[i - 1]]) if i > 0 else 1.0
-        sigma = maths.ddim_sigma(a_t, a_prev, _eta_at(cfg, t, inv_grid)) if i > 0 else 0.0
-        step = len(ts) - 1 - i
-        if content is not None and t >= cfg.t_edit:
-            hc = _content_h(content, t, cond.guided).to(x)
 
-            def edit(h, hc=hc):
-                nonlocal mask
-                if h.shape != hc.shape:
-                    raise ValueError(f"h {tuple(h.shape)} and the content's recorded h {tuple(hc.shape)} differ: "
-                                     "content and style latents must have the same size")
-                if cfg.mask is not None and mask is None:
-                    mask = _prepare_mask(cfg.mask, h[:b])
-                    if cond.guided and mask.shape[0] == b and b > 1:
-                        mask = torch.cat([mask, mask])
-                return mix_for_config(cfg, h, hc, mask)
-            eps, eps_t, h, h_t, g = model_eps_asymmetric(model, x, t, cond, edit)
-            _emit(callbacks, StepInfo("inject", step, t, x, h, g, h_t, hc))
-            if cfg.calibrate:
-                x = x + maths.calibration_shift(x, eps, eps_t, a_t, cfg.omega)
-                eps, _, _ = model_eps(model, x, t, cond)
-                x0, eps_dir = maths.pred_x0(x, eps, a_t), eps
-            else:
-                x0, eps_dir = maths.pred_x0(x, eps_t, a_t), eps
-        else:
-            eps, h, g = model_eps(model, x, t, cond, record=bool(callbacks))
-            if callbacks:
-                _emit(callbacks, StepInfo("generate", step, t, x, h, g))
-            x0, eps_dir = maths.pred_x0(x, eps, a_t), eps
-        if cfg.authors_noise_scale and t >= 950:
-            eps_dir = 0.9985 * eps_dir
-        noise = sample_noise(gens, x) if sigma > 0 else None
-        x = maths.ddim_step(x0, eps_dir, a_prev, sigma, noise)
-        _check_finite(x, "latent injection" if content is not None else "latent generation", step, t)
-        bar.update(1)
-    bar.close()
-    return x
+    def eps(self, x, t, record: bool = False):
+        return model_eps(self.model, x, t, self.cond, record)
+
+    def asymmetric(self, x, t, edit):
+        return model_eps_asymmetric(self.model, x, t, self.cond, edit)
+
+    def invert_eps(self, x, t):
+        _, eps, h, g = branch_eps(self.model, x, t, self.cond, self.record_uncond, record=True)
+        return eps, _halves(h, x.shape[0], self.record_uncond), h, g
+
+    def content_h(self, content: Inversion, t: int):
+        """h^content at t for the branches that run: [uncond; cond] stacked (2B) or cond (B)."""
+        hc = content.h_at(t)                           # B×k×C×h×w
+        return torch.cat([hc[:, 0], hc[:, 1]]) if self.cond.guided else hc[:, -1]
 
 
 def inject_sd(model: SDModel, content, style, config: InjectionConfig | None = None, *, prompt=None,
               negative_prompt=None, prompt_embeds=None, negative_prompt_embeds=None,
-              guidance_scale: float | None = None, inversion_steps: int = 50, inversion_spacing: str = "authors",
-              record_last: bool = True, pairs: str = "zip", progress: bool = True,
+              guidance_scale: float | None = None, inversion_spacing: str | None = None, pairs: str = "zip",
+              progress: bool = True,
               callbacks: Sequence[Callback] = (), **overrides) -> Result:
     """Content injection with Stable Diffusion: the content of ``content`` in the style of ``style``.
 
@@ -607,22 +519,18 @@ def inject_sd(model: SDModel, content, style, config: InjectionConfig | None = N
     def as_inv(v, name, record_uncond):
         if isinstance(v, Inversion):
             return v
-        z = encode_images(model, v)
-        return ddim_invert_latents(model, z, cond, inversion_steps, inversion_spacing, record_last=record_last,
-                                   record_uncond=record_uncond, progress=progress)
+        return ddim_invert(LatentEps(model, cond, record_uncond), encode_images(model, v), cfg.inversion_steps,
+                           inversion_spacing or cfg.spacing, record_last=cfg.record_last, progress=progress)
     ci = as_inv(content, "content images", cond.guided)
     si = as_inv(style, "style images", False)
     a, b = pair_up(len(ci), len(si), pairs)
     ci, si = ci.select(a), si.select(b)
     t1 = time.perf_counter()
-    z = reverse_latents(model, si.x_T, ci, cfg, cond, progress=progress, callbacks=callbacks)
+    z = reverse(LatentEps(model, cond), si.x_T, ci, cfg, progress=progress, callbacks=callbacks)
     images = decode_latents(model, z)
     t2 = time.perf_counter()
-    man = manifest(model, {"injection": cfg.to_dict(), "space": "latent", "inversion": {
-        "steps": inversion_steps, "spacing": inversion_spacing, "grid": ci.grid, "record_last": record_last,
-        "follows": "conditional ε"},
-        "generation_grid": timestep_grid(cfg.steps, cfg.spacing, model.T), "pairs": pairs,
-        "pair_index": {"content": a, "style": b},
+    man = manifest(model, {"injection": cfg.to_dict(), "space": "latent", **grids(model, cfg, ci),
+        "inversion_follows": "conditional ε", "pairs": pairs, "pair_index": {"content": a, "style": b},
         "conditioning": {"prompt": prompt if isinstance(prompt, (str, type(None))) else list(prompt),
                          "negative_prompt": negative_prompt, "prompt_embeds": prompt_embeds is not None,
                          "guidance_scale": guidance_scale},

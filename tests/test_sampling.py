@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -79,12 +81,30 @@ def test_same_seed_same_output_and_boost_seed_matters(setup):
     assert torch.equal(d, e)  # deterministic without boosting: the seed draws nothing
 
 
-def test_authors_boost_adds_noise_only_on_the_inversion_grid(setup):
-    m, _, inv = setup                                   # inversion grid: 10 points; generation: 40
-    cfg = dict(gamma=0.3, t_edit=500, t_boost=300, steps=40)
-    paper = reverse(m, inv.x_T, inv, InjectionConfig(**cfg, boost="paper", seed=5), progress=False)
-    authors = reverse(m, inv.x_T, inv, InjectionConfig(**cfg, boost="authors", seed=5), progress=False)
-    assert (paper - authors).abs().max() > 1e-4
+def test_injection_interval_and_authors_boost_follow_the_injection_grid(setup64):
+    m, x, inv = setup64
+    # leading spacing: the 40-step grid 0, 25, …, 975 holds the 10-point grid 0, 100, …, 900
+    kw = dict(gamma=0.5, t_edit=500, t_boost=300, steps=40, spacing="leading", seed=5)
+    every4 = InjectionConfig(**kw, inject_every=4, boost="authors")
+    assert every4.injection_grid(m.T) == timestep_grid(10, "leading")
+    r = inject(m, inv, inv.select([1, 0]), every4, progress=False)
+    assert r.manifest["injection_grid"] == [500, 600, 700, 800, 900]
+    assert r.manifest["boost_grid"] == [100, 200, 300]                 # σ = 0 at the last step (t = 0)
+    assert r.manifest["generation_grid"] == timestep_grid(40, "leading")
+    paper = inject(m, inv, inv.select([1, 0]), dataclasses.replace(every4, boost="paper"), progress=False)
+    assert paper.manifest["boost_grid"] == [t for t in timestep_grid(40, "leading") if 0 < t <= 300]
+    assert (paper.images - r.images).abs().max() > 1e-3
+    # injecting at every step is a different (stronger) process
+    every1 = inject(m, inv, inv.select([1, 0]), dataclasses.replace(every4, inject_every=1), progress=False)
+    assert (every1.images - r.images).abs().max() > 1e-3
+    # with inject_every = 1 the two boost rules coincide
+    a = reverse(m, inv.x_T, inv, InjectionConfig(**kw, boost="authors"), progress=False)
+    b = reverse(m, inv.x_T, inv, InjectionConfig(**kw, boost="paper"), progress=False)
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="inject_every=3: must be a positive integer dividing steps=40"):
+        InjectionConfig(**kw, inject_every=3).validate()
+    with pytest.raises(ValueError, match="not part of the 40-step 'authors' grid"):
+        InjectionConfig(steps=40, inject_every=4).validate()
 
 
 def test_masks_all_zero_is_uninjected_and_all_one_is_unmasked(setup64):
@@ -241,7 +261,7 @@ def test_a_model_folder_carries_its_injection_defaults(tmp_path):
 def test_hub_ids_take_the_registrys_defaults(monkeypatch, tmp_path):
     from diffstyle_lab import models
     folder = _save_tiny(tmp_path / "snap")
-    monkeypatch.setattr(models, "_hub_snapshot", lambda repo, rev, lfo: folder)
+    monkeypatch.setattr(models, "hub_snapshot", lambda repo, rev, lfo: folder)
     m = models.load_model("google/ddpm-ema-church-256")
     assert m.defaults == models.KNOWN_MODELS["google/ddpm-ema-church-256"]["defaults"]
     assert InjectionConfig.for_model(m).t_edit == m.defaults["t_edit"]

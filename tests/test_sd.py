@@ -7,9 +7,9 @@ import torch
 
 from diffstyle_lab import InjectionConfig, maths
 from diffstyle_lab.models import ModelUnavailableError, alphas_cumprod_from_config
-from diffstyle_lab.sampling import Inversion
-from diffstyle_lab.sd import (Conditioning, SDModel, check_images, ddim_invert_latents, decode_latents, encode_images,
-                              encode_prompt, inject_sd, load_sd, make_conditioning, reverse_latents)
+from diffstyle_lab.sampling import Inversion, ddim_invert, reverse
+from diffstyle_lab.sd import (Conditioning, LatentEps, SDModel, check_images, decode_latents, encode_images,
+                              encode_prompt, inject_sd, load_sd, make_conditioning)
 
 D = 12  # cross_attention_dim of the tiny U-Net
 SD_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
@@ -80,6 +80,16 @@ def data64(data):
 FAST = dict(steps=8, t_boost=0, t_edit=300)
 
 
+def invert_z(model, z, cond, steps, record_uncond=None):
+    """The package's one inversion loop with the latent ε-provider."""
+    return ddim_invert(LatentEps(model, cond, record_uncond), z, steps, progress=False)
+
+
+def reverse_z(model, z_T, content, cfg, cond):
+    """The package's one reverse loop with the latent ε-provider."""
+    return reverse(LatentEps(model, cond), z_T, content, cfg, progress=False)
+
+
 def test_vae_and_inversion_shapes(sd, data):
     x, emb, neg = data
     z = encode_images(sd, x)
@@ -89,9 +99,9 @@ def test_vae_and_inversion_shapes(sd, data):
     # the latents are scaled by the VAE config's factor
     raw = sd.vae.encode(x).latent_dist.mean
     torch.testing.assert_close(z, raw * sd.vae.config.scaling_factor)
-    inv = ddim_invert_latents(sd, z, Conditioning(emb), steps=6, progress=False)
+    inv = invert_z(sd, z, Conditioning(emb), 6)
     assert inv.x_T.shape == z.shape and inv.h.shape == (2, 6, 1, 16, 4, 4) and inv.ts == inv.grid
-    inv2 = ddim_invert_latents(sd, z, Conditioning(emb, neg, 2.0), steps=6, progress=False)
+    inv2 = invert_z(sd, z, Conditioning(emb, neg, 2.0), 6)
     assert inv2.h.shape == (2, 6, 2, 16, 4, 4)
     r = inject_sd(sd, x, x.flip(0), prompt_embeds=emb, inversion_steps=6, progress=False, **FAST)
     assert r.images.shape == (2, 3, 16, 16) and r.manifest["space"] == "latent"
@@ -104,8 +114,8 @@ def test_vae_and_inversion_shapes(sd, data):
 def test_inversion_follows_the_conditional_eps_whether_or_not_uncond_h_is_recorded(sd64, data64):
     x, emb, neg = data64
     z = encode_images(sd64, x)
-    inv = ddim_invert_latents(sd64, z, Conditioning(emb), steps=6, progress=False)
-    inv2 = ddim_invert_latents(sd64, z, Conditioning(emb, neg, 2.0), steps=6, progress=False)
+    inv = invert_z(sd64, z, Conditioning(emb), 6)
+    inv2 = invert_z(sd64, z, Conditioning(emb, neg, 2.0), 6)
     torch.testing.assert_close(inv2.x_T, inv.x_T, **TIGHT)
     torch.testing.assert_close(inv2.h[:, :, 1], inv.h[:, :, 0], **TIGHT)
     assert (inv2.h[:, :, 0] - inv2.h[:, :, 1]).abs().max() > 1e-3   # the two branches really differ
@@ -137,7 +147,7 @@ def test_plain_latent_ddim_matches_diffusers_scheduler(prediction_type, scale, d
     z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     cfg = InjectionConfig(gamma=0.0, t_boost=0, steps=8, spacing="leading")
     cond = Conditioning(emb, neg if scale else None, scale)
-    ours = reverse_latents(m, z, None, cfg, cond, progress=False)
+    ours = reverse_z(m, z, None, cfg, cond)
     with torch.no_grad():
         ref = _diffusers_ddim(m, z, emb, 8, neg, scale)
     torch.testing.assert_close(ours, ref, **TIGHT)
@@ -147,22 +157,19 @@ def test_gamma_zero_equals_plain_ddim_and_injection_changes_it(sd64, data64):
     sd, (x, emb, _) = sd64, data64
     cond = Conditioning(emb)
     z = encode_images(sd, x)
-    inv = ddim_invert_latents(sd, z, cond, steps=8, progress=False)
+    inv = invert_z(sd, z, cond, 8)
     style = inv.select([1, 0])
-    plain = reverse_latents(sd, style.x_T, None, InjectionConfig(gamma=0.0, **FAST), cond, progress=False)
+    plain = reverse_z(sd, style.x_T, None, InjectionConfig(gamma=0.0, **FAST), cond)
     for method in ("normalised_slerp", "slerp", "lerp"):
-        out = reverse_latents(sd, style.x_T, inv, InjectionConfig(gamma=0.0, method=method, **FAST), cond,
-                              progress=False)
+        out = reverse_z(sd, style.x_T, inv, InjectionConfig(gamma=0.0, method=method, **FAST), cond)
         assert (out - plain).abs().max() <= 1e-10, method
-    inj = reverse_latents(sd, style.x_T, inv, InjectionConfig(gamma=0.8, **FAST), cond, progress=False)
+    inj = reverse_z(sd, style.x_T, inv, InjectionConfig(gamma=0.8, **FAST), cond)
     assert (inj - plain).abs().max() > 1e-3
     # and which content is injected matters
-    other = reverse_latents(sd, style.x_T, inv.select([1, 0]), InjectionConfig(gamma=0.8, **FAST), cond,
-                            progress=False)
+    other = reverse_z(sd, style.x_T, inv.select([1, 0]), InjectionConfig(gamma=0.8, **FAST), cond)
     assert (inj - other).abs().max() > 1e-3
     # a calibrated run takes its own path and stays finite
-    cal = reverse_latents(sd, style.x_T, inv, InjectionConfig(gamma=0.8, calibrate=True, omega=0.3, **FAST), cond,
-                          progress=False)
+    cal = reverse_z(sd, style.x_T, inv, InjectionConfig(gamma=0.8, calibrate=True, omega=0.3, **FAST), cond)
     assert torch.isfinite(cal).all() and (cal - inj).abs().max() > 1e-4
 
 
@@ -204,30 +211,30 @@ def _reference_guided(sd, z_T, inv, emb, neg, scale, gamma, steps, t_edit):
 def test_guided_injection_uses_each_branchs_own_content_h(sd64, data64):
     sd, (x, emb, neg) = sd64, data64
     cond = Conditioning(emb, neg, 3.0)
-    inv = ddim_invert_latents(sd, encode_images(sd, x), cond, steps=6, progress=False)
+    inv = invert_z(sd, encode_images(sd, x), cond, 6)
     style = inv.select([1, 0])
     cfg = InjectionConfig(gamma=0.7, t_boost=0, t_edit=300, steps=6)
-    ours = reverse_latents(sd, style.x_T, inv, cfg, cond, progress=False)
+    ours = reverse_z(sd, style.x_T, inv, cfg, cond)
     with torch.no_grad():
         ref = _reference_guided(sd, style.x_T, inv, emb, neg, 3.0, 0.7, 6, 300)
     torch.testing.assert_close(ours, ref, **TIGHT)
     # the check is sensitive to the pairing: swapping the recorded branches changes the result
     swapped = Inversion(inv.x_T, inv.h.flip(2), inv.ts, inv.grid, inv.spacing)
-    bad = reverse_latents(sd, style.x_T, swapped, cfg, cond, progress=False)
+    bad = reverse_z(sd, style.x_T, swapped, cfg, cond)
     assert (bad - ref).abs().max() > 1e-3
 
 
 def test_guided_local_mask_follows_each_pair(sd64, data64):
     sd, (x, emb, neg) = sd64, data64
     cond = Conditioning(emb, neg, 3.0)
-    inv = ddim_invert_latents(sd, encode_images(sd, x), cond, steps=6, progress=False)
+    inv = invert_z(sd, encode_images(sd, x), cond, 6)
     style = inv.select([1, 0])
     kw = dict(gamma=0.8, t_boost=0, t_edit=300, steps=6)
-    plain = reverse_latents(sd, style.x_T, None, InjectionConfig(**kw), cond, progress=False)
-    full = reverse_latents(sd, style.x_T, inv, InjectionConfig(**kw), cond, progress=False)
+    plain = reverse_z(sd, style.x_T, None, InjectionConfig(**kw), cond)
+    full = reverse_z(sd, style.x_T, inv, InjectionConfig(**kw), cond)
     mask = torch.zeros(2, 1, 16, 16)
     mask[0] = 1.0                                       # inject into pair 0 only
-    out = reverse_latents(sd, style.x_T, inv, InjectionConfig(mask=mask, **kw), cond, progress=False)
+    out = reverse_z(sd, style.x_T, inv, InjectionConfig(mask=mask, **kw), cond)
     torch.testing.assert_close(out[1], plain[1], **TIGHT)
     torch.testing.assert_close(out[0], full[0], **TIGHT)
     assert (full[1] - plain[1]).abs().max() > 1e-3
@@ -262,14 +269,14 @@ def test_bad_inputs_raise_precise_errors(sd, data):
     with pytest.raises(ValueError, match="batch 3"):
         inject_sd(sd, x, x, prompt_embeds=emb.expand(3, -1, -1), inversion_steps=4, progress=False, **FAST)
     z = encode_images(sd, x)
-    inv = ddim_invert_latents(sd, z, Conditioning(emb), steps=4, progress=False)
+    inv = invert_z(sd, z, Conditioning(emb), 4)
     with pytest.raises(ValueError, match="record_uncond"):
-        reverse_latents(sd, inv.x_T, inv, InjectionConfig(**FAST), Conditioning(emb, neg, 2.0), progress=False)
+        reverse_z(sd, inv.x_T, inv, InjectionConfig(**FAST), Conditioning(emb, neg, 2.0))
     pixel_like = Inversion(inv.x_T, inv.h[:, :, 0], inv.ts, inv.grid, inv.spacing)
-    with pytest.raises(ValueError, match="ddim_invert_latents"):
-        reverse_latents(sd, inv.x_T, pixel_like, InjectionConfig(**FAST), Conditioning(emb), progress=False)
+    with pytest.raises(ValueError, match=r"ddim_invert\(LatentEps"):
+        reverse_z(sd, inv.x_T, pixel_like, InjectionConfig(**FAST), Conditioning(emb))
     with pytest.raises(ValueError, match="latents"):
-        ddim_invert_latents(sd, torch.zeros(1, 3, 8, 8), Conditioning(emb), steps=4, progress=False)
+        invert_z(sd, torch.zeros(1, 3, 8, 8), Conditioning(emb), 4)
     from diffstyle_lab.models import tiny_unet as pixel_unet
     with pytest.raises(TypeError, match="UNet2DConditionModel"):
         SDModel(pixel_unet(), sd.vae, sd.alphas_cumprod, sd.scheduler_config)
