@@ -147,6 +147,48 @@ def select(sources: list[Path], only) -> list[Path]:
     return keep
 
 
+# Rough relative cost of the full run, for scheduling the longest first when notebooks run at once
+# (measured: 03 ≈ 1/3 of the main job, then 08); a previous <out>/timings.json takes precedence.
+COST_HINT = {"03_correlations": 5.0, "08_sweep": 2.5, "05_calibration": 1.5, "04_slerp": 1.4}
+
+
+def auto_jobs(n: int) -> int:
+    """How many notebooks to run at once: one per CPU core that is free now (cores minus the
+    1-minute load average, each notebook's kernel using one thread), at least 1, at most ``n``."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):   # no load average (Windows): assume the cores are free
+        load = 0.0
+    return max(1, min(n, int(cores - load + 0.5)))
+
+
+def longest_first(sources: list[Path], out: Path, quick: bool) -> list[Path]:
+    """``sources`` ordered by their last wall time in ``out/timings.json`` (same quick/full mode),
+    else by :data:`COST_HINT`, longest first — so the long ones do not start last."""
+    cost = {}
+    t = out / "timings.json"
+    if t.exists():
+        try:
+            prev = json.loads(t.read_text())
+            if prev.get("quick") == quick:
+                cost = {r["notebook"]: float(r["wall_s"]) for r in prev["notebooks"] if r.get("ok")}
+        except (ValueError, KeyError, TypeError):
+            cost = {}
+    if not all(p.stem in cost for p in sources):
+        cost = COST_HINT
+    return sorted(sources, key=lambda p: -cost.get(p.stem, 1.0))
+
+
+def table(rows: list[dict]) -> str:
+    """The per-notebook table printed at the end of a run."""
+    lines = [f"{'notebook':22s} {'wall s':>8s} {'cpu s':>8s}  status"]
+    for r in sorted(rows, key=lambda r: r["notebook"]):
+        lines.append(f"{r['notebook']:22s} {r['wall_s']:8.1f} {r['cpu_s']:8.1f}  "
+                     f"{'ok' if r['ok'] else 'FAILED — ' + str(r['error'])}")
+    return "\n".join(lines)
+
+
 def run_all(only=None, out=DEFAULT_OUT, quick: bool = False, parameters: dict | None = None, html: bool = True,
             kernel: str = "python3", directory=None, timeout: int | None = DEFAULT_TIMEOUT, cache: bool = True,
             jobs: int = 1, echo=print) -> dict:
@@ -154,12 +196,13 @@ def run_all(only=None, out=DEFAULT_OUT, quick: bool = False, parameters: dict | 
     ``{"notebooks": [per-notebook dicts], "wall_s", "cpu_s", "quick", "ok"}`` (also written to
     ``<out>/timings.json``). With ``cache``, the notebooks share inversions through
     ``<out>/inversion_cache`` (so a notebook's time depends on what ran before it). ``jobs`` > 1
-    runs that many notebooks at once, each in its own process (CPU time is then the sum of the
-    notebooks' own)."""
+    runs that many notebooks at once, each in its own process, the longest first (CPU time is then
+    the sum of the notebooks' own); ``jobs=0`` picks :func:`auto_jobs`."""
     sources = select(notebooks(directory), only)
     if not sources:
         raise SystemExit(f"no notebooks found in {directory or NOTEBOOK_DIR}")
     out = Path(out)
+    jobs = auto_jobs(len(sources)) if not jobs or jobs < 1 else int(jobs)
     t0, c0 = time.perf_counter(), _cpu_seconds()
     kw = dict(out=out, parameters=parameters, quick=quick, html=html, kernel=kernel, timeout=timeout,
               cache_dir=out / "inversion_cache" if cache else None)
@@ -176,21 +219,23 @@ def run_all(only=None, out=DEFAULT_OUT, quick: bool = False, parameters: dict | 
             report(rows[-1])
         cpu = _cpu_seconds() - c0
     else:  # one process per running notebook; each measures its own kernel's CPU time
-        from concurrent.futures import ProcessPoolExecutor
-        echo(f"▶ {len(sources)} notebooks, {jobs} at a time …")
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        order = longest_first(sources, out, quick)
+        echo(f"▶ {len(sources)} notebooks, {jobs} at a time, longest first ({', '.join(p.stem[:2] for p in order)}) …")
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(run_one, src, **kw) for src in sources]
-            rows = []
-            for f in futures:
-                rows.append(f.result())
-                report(rows[-1])
+            futures = [pool.submit(run_one, src, **kw) for src in order]
+            for f in as_completed(futures):
+                report(f.result())
+            done = {r["notebook"]: r for r in (f.result() for f in futures)}
+        rows = [done[p.stem] for p in sources]
         cpu = sum(r["cpu_s"] for r in rows)
     summary = {"notebooks": rows, "wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(cpu, 2),
                "quick": quick, "jobs": jobs, "ok": all(r["ok"] for r in rows), "cpu_count": os.cpu_count(),
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (out / "timings.json").write_text(json.dumps(summary, indent=1))
+    echo(table(rows))
     echo(f"total: {len(rows)} notebooks, wall {summary['wall_s']:.1f} s, cpu {summary['cpu_s']:.1f} s "
-         f"({'quick' if quick else 'full'} run; {sum(not r['ok'] for r in rows)} failed) → {out}")
+         f"({'quick' if quick else 'full'} run, {jobs} at a time; {sum(not r['ok'] for r in rows)} failed) → {out}")
     return summary
 
 
@@ -218,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-cache", action="store_true",
                     help="do not share inversions between notebooks through <out>/inversion_cache")
     ap.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
-    ap.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
+    ap.add_argument("--jobs", "-j", type=int, default=0,
+                    help="notebooks to run at once (default 0: one per CPU core that is free now, see auto_jobs)")
     ap.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
                     help=f"per-cell timeout in seconds (default {DEFAULT_TIMEOUT}; 0 = none): a hung cell fails "
                          "the notebook instead of blocking the run")

@@ -345,3 +345,23 @@ def test_cli_forwards_options_to_the_notebook_runner(capsys):
     assert main(["notebooks", "--list"]) == 0
     out = capsys.readouterr().out
     assert "01_tour_of_h_space" in out and "08_sweep" in out
+
+
+def test_runner_schedules_longest_first_on_free_cores(tmp_path, monkeypatch):
+    from diffstyle_lab import run_notebooks as rn
+    srcs = rn.notebooks()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert rn.auto_jobs(8) == 2 and rn.auto_jobs(1) == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.7, 3.0, 2.0))     # busy: one at a time
+    assert rn.auto_jobs(8) == 1
+    order = [p.stem for p in rn.longest_first(srcs, tmp_path, quick=False)]
+    assert order[:2] == ["03_correlations", "08_sweep"] and sorted(order) == EXPECTED
+    # a previous run's timings (same mode) win over the hint
+    (tmp_path / "timings.json").write_text(json.dumps({"quick": False, "notebooks": [
+        {"notebook": n, "wall_s": 100.0 if n == "01_tour_of_h_space" else 1.0, "ok": True} for n in EXPECTED]}))
+    assert rn.longest_first(srcs, tmp_path, quick=False)[0].stem == "01_tour_of_h_space"
+    assert rn.longest_first(srcs, tmp_path, quick=True)[0].stem == "03_correlations"
+    text = rn.table([{"notebook": "b", "wall_s": 2.0, "cpu_s": 1.0, "ok": True, "error": None},
+                     {"notebook": "a", "wall_s": 3.0, "cpu_s": 1.5, "ok": False, "error": "boom"}])
+    assert text.splitlines()[1].startswith("a ") and "FAILED — boom" in text
