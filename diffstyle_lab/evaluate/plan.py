@@ -35,10 +35,14 @@ class _SettingMethods:
         """The swept fields of ``cfg`` (e.g. ``InjectionConfig.for_model(model)`` as a sweep's base)."""
         return cls(**{name: getattr(cfg, name) for name in SWEPT_FIELDS})
 
-    def config(self, steps: int = 50, spacing: str = "authors", seed: int = 0) -> InjectionConfig:
-        """The full :class:`InjectionConfig`: these fields, the grid and seed given, every other field
-        at InjectionConfig's default."""
-        return InjectionConfig(**dataclasses.asdict(self), steps=steps, spacing=spacing, seed=int(seed)).validate()
+    def config(self, steps: int = 50, spacing: str = "authors", seed: int = 0, **fixed) -> InjectionConfig:
+        """The full :class:`InjectionConfig`: these fields, the grid and seed given and the other ``fixed``
+        fields (the same for every setting of a run, e.g. ``inject_every``); the rest at its defaults."""
+        swept = sorted(set(fixed) & set(SWEPT_FIELDS))
+        if swept:
+            raise ValueError(f"{', '.join(swept)}: swept by the plan's settings, not a fixed field of the run")
+        return InjectionConfig(**dataclasses.asdict(self), steps=steps, spacing=spacing, seed=int(seed),
+                               **fixed).validate()
 
     def key(self) -> dict:
         """Canonical parameters (ω dropped when calibration is off; γ dropped for 'replace')."""
@@ -64,10 +68,10 @@ Setting.__doc__ = (f"The injection parameters a sweep varies, {', '.join(SWEPT_F
                    "``omega`` only matters with ``calibrate=True``.")
 
 
-def fixed_config_fields(steps: int = 50, spacing: str = "authors", seed: int = 0) -> dict:
-    """The fields of the configs a sweep runs that no setting varies (InjectionConfig's defaults), for
-    the run's identity: a change of such a default gives new setting ids instead of stale blocks."""
-    d = Setting().config(steps, spacing, seed).to_dict()
+def fixed_config_fields(**fixed) -> dict:
+    """Every field of the configs a run makes that no setting varies (``fixed``, else InjectionConfig's
+    default), for the run's identity: a change of such a default gives new setting ids, not stale blocks."""
+    d = Setting().config(**fixed).to_dict()
     return {k: v for k, v in d.items() if k not in SWEPT_FIELDS}
 
 

@@ -123,7 +123,7 @@ def _run_chunk(ctx: dict, setting: Setting, idx: list[int], threads: int | None 
         torch.set_num_threads(int(threads))
     model, clf = _resolve(ctx["model"]), _resolve(ctx["classifier"])
     nets = _paper_nets(ctx["paper"]) if ctx["paper"] else {}
-    cfg = setting.config(ctx["steps"], ctx["spacing"], seed=ctx["seed"])
+    cfg = setting.config(**ctx["fixed"])
     ii = torch.as_tensor(idx)
     t0 = time.perf_counter()
     # per-pair boosting noise (seed + pair index): a pair's result does not depend on its chunk
@@ -207,7 +207,7 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
              n_boot_frechet: int = 200, level: float = 0.95, chunk_size: int | None = None, scheduler=None,
              n_workers: int = 2, threads_per_worker: int = 1, paper_weights: dict | None = None,
              paper_metrics="auto", keep_images: bool = True, progress: bool = True,
-             families: Sequence[Callable] = PAIR_METRIC_FAMILIES,
+             config_fields: Mapping | None = None, families: Sequence[Callable] = PAIR_METRIC_FAMILIES,
              baselines: Mapping[str, Callable[[PairSet], torch.Tensor]] = BASELINES) -> Evaluation:
     """Run ``plan`` on ``pairs`` and write one block per setting under ``out_dir/blocks`` (resumable).
 
@@ -222,6 +222,8 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
     * ``paper_metrics`` — ``"auto"``: the paper's networks whose weights are present
       (:func:`metrics.paper_metric_status`); a list of names: those, or :class:`metrics.MissingWeightsError`;
       ``()``: none. ``paper_weights`` maps names to files.
+    * ``config_fields`` — other :class:`~diffstyle_lab.InjectionConfig` fields, the same for every setting
+      (e.g. ``{"inject_every": 20}``); the grid, seed, ``inversion_steps`` and ``record_last`` are arguments.
     * ``families`` — the per-pair metric families (:data:`~.measures.PAIR_METRIC_FAMILIES`); ``baselines`` —
       images scored as if they were results, one "reference" row of the tables each (:data:`BASELINES`: the
       content and the style image). Both enter the run's identity, as do InjectionConfig's fixed fields.
@@ -232,6 +234,11 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
     blocks = out_dir / "blocks"
     blocks.mkdir(parents=True, exist_ok=True)
     inversion_steps = inversion_steps or steps
+    fixed = {**(config_fields or {}), "steps": steps, "spacing": spacing, "seed": seed,
+             "inversion_steps": inversion_steps, "record_last": record_last}
+    if set(config_fields or ()) & {"steps", "spacing", "seed", "inversion_steps", "record_last"}:
+        raise ValueError("config_fields: pass steps, spacing, seed, inversion_steps and record_last as evaluate's "
+                         "own arguments")
     if classifier == "default":
         from .. import factors
         classifier = factors.load()
@@ -242,7 +249,7 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
     context = {"metrics_version": METRICS_VERSION, "model": model.weights_hash, "pairs": pairs.fingerprint(),
                "steps": steps, "inversion_steps": inversion_steps, "spacing": spacing, "record_last": record_last,
                "seed": seed, "classifier": clf_hash, "paper": sorted(paper), "families": family_names(families),
-               "config": fixed_config_fields(steps, spacing, seed)}
+               "config": fixed_config_fields(**fixed)}
     ctx_hash = _digest(context)[:10]
     entries = list(plan)
     ids = setting_ids(entries, ctx_hash)
@@ -309,8 +316,8 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
         _atomic_write(timing_path, json.dumps(timing).encode())
         ctx = {"model": model, "classifier": classifier, "content_inv": content_inv, "style_x_T": style_inv.x_T,
                "content": pairs.content, "style": pairs.style, "content_factors": pairs.content_factors,
-               "style_factors": pairs.style_factors, "steps": steps, "spacing": spacing, "seed": seed, "paper": paper,
-               "families": families}
+               "style_factors": pairs.style_factors, "seed": seed, "paper": paper, "families": families,
+               "fixed": fixed}
         chunks = _chunks(len(pairs), chunk_size)
         units = [(sid, idx) for sid in todo for idx in chunks]
         done_parts: dict = {sid: [] for sid in todo}
