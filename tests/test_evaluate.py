@@ -173,7 +173,7 @@ def test_setting_is_a_view_of_injection_config():
     assert cfg == dataclasses.replace(dl.InjectionConfig(), gamma=0.5, t_edit=600, steps=20, seed=3)
     assert type(cfg.t_edit) is int and type(cfg.gamma) is float
     assert ev.Setting.from_config(cfg) == ev.Setting(gamma=0.5, t_edit=600)
-    assert ev.Setting().config(steps=20, inject_every=2, record_last=False).inject_every == 2   # a run's fixed fields
+    assert ev.Setting().config(steps=1000, inject_every=20, record_last=False).inject_every == 20   # a run's fixed fields
     with pytest.raises(ValueError, match="gamma: swept"):
         ev.Setting().config(gamma=0.1)
 
