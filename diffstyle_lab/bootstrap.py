@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["STREAM", "stream", "bootstrap_indices", "check_level", "quiet", "replicates", "percentile_interval",
-           "recentre", "bootstrap_ci", "paired_difference", "spearman", "trend"]
+           "recentre", "bootstrap_ci", "paired_statistic", "paired_difference", "spearman", "trend"]
 
 STREAM = 6          # the bootstrap's entry in every SeedSequence([seed, n, STREAM])
 MIN_N = 2
@@ -105,18 +105,28 @@ def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0)
     return float(v.mean()), lo, hi
 
 
-def paired_difference(a, b, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """(mean(a) − mean(b), low, high) with a and b measured on the same units (resampled together)."""
+def paired_statistic(stat: Callable[..., np.ndarray], *arrays, n_boot: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """(estimate, low, high) of ``stat(*arrays)``: any statistic of per-unit arrays measured on the same n
+    units, which reduces along the last axis (e.g. a ratio of means ``lambda a, b: a.mean(-1) / b.mean(-1)``);
+    the arrays are resampled together."""
     check_level(level)
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"paired_difference needs a and b on the same units; got shapes {a.shape} and {b.shape}")
-    idx = bootstrap_indices(len(a), n_boot, seed)
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+        raise ValueError(f"paired statistics need one value per unit in every array, on the same units; got shapes "
+                         f"{[a.shape for a in arrays]}")
+    idx = bootstrap_indices(len(arrays[0]), n_boot, seed)
     with quiet():
-        est = np.nanmean(a) - np.nanmean(b)
-        reps = np.nanmean(a[idx], 1) - np.nanmean(b[idx], 1)
+        est = stat(*arrays)
+        reps = stat(*(a[idx] for a in arrays))
     lo, hi = percentile_interval(reps, level, axis=None)
     return float(est), lo, hi
+
+
+def paired_difference(a, b, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(mean(a) − mean(b), low, high) with a and b measured on the same units (resampled together; NaN ignored)."""
+    return paired_statistic(lambda x, y: np.nanmean(x, -1) - np.nanmean(y, -1), a, b, n_boot=n_boot, level=level,
+                            seed=seed)
 
 
 def _rank(v):
