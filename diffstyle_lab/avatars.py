@@ -6,7 +6,8 @@ pure function of its :class:`Factors`, so a data set is reproducible from a seed
 carries its ground truth:
 
 * **content** factors — style family, hair, eyes, mouth (and clothes for pixel-art): *who* the
-  face is, which the paper expects to live in h;
+  face is — and its **pose** (rotation, scale, position, mirror: DiceBear's ``rotate``, ``scale``,
+  ``translateX/Y``, ``flip``), a layout with a global footprint; what the paper expects to live in h;
 * **style** factors — background, skin, hair and clothing colours: what the paper expects to be
   carried by x_T and the skip connections.
 
@@ -44,7 +45,13 @@ HAIR_COLOURS = {
 }
 CLOTHING = ("5bc0de", "428bca", "03396c", "88d8b0", "00b159", "ff6f69", "d11141", "ffc425")
 
-CONTENT_KEYS = ("family", "hair", "eyes", "mouth", "clothes")
+# Pose: discrete values so every result can be compared with a render at either image's value.
+ROTATIONS = (-30, 0, 30)          # degrees
+SCALES = (0.8, 1.0, 1.2)
+SHIFTS = (-15, 0, 15)             # DiceBear translateX/Y, percent of the image
+FLIPS = ("none", "horizontal")
+POSE_KEYS = ("rotate", "scale", "shift_x", "shift_y", "flip")
+CONTENT_KEYS = ("family", "hair", "eyes", "mouth", "clothes") + POSE_KEYS
 STYLE_KEYS = ("background", "skin", "hair_colour", "clothing")
 
 
@@ -61,6 +68,11 @@ class Factors:
     skin: str
     hair_colour: str
     clothing: str
+    rotate: int = 0
+    scale: float = 1.0
+    shift_x: int = 0
+    shift_y: int = 0
+    flip: str = "none"
 
     def content(self) -> dict:
         return {k: getattr(self, k) for k in CONTENT_KEYS}
@@ -104,10 +116,19 @@ def variants(family: str) -> dict:
     return out
 
 
-def random_content(rng: np.random.Generator, family: str | None = None) -> dict:
+def random_pose(rng: np.random.Generator) -> dict:
+    """One of the 162 discrete poses, uniformly."""
+    return {"rotate": int(ROTATIONS[rng.integers(len(ROTATIONS))]), "scale": float(SCALES[rng.integers(len(SCALES))]),
+            "shift_x": int(SHIFTS[rng.integers(len(SHIFTS))]), "shift_y": int(SHIFTS[rng.integers(len(SHIFTS))]),
+            "flip": FLIPS[rng.integers(len(FLIPS))]}
+
+
+def random_content(rng: np.random.Generator, family: str | None = None, pose: bool = True) -> dict:
+    """Random content factors; ``pose=False`` keeps the upright, centred pose (the first data set's draw)."""
     family = family or FAMILIES[rng.integers(len(FAMILIES))]
     v = variants(family)
-    return {"family": family, **{k: v[k][rng.integers(len(v[k]))] for k in ("hair", "eyes", "mouth", "clothes")}}
+    out = {"family": family, **{k: v[k][rng.integers(len(v[k]))] for k in ("hair", "eyes", "mouth", "clothes")}}
+    return {**out, **random_pose(rng)} if pose else out
 
 
 def random_style(rng: np.random.Generator, family: str) -> dict:
@@ -119,8 +140,8 @@ def random_style(rng: np.random.Generator, family: str) -> dict:
     }
 
 
-def random_factors(rng: np.random.Generator, family: str | None = None) -> Factors:
-    c = random_content(rng, family)
+def random_factors(rng: np.random.Generator, family: str | None = None, pose: bool = True) -> Factors:
+    c = random_content(rng, family, pose)
     return Factors(**c, **random_style(rng, c["family"]))
 
 
@@ -133,7 +154,9 @@ def render(f: Factors, size: int = 32) -> np.ndarray:
     opts = {"seed": "diffstyle", "size": size, "backgroundColor": [f.background],
             "skinColor": [f.skin], "hairColor": [f.hair_colour],
             "hairVariant": [f.hair], "hairProbability": 100,
-            "eyesVariant": [f.eyes], "mouthVariant": [f.mouth], "accessoriesProbability": 0}
+            "eyesVariant": [f.eyes], "mouthVariant": [f.mouth], "accessoriesProbability": 0,
+            "rotate": f.rotate, "scale": f.scale, "translateX": f.shift_x, "translateY": f.shift_y,
+            "flip": [f.flip]}
     if f.family == "pixel-art":
         opts.update({"clothesVariant": [f.clothes], "clothingColor": [f.clothing], "clothesProbability": 100,
                      "beardProbability": 0, "hatProbability": 0, "glassesProbability": 0})
@@ -142,10 +165,12 @@ def render(f: Factors, size: int = 32) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
-def make_faces(n: int, seed: int, size: int = 32) -> tuple[np.ndarray, list[Factors]]:
-    """``n`` random faces (uint8 N×H×W×3) and their factors, deterministic in ``seed``."""
+def make_faces(n: int, seed: int, size: int = 32, pose: bool = True) -> tuple[np.ndarray, list[Factors]]:
+    """``n`` random faces (uint8 N×H×W×3) and their factors, deterministic in ``seed``.
+
+    ``pose=False`` draws the first shipped model's data (upright, centred faces)."""
     rng = np.random.default_rng(seed)
-    fs = [random_factors(rng) for _ in range(n)]
+    fs = [random_factors(rng, pose=pose) for _ in range(n)]
     return np.stack([render(f, size) for f in fs]) if fs else np.zeros((0, size, size, 3), np.uint8), fs
 
 
@@ -154,12 +179,24 @@ def same_identity_other_colours(f: Factors, rng: np.random.Generator) -> Factors
     return Factors(**f.content(), **random_style(rng, f.family))
 
 
-def other_identity_same_colours(f: Factors, rng: np.random.Generator) -> Factors:
+def other_identity_same_colours(f: Factors, rng: np.random.Generator, pose: bool = True) -> Factors:
     """Another face of the same family in the same colours (style factors kept)."""
-    return Factors(**random_content(rng, f.family), **f.style())
+    return Factors(**random_content(rng, f.family, pose), **f.style())
 
 
-def content_style_pairs(n: int, seed: int, size: int = 32):
+def ideal(content: Factors, style: Factors) -> Factors:
+    """The ground truth of content injection: ``content``'s content factors (identity and pose)
+    in ``style``'s colours. Colours are per family, so a colour the content family lacks keeps
+    the content face's colour at the same palette index."""
+    st = {}
+    for k, pal in (("skin", SKINS), ("hair_colour", HAIR_COLOURS)):
+        v = getattr(style, k)
+        st[k] = v if content.family == style.family else pal[content.family][pal[style.family].index(v)]
+    clothing = (style.clothing or content.clothing) if content.family == "pixel-art" else ""
+    return Factors(**content.content(), background=style.background, clothing=clothing, **st)
+
+
+def content_style_pairs(n: int, seed: int, size: int = 32, pose: bool = True):
     """``n`` (content, style) pairs of faces with different content *and* different colours.
 
     Returns ``(content_images, style_images, content_factors, style_factors)``.
@@ -167,7 +204,7 @@ def content_style_pairs(n: int, seed: int, size: int = 32):
     rng = np.random.default_rng(seed)
     cf, sf = [], []
     while len(cf) < n:
-        a, b = random_factors(rng), random_factors(rng)
+        a, b = random_factors(rng, pose=pose), random_factors(rng, pose=pose)
         if a.content() == b.content() or a.background == b.background:
             continue
         cf.append(a)

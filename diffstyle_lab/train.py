@@ -48,6 +48,10 @@ class TrainConfig:
     checkpoint_every: int = 250
     threads: int = 0  # 0 = torch default
     progress: bool = True
+    pose: bool = True          # data: faces in random poses (False: the first model's upright faces)
+    init: str = ""             # start from this diffusers model folder's U-Net (fine-tuning) instead of random
+    loss: str = "eps"          # "eps": plain ε-MSE (DDPM); "min_snr5": ε-MSE weighted min(SNR, 5)/SNR (Hang et al. 2023)
+    snapshot_every: int = 0    # also export the EMA weights every N steps to DIR/snapshots/step_N (0: never)
 
 
 def build_unet(layout: str = "h4", image_size: int = 32):
@@ -65,12 +69,13 @@ def build_scheduler():
 
 
 def _training_data(cfg: TrainConfig) -> torch.Tensor:
-    cache = Path(cfg.out) / f"train_faces_{cfg.n_train}_{cfg.data_seed}_{cfg.image_size}.npz"
+    tag = "_pose" if cfg.pose else ""
+    cache = Path(cfg.out) / f"train_faces_{cfg.n_train}_{cfg.data_seed}_{cfg.image_size}{tag}.npz"
     if cache.exists():
         x = np.load(cache, allow_pickle=False)["images"]
     else:
         from .avatars import make_faces, save_factors
-        x, fs = make_faces(cfg.n_train, cfg.data_seed, cfg.image_size)
+        x, fs = make_faces(cfg.n_train, cfg.data_seed, cfg.image_size, pose=cfg.pose)
         np.savez_compressed(cache, images=x)
         save_factors(str(cache) + ".factors.json", fs)
     return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
@@ -105,8 +110,18 @@ def _load_state(path: Path, model, ema, opt) -> int:
     return int(meta["step"])
 
 
+def loss_weights(loss: str, snr: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights of the ε-MSE: 1 (DDPM) or min(SNR, 5)/SNR (min-SNR-5, Hang et al. 2023)."""
+    if loss == "eps":
+        return torch.ones_like(snr)
+    if loss == "min_snr5":
+        return snr.clamp(max=5.0) / snr
+    raise ValueError(f"loss={loss!r} is unknown; choose 'eps' or 'min_snr5'")
+
+
 def train(cfg: TrainConfig):
     """Train (or resume) and return the EMA U-Net. Writes into ``cfg.out``."""
+    loss_weights(cfg.loss, torch.ones(1))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -114,6 +129,9 @@ def train(cfg: TrainConfig):
     data = _training_data(cfg)
     torch.manual_seed(cfg.seed)
     model = build_unet(cfg.layout, cfg.image_size)
+    if cfg.init:
+        from .models import load_unet_folder
+        model.load_state_dict(load_unet_folder(Path(cfg.init) / "unet").state_dict(), strict=True)
     ema = copy.deepcopy(model).requires_grad_(False)
     sched = build_scheduler()
     acp = sched.alphas_cumprod
@@ -143,7 +161,8 @@ def train(cfg: TrainConfig):
         lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
         for pg in opt.param_groups:
             pg["lr"] = lr
-        loss = F.mse_loss(model(xt, t).sample, eps)
+        per = F.mse_loss(model(xt, t).sample, eps, reduction="none").mean(dim=(1, 2, 3))
+        loss = (loss_weights(cfg.loss, a / (1 - a)).view(-1) * per).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -160,6 +179,8 @@ def train(cfg: TrainConfig):
             fh.flush()
             _save_state(ck, model, ema, opt, step, cfg)
             export(ema, out / "model")
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            export(ema, out / "snapshots" / f"step_{step:06d}")
     bar.close()
     fh.close()
     return ema

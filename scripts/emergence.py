@@ -1,0 +1,79 @@
+"""The emergence curve: does h come to carry content as a model trains?
+
+    python scripts/emergence.py runs/NAME --init data/models/faces32 --out docs/emergence/NAME.csv
+
+For the starting weights (``--init``, step 0) and every snapshot in ``RUN/snapshots/step_*``: the
+h-influence probe r(t) (:mod:`diffstyle_lab.probe`, replacement, 16 pairs, 20-step grid) and a
+quick ground-truth transfer score (24 pairs, 20 steps, normalised Slerp at each γ and t_edit
+given). One CSV row per (snapshot, t) for the probe and per (snapshot, setting) for the transfer.
+Rows already in the CSV are kept (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffstyle_lab import groundtruth as G
+from diffstyle_lab import probe
+from diffstyle_lab.models import load_model
+from diffstyle_lab.sampling import InjectionConfig
+
+FIELDS = ["step", "kind", "t", "setting", "value", "value2", "value3"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run")
+    p.add_argument("--init", default="", help="the weights the run started from (scored as step 0)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--gammas", type=float, nargs="+", default=[0.3, 0.6, 1.0])
+    p.add_argument("--t-edits", type=int, nargs="+", default=[200, 400])
+    p.add_argument("--probe-pairs", type=int, default=16)
+    p.add_argument("--pairs", type=int, default=24)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--every", type=int, default=1, help="score every k-th snapshot")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    done = set()
+    if out.exists():
+        with open(out) as fh:
+            done = {int(r["step"]) for r in csv.DictReader(fh)}
+    snaps = sorted(Path(a.run, "snapshots").glob("step_*"))[a.every - 1::a.every]
+    todo = ([(0, Path(a.init))] if a.init else []) + [(int(s.name[5:]), s) for s in snaps]
+    gt = G.GroundTruthPairs.make(max(a.pairs, a.probe_pairs), seed=90_000)
+    gp, gs = gt.subset(range(a.probe_pairs)), gt.subset(range(a.pairs))
+    new = not out.exists()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a", newline="") as fh:
+        w = csv.DictWriter(fh, FIELDS)
+        if new:
+            w.writeheader()
+        for step, path in todo:
+            if step in done:
+                continue
+            model = load_model(path)
+            for r in probe.h_influence(model, gp.content, gp.style, steps=a.steps):
+                w.writerow({"step": step, "kind": "probe", "t": r["t"], "setting": "replace", "value": r["r"],
+                            "value2": r["eps_ratio"], "value3": r["cos_h"]})
+            cfgs = {f"t_edit={te} gamma={g}": InjectionConfig(gamma=g, t_edit=te, t_boost=min(200, te), steps=a.steps)
+                    for te in a.t_edits for g in a.gammas}
+            sc = G.transfer_scores(model, gs, cfgs, steps=a.steps)
+            for name in ("floor", *cfgs):
+                lay = np.nanmean(np.stack([sc[name][k] for k in G.LAYOUT_FACTORS + (G.IDENTITY,)]))
+                col = np.nanmean(np.stack([sc[name][k] for k in G.COLOUR_FACTORS]))
+                gap = G.gap_closed(sc[name]["rmse"], sc["style"]["rmse"], sc["floor"]["rmse"])
+                w.writerow({"step": step, "kind": "transfer", "t": "", "setting": name, "value": gap,
+                            "value2": lay, "value3": col})
+            fh.flush()
+            print(f"step {step}: done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Ground-truth scoring of content injection: ideals, counterfactual factor tests, baselines, probe."""
+
+import numpy as np
+import pytest
+import torch
+
+from diffstyle_lab import avatars as A
+from diffstyle_lab import groundtruth as G
+
+pytest.importorskip("dicebear", reason="rendering faces needs the [data] extra")
+
+
+@pytest.fixture(scope="module")
+def gt():
+    return G.GroundTruthPairs.make(12, seed=5)
+
+
+def test_ideal_takes_content_factors_and_style_colours(gt):
+    for c, s in zip(gt.content_factors, gt.style_factors):
+        f = A.ideal(c, s)
+        assert f.content() == c.content()
+        assert f.background == s.background
+        if c.family == s.family:
+            assert (f.skin, f.hair_colour) == (s.skin, s.hair_colour)
+
+
+def test_the_ideal_scores_perfectly_and_the_inputs_score_as_themselves(gt):
+    perfect = G.score(gt.ideal, gt)
+    assert np.allclose(perfect["rmse"], 0) and np.allclose(perfect["ssim"], 1, atol=1e-5)
+    for k in G.LAYOUT_FACTORS + (G.IDENTITY,) + G.COLOUR_FACTORS:
+        v = perfect[k][~np.isnan(perfect[k])]
+        assert v.size and (v == 1).all(), k
+    style, content = G.score(gt.style, gt), G.score(gt.content, gt)
+    # the style image keeps the background colour; the content image has the wrong one
+    assert np.nanmean(style["background"]) >= 0.9 and np.nanmean(content["background"]) == 0.0
+    # the content image has the content's pose far more often than the style image has
+    lay = lambda sc: np.nanmean(np.stack([sc[k] for k in G.LAYOUT_FACTORS]))  # noqa: E731
+    assert lay(content) > lay(style) + 0.3
+
+
+def test_factor_is_nan_where_content_and_style_agree(gt):
+    sc = G.score(gt.style, gt)
+    for k in G.LAYOUT_FACTORS:
+        same = np.array([getattr(c, k) == getattr(s, k) for c, s in zip(gt.content_factors, gt.style_factors)])
+        assert np.isnan(sc[k][same]).all(), k
+
+
+def test_baselines_and_gap():
+    c = torch.full((2, 3, 4, 4), -1.0)
+    s = torch.ones(2, 3, 4, 4)
+    assert torch.allclose(G.pixel_blend(c, s), torch.full_like(c, 0.4))
+    r = G.reinhard(torch.randn(2, 3, 8, 8), 0.5 + torch.randn(2, 3, 8, 8) * 0.1)
+    assert abs(float(r.mean()) - 0.5) < 0.05
+    assert G.gap_closed(np.array([5.0]), np.array([10.0]), np.array([0.0])) == pytest.approx(0.5)
+    assert float(G.rmse255(c, s)[0]) == pytest.approx(255.0)
+
+
+def test_probe_is_zero_when_h_is_the_images_own_and_shape_checked():
+    from diffstyle_lab import probe
+    from diffstyle_lab.models import tiny_model
+    m = tiny_model(seed=0)
+    x = torch.rand(2, 3, m.sample_size, m.sample_size) * 2 - 1
+    rows = probe.h_influence(m, x, x.flip(0), steps=4)
+    assert [r["t"] for r in rows] == sorted(r["t"] for r in rows) and all(r["r"] >= 0 for r in rows)
+    same = probe.h_influence(m, x, x, steps=4, method="replace")
+    assert all(r["r"] < 1e-6 or np.isnan(r["r"]) for r in same) or all(r["eps_ratio"] >= 0 for r in same)
+    with pytest.raises(ValueError, match="pair up"):
+        probe.h_influence(m, x, x[:1], steps=4)
