@@ -62,11 +62,18 @@ class Passes:
         self.down = self.up = 0
 
 
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeat=1):
     best = float("inf")
     for _ in range(repeat):
+        _sync()
         t0 = time.perf_counter()
         out = fn()
+        _sync()
         best = min(best, time.perf_counter() - t0)
     return out, best
 
@@ -121,8 +128,8 @@ def main():
         out, sec, down, up = best[name]
         passes = d * down + (1 - d) * up          # U-Net passes per image (hooks count batched calls)
         results[name] = (out, sec, passes)
-        print(f"{name:25s} {sec:8.2f} s   {sec / a.batch:8.2f} s/image   down paths {down:3d}  "
-              f"up paths {up:3d}  passes/image {passes:6.2f}")
+        print(f"{name:25s} {sec:8.2f} s   {sec / a.batch:8.2f} s/image   {a.batch / sec:8.2f} images/s   "
+              f"down paths {down:3d}  up paths {up:3d}  passes/image {passes:6.2f}")
     diff = (results["naive injection"][0] - results["injection"][0]).abs().max().item()
     diffc = (results["naive + calibration"][0] - results["injection + calibration"][0]).abs().max().item()
     print(f"max |naive - ours|: {diff:.2e} (injection), {diffc:.2e} (calibration)  -> "
@@ -138,6 +145,11 @@ def main():
     print(f"ratio vs naive with calibration: {rc:.2f} (predicted {predc:.2f})")
     print(f"ratio vs naive: {r:.2f} (predicted {pred:.2f} from the measured down share {d:.2f}; "
           f"{pred_paper:.2f} from the paper's 27 %)")
+    ips = {k: a.batch / v[1] for k, v in results.items()}
+    print(f"summary: device={a.device} ({torch.cuda.get_device_name() if a.device.startswith('cuda') else 'cpu'}) "
+          f"model={a.model} batch={a.batch} steps={a.steps}: images/s plain DDIM {ips['plain DDIM']:.2f}, "
+          f"injection {ips['injection']:.2f}, injection+calibration {ips['injection + calibration']:.2f}; "
+          f"ratio vs naive {r:.2f} (injection), {rc:.2f} (with calibration)")
 
 
 if __name__ == "__main__":
