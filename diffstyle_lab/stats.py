@@ -125,8 +125,8 @@ def r_hetero_replicates(h_norm, g_norm, idx: np.ndarray, *, n_perm: int = 100, s
     derangements of its n positions (drawn from :func:`bootstrap.stream` (seed, n, 1)).
 
     Since a permutation keeps each column's spread, the mean over pairings π_p of Pearson(h[π_p], g) is
-    Σ_i (h̄_i − mean h)(g_i − mean g) / √(Σ(h−mean h)²·Σ(g−mean g)²) with h̄_i = (1/n_perm) Σ_p h[π_p(i)]:
-    one correlation per resample instead of n_perm.
+    Σ_i (h̄_i − mean h)(g_i − mean g) / √(Σ(h−mean h)²·Σ(g−mean g)²)
+    with h̄_i = (1/n_perm) Σ_p h[π_p(i)]: one correlation per resample instead of n_perm.
     """
     h, g = _check_pair(h_norm, g_norm, "h_norm and g_norm")
     n = h.shape[0]
@@ -181,8 +181,9 @@ def correlation_frame(table: NormTable, *, n_boot: int = 1000, level: float = 0.
     derangements (:func:`r_hetero`), and so is each of its replicates (:func:`r_hetero_replicates`):
     its interval is that of the reported mean. Those replicates centre on the mean over *all* pairings
     (−r_homo/(n−1)) while the value carries its own pairing noise, so they are recentred on the value
-    (:func:`~diffstyle_lab.bootstrap.recentre`) before the percentile interval is read. r_alt and r_inject resample the rows (i, π(i)) with
-    their fixed partners (see the module's note on what the intervals resample).
+    (:func:`~diffstyle_lab.bootstrap.recentre`) before the percentile interval is read. r_alt and
+    r_inject resample the rows (i, π(i)) with their fixed partners (see the module's note on what the
+    intervals resample).
     """
     check_level(level)
     h, g = _check_pair(table["h"], table["g"], "the table's h and g")

@@ -1,10 +1,11 @@
 """Per-sample norms of h and g along sampling trajectories: the collector behind :mod:`diffstyle_lab.stats`.
 
-For n samples i at each timestep t a :class:`NormCollector` (an ordinary sampler callback) keeps only
-per-sample scalars — ‖h^(i)‖, ‖g^(i)‖, ‖h̃^(i)‖ of mixings with another sample's h, ‖h̃−h‖²/‖h‖²,
-cosines — never a feature map, so memory grows with n·T·k numbers; :class:`NormTable` holds them (n×T
-per quantity) and :func:`collect` streams the sampler over n samples in resumable batches. The
-estimators and intervals are in :mod:`diffstyle_lab.stats`, which re-exports everything here.
+For n samples i at each timestep t a :class:`NormCollector` (an ordinary sampler callback) keeps
+only per-sample scalars — ‖h^(i)‖, ‖g^(i)‖, ‖h̃^(i)‖ of mixings with another sample's h,
+‖h̃−h‖²/‖h‖², cosines — never a feature map, so memory grows with n·T·k numbers;
+:class:`NormTable` holds them (n×T per quantity) and :func:`collect` streams the sampler over n
+samples in resumable batches. The estimators and intervals are in :mod:`diffstyle_lab.stats`, which
+re-exports the public names here.
 
 A collector on its own::
 

@@ -11,7 +11,7 @@ import torch
 
 import diffstyle_lab as dl
 from diffstyle_lab import evaluate as ev
-from diffstyle_lab import factors, metrics
+from diffstyle_lab import factors, metrics, paper_metrics
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +173,7 @@ def test_setting_is_a_view_of_injection_config():
     assert cfg == dataclasses.replace(dl.InjectionConfig(), gamma=0.5, t_edit=600, steps=20, seed=3)
     assert type(cfg.t_edit) is int and type(cfg.gamma) is float
     assert ev.Setting.from_config(cfg) == ev.Setting(gamma=0.5, t_edit=600)
-    assert ev.Setting().config(steps=1000, inject_every=20, record_last=False).inject_every == 20   # a run's fixed fields
+    assert ev.Setting().config(steps=1000, inject_every=20, record_last=False).inject_every == 20   # fixed fields
     with pytest.raises(ValueError, match="gamma: swept"):
         ev.Setting().config(gamma=0.1)
 
@@ -268,14 +268,14 @@ def test_chunked_run_on_dask_gives_the_same_results(tiny_run, clf, pairs16, tmp_
 def test_paper_metric_slots_say_what_is_missing(name, env, filename, tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFSTYLE_LAB_DATA", str(tmp_path))
     monkeypatch.delenv(env, raising=False)
-    with pytest.raises(metrics.MissingWeightsError) as e:
-        metrics.weights_path(name)
+    with pytest.raises(paper_metrics.MissingWeightsError) as e:
+        paper_metrics.weights_path(name)
     msg = str(e.value)
     assert str(tmp_path / "weights" / filename) in msg and env in msg and "does not exist" in msg
     monkeypatch.setenv(env, str(tmp_path / "elsewhere.pth"))
-    with pytest.raises(metrics.MissingWeightsError, match=f"elsewhere.pth \\(\\${env}\\)"):
-        metrics.weights_path(name)
-    status = metrics.paper_metric_status()[name]
+    with pytest.raises(paper_metrics.MissingWeightsError, match=f"elsewhere.pth \\(\\${env}\\)"):
+        paper_metrics.weights_path(name)
+    status = paper_metrics.paper_metric_status()[name]
     assert not status["available"] and filename in status["message"]
 
 
@@ -284,13 +284,13 @@ def test_paper_metric_functions_and_evaluate_refuse_without_weights(tmp_path, mo
     for env in ("DIFFSTYLE_LAB_ARCFACE", "DIFFSTYLE_LAB_VGG", "DIFFSTYLE_LAB_INCEPTION"):
         monkeypatch.delenv(env, raising=False)
     x = _imgs(1, 32)
-    with pytest.raises(metrics.MissingWeightsError, match="model_ir_se50.pth"):
-        metrics.arcface_identity(x, x)
-    with pytest.raises(metrics.MissingWeightsError, match="vgg19"):
-        metrics.vgg_gram_distance(x, x)
-    with pytest.raises(metrics.MissingWeightsError, match="pt_inception"):
-        metrics.inception_fid(x, x)
-    with pytest.raises(metrics.MissingWeightsError):
+    with pytest.raises(paper_metrics.MissingWeightsError, match="model_ir_se50.pth"):
+        paper_metrics.arcface_identity(x, x)
+    with pytest.raises(paper_metrics.MissingWeightsError, match="vgg19"):
+        paper_metrics.vgg_gram_distance(x, x)
+    with pytest.raises(paper_metrics.MissingWeightsError, match="pt_inception"):
+        paper_metrics.inception_fid(x, x)
+    with pytest.raises(paper_metrics.MissingWeightsError):
         ev.evaluate(tiny64(), SMALL_PLAN, pairs16, tmp_path / "o", classifier=clf,
                     paper_metrics=["arcface"], **RUN_KW)
     assert not (tmp_path / "o" / "blocks").exists() or not any((tmp_path / "o" / "blocks").iterdir())
@@ -314,13 +314,13 @@ def test_vgg_slot_activates_with_local_weights(tmp_path, monkeypatch):
     sd = _tiny_vgg16_state()
     torch.save(sd, tmp_path / "vgg16.pth")
     monkeypatch.setenv("DIFFSTYLE_LAB_VGG", str(tmp_path / "vgg16.pth"))
-    gram = metrics.VGGGram(size=32)
+    gram = paper_metrics.VGGGram(size=32)
     assert gram.net.taps == [1, 6, 11, 18, 25]             # relu1_1 … relu5_1 of VGG-16
     a, b = _imgs(2, 32, 0), _imgs(2, 32, 1)
     assert torch.allclose(gram.distance(a, a), torch.zeros(2)) and (gram.distance(a, b) > 0).all()
     from safetensors.torch import save_file
     save_file(sd, str(tmp_path / "vgg16.safetensors"))
-    assert torch.allclose(metrics.VGGGram(tmp_path / "vgg16.safetensors", size=32).distance(a, b), gram.distance(a, b))
+    assert torch.allclose(paper_metrics.VGGGram(tmp_path / "vgg16.safetensors", size=32).distance(a, b), gram.distance(a, b))
 
 
 class NotATensor:
@@ -330,10 +330,10 @@ class NotATensor:
 def test_paper_weights_are_never_unpickled_and_load_strictly(tmp_path):
     torch.save({"features.0.weight": torch.zeros(1), "x": NotATensor()}, tmp_path / "evil.pth")
     with pytest.raises(ValueError, match="weights_only"):
-        metrics.load_state_dict_file(tmp_path / "evil.pth")
+        paper_metrics.load_state_dict_file(tmp_path / "evil.pth")
     torch.save({"input_layer.0.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "model_ir_se50.pth")
     with pytest.raises(ValueError, match="does not match"):
-        metrics.ArcFaceIdentity(tmp_path / "model_ir_se50.pth")
+        paper_metrics.ArcFaceIdentity(tmp_path / "model_ir_se50.pth")
 
 
 # ---------------------------------------------------------------------------------------------

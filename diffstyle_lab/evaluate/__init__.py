@@ -4,7 +4,7 @@ paper's claims checked one by one, and scale-out on Dask.
 The paper measures content with ArcFace identity similarity, style with a VGG Gram loss and quality
 with FID, against γ, t_edit and over an ablation table. Those networks are not reachable on machines
 without a model hub, so this package measures with what runs here — and runs the paper's networks too
-where their weights are on disk (:mod:`diffstyle_lab.metrics`):
+where their weights are on disk (:mod:`diffstyle_lab.paper_metrics`):
 
 * **content kept** — the factor classifier's content heads (family, hair, eyes, mouth) on the result
   agree with the *content* image's ground truth (only heads where content and style differ count);

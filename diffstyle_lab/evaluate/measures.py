@@ -39,7 +39,8 @@ class PairBatch:
 
     def against_both(self, name: str, fn) -> dict:
         """``{name_content: fn(result, content), name_style: fn(result, style)}`` as float64 arrays."""
-        return {f"{name}_content": _np(fn(self.result, self.content)), f"{name}_style": _np(fn(self.result, self.style))}
+        return {f"{name}_content": _np(fn(self.result, self.content)),
+                f"{name}_style": _np(fn(self.result, self.style))}
 
 
 def _np(x) -> np.ndarray:
@@ -146,7 +147,8 @@ def paper_columns(b: PairBatch) -> dict:
     cols = {}
     if "arcface" in b.paper:
         ey = b.paper["arcface"].embed(b.result)
-        cols.update(b.against_both("arcface_id", lambda y, x: metrics.cosine_similarity(ey, b.paper["arcface"].embed(x))))
+        cols.update(b.against_both("arcface_id",
+                                   lambda y, x: metrics.cosine_similarity(ey, b.paper["arcface"].embed(x))))
     if "vgg" in b.paper:
         fy = b.paper["vgg"].features(b.result)
         cols.update(b.against_both("vgg_gram", lambda y, x: metrics.gram_distance(fy, b.paper["vgg"].features(x))))

@@ -25,9 +25,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .. import metrics
+from ..paper_metrics import ArcFaceIdentity, InceptionFID, VGGGram, paper_metric_status, weights_path
 from ..sampling import ddim_invert, reverse
-from .measures import METRICS_VERSION, PAIR_METRIC_FAMILIES, FrechetReference, family_names, frechet_with_ci, pair_metrics
+from .measures import (METRICS_VERSION, PAIR_METRIC_FAMILIES, FrechetReference, family_names, frechet_with_ci,
+                       pair_metrics)
 from .plan import PairSet, PlanEntry, Setting, _digest, fixed_config_fields, setting_ids
 
 
@@ -106,11 +107,11 @@ def _paper_nets(paths: dict) -> dict:
     if key not in _LOADED:
         nets = {}
         if "arcface" in paths:
-            nets["arcface"] = metrics.ArcFaceIdentity(paths["arcface"])
+            nets["arcface"] = ArcFaceIdentity(paths["arcface"])
         if "vgg" in paths:
-            nets["vgg"] = metrics.VGGGram(paths["vgg"])
+            nets["vgg"] = VGGGram(paths["vgg"])
         if "inception" in paths:
-            nets["inception"] = metrics.InceptionFID(paths["inception"])
+            nets["inception"] = InceptionFID(paths["inception"])
         _LOADED[key] = nets
     return _LOADED[key]
 
@@ -220,8 +221,8 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
       cluster. Work units are (setting, chunk of ``chunk_size`` pairs); the client writes the blocks. Pair i's
       boosting noise is seeded with ``seed + i``, so results depend neither on the scheduler nor on the chunking.
     * ``paper_metrics`` — ``"auto"``: the paper's networks whose weights are present
-      (:func:`metrics.paper_metric_status`); a list of names: those, or :class:`metrics.MissingWeightsError`;
-      ``()``: none. ``paper_weights`` maps names to files.
+      (:func:`paper_metrics.paper_metric_status`); a list of names: those, or
+      :class:`paper_metrics.MissingWeightsError`; ``()``: none. ``paper_weights`` maps names to files.
     * ``config_fields`` — other :class:`~diffstyle_lab.InjectionConfig` fields, the same for every setting
       (e.g. ``{"inject_every": 20}``); the grid, seed, ``inversion_steps`` and ``record_last`` are arguments.
     * ``families`` — the per-pair metric families (:data:`~.measures.PAIR_METRIC_FAMILIES`); ``baselines`` —
@@ -377,7 +378,7 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
             "workers": 1 if scheduler is None else n_workers, "torch_threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "paper_metrics": {k: v["message"].splitlines()[0] if v["available"] else v["message"]
-                              for k, v in metrics.paper_metric_status(paper_weights).items()},
+                              for k, v in paper_metric_status(paper_weights).items()},
             "paper_metrics_used": sorted(paper)}
     tables = load_tables(out_dir, entries, ids, ctx_hash, info, tuple(baselines))
     return Evaluation(out_dir, tables, todo, skipped, wall, phases)
@@ -385,11 +386,11 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
 
 def _paper_selection(paper_metrics, paper_weights) -> dict:
     paths = {}
-    status = metrics.paper_metric_status(paper_weights)
+    status = paper_metric_status(paper_weights)
     if paper_metrics == "auto":
         return {k: v["path"] for k, v in status.items() if v["available"]}
     for name in paper_metrics or ():
-        paths[name] = str(metrics.weights_path(name, (paper_weights or {}).get(name)))
+        paths[name] = str(weights_path(name, (paper_weights or {}).get(name)))
     return paths
 
 
