@@ -58,28 +58,35 @@ def test_ablations():
         maths.mix_h(h, hc, 0.5, "nope")
 
 
-def test_calibration_with_omega_one_reduces_to_the_normalisation_term():
-    g = torch.Generator().manual_seed(1)
-    x, eps, eps_t = (torch.randn(2, 3, 8, 8, generator=g) for _ in range(3))
-    a_t = 0.37
-    dx = maths.calibration_shift(x, eps, eps_t, a_t, omega=1.0)
-    p = maths.pred_x0(x, eps, a_t)
-    p_t = maths.pred_x0(x, eps_t, a_t)
-    want = a_t ** 0.5 * (maths.normalise_like(p_t, p) - p_t)
-    torch.testing.assert_close(dx, want, rtol=1e-4, atol=1e-5)
-    # when P̃ already has P's spread, the normalisation term vanishes and so does dx
-    eps_same_spread = eps + 0.0
-    assert maths.calibration_shift(x, eps, eps_same_spread, a_t, 1.0).abs().max() < 1e-5
+def _calibration_inputs(seed):
+    g = torch.Generator().manual_seed(seed)
+    x, eps, eps_t = (torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    return x, eps, 1.7 * eps_t + 0.4, 0.37              # ε̃ with another spread and mean than ε
 
 
-def test_calibration_with_omega_zero_lands_on_the_injected_prediction():
-    g = torch.Generator().manual_seed(2)
-    x, eps, eps_t = (torch.randn(1, 3, 8, 8, generator=g) for _ in range(3))
-    a_t = 0.5
-    dx = maths.calibration_shift(x, eps, eps_t, a_t, omega=0.0)
-    p = maths.pred_x0(x, eps, a_t)
-    p_t = maths.normalise_like(maths.pred_x0(x, eps_t, a_t), p)
-    torch.testing.assert_close(dx, a_t ** 0.5 * (p_t - p))
+def test_normalise_like_keeps_the_mean_of_p_tilde_and_takes_the_spread_of_p():
+    x, eps, eps_t, a_t = _calibration_inputs(1)
+    p, p_t = maths.pred_x0(x, eps, a_t), maths.pred_x0(x, eps_t, a_t)
+    out = maths.normalise_like(p_t, p)
+    dims = (1, 2, 3)
+    torch.testing.assert_close(out.mean(dims), p_t.mean(dims), rtol=0, atol=1e-12)
+    torch.testing.assert_close(out.std(dims), p.std(dims), rtol=0, atol=1e-12)
+    assert (p_t.std(dims) - p.std(dims)).abs().min() > 0.1          # so the test is not vacuous
+    # an increasing affine map of P̃ per sample: the ranks of P̃'s elements are kept
+    assert torch.equal(out.flatten(1).argsort(1), p_t.flatten(1).argsort(1))
+
+
+@pytest.mark.parametrize("omega", [0.0, 0.3, 1.0])
+def test_calibrated_point_decomposes_into_the_normalised_injected_x0_and_a_noise_mix(omega):
+    """x̃' = x̃ + dx is the point √ᾱ·norm(P̃) + √(1−ᾱ)·((1−ω)ε + ωε̃): a plain step from it with ε
+    (ω = 0) predicts the normalised injected x_0; ω = 1 makes (norm(P̃), ε̃) its own decomposition."""
+    x, eps, eps_t, a_t = _calibration_inputs(2)
+    x_cal = x + maths.calibration_shift(x, eps, eps_t, a_t, omega)
+    p_norm = maths.normalise_like(maths.pred_x0(x, eps_t, a_t), maths.pred_x0(x, eps, a_t))
+    want = a_t ** 0.5 * p_norm + (1 - a_t) ** 0.5 * ((1 - omega) * eps + omega * eps_t)
+    torch.testing.assert_close(x_cal, want, rtol=0, atol=1e-12)
+    if omega == 0.0:
+        torch.testing.assert_close(maths.pred_x0(x_cal, eps, a_t), p_norm, rtol=0, atol=1e-12)
 
 
 def test_ddim_step_inverts_its_inversion():
@@ -114,3 +121,20 @@ def test_masks_of_the_wrong_rank_or_shape_are_refused(shape, msg):
 def test_mask_values_out_of_range():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         maths.resize_mask(torch.full((4, 4), 2.0), (4, 4))
+
+
+def test_region_slerp_keeps_the_norm_inside_the_mask_and_ignores_what_is_outside():
+    g = torch.Generator().manual_seed(3)
+    h, hc = (torch.randn(2, 4, 4, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    m = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    m[..., :2] = 1
+    out = maths.normalised_slerp(h, hc, 0.6, region=m)
+    inside = lambda v: v[..., :2].flatten(1).norm(dim=1)  # noqa: E731
+    torch.testing.assert_close(inside(out), inside(h), rtol=0, atol=1e-12)
+    # what lies outside the region does not change the result inside it
+    h2, hc2 = h.clone(), hc.clone()
+    h2[..., 2:] += 5.0
+    hc2[..., 2:] *= -3.0
+    out2 = maths.normalised_slerp(h2, hc2, 0.6, region=m)
+    torch.testing.assert_close(out2[..., :2], out[..., :2], rtol=0, atol=1e-12)
+    assert (maths.normalised_slerp(h2, hc2, 0.6)[..., :2] - out[..., :2]).abs().max() > 1e-2   # whole-tensor differs
