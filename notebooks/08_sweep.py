@@ -104,11 +104,11 @@ table.head()
 # ## 2. Means over pairs
 
 # %%
-metrics = [("struct_content", "structure sim. with content"), ("struct_style", "structure sim. with style"),
+curves = [("struct_content", "structure sim. with content"), ("struct_style", "structure sim. with style"),
            ("bg_dist_style", "background colour dist. to style"), ("psnr_content", "PSNR to content (dB)")]
-mean = table.groupby(["t_edit", "gamma"])[[k for k, _ in metrics] + ["bg_dist_content", "psnr_style", "tv"]].mean()
-fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.1))
-for ax, (col, label) in zip(axes, metrics):
+mean = table.groupby(["t_edit", "gamma"])[[k for k, _ in curves] + ["bg_dist_content", "psnr_style", "tv"]].mean()
+fig, axes = plt.subplots(1, len(curves), figsize=(3.3 * len(curves), 3.1))
+for ax, (col, label) in zip(axes, curves):
     for k, te in enumerate(t_edits):
         s = mean.loc[te][col]
         ax.plot(s.index, s.values, "o-", ms=3, label=f"t_edit={te}", color=f"C{k}")
