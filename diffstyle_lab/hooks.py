@@ -1,6 +1,6 @@
 """Named hook points on a diffusers U-Net, and the split forward of the asymmetric step.
 
-Hook points (method.md §3):
+Hook points (``docs/method.md`` §3):
 
 * ``"h"`` — the output of ``unet.mid_block`` (the bottleneck, "h-space");
 * ``"g"`` — the skip connection that the first decoder block concatenates with h: the last entry
@@ -208,7 +208,7 @@ class HookedUNet:
 
 
 # =============================================================================================
-# The U-Net's layout (helper "notebooks", issue 13 §4: moved here from notebook.py)
+# The U-Net's layout: which block is which, and where h and g are read
 
 def block_table(model):
     """Every top-level block of ``model``'s U-Net in execution order, with its output shape,

@@ -1,4 +1,4 @@
-"""Content injection in Stable Diffusion's latent space (method.md §10, last point).
+"""Content injection in Stable Diffusion's latent space (``docs/method.md`` §9).
 
 The same asymmetric reverse process as :mod:`diffstyle_lab.sampling`, on
 ``UNet2DConditionModel.mid_block`` (h) of a latent diffusion model: images are encoded with the VAE

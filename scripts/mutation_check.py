@@ -1,5 +1,5 @@
 """Would the tests catch a wrong method? Apply each one-line mistake to a copy of the package, run
-the tests on the copy, and print whether some test failed (issue 11 §2).
+the tests on the copy, and print whether some test failed (docs/method.md §11).
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/mutation_check.py [pytest args; default tests/test_reference.py]
 
