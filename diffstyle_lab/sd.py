@@ -373,54 +373,6 @@ def _to_eps(model: SDModel, out: torch.Tensor, x: torch.Tensor, a_t: float) -> t
     return (x - a_t ** 0.5 * out) / (1 - a_t) ** 0.5
 
 
-def _guide(cond: Conditioning, eps_u: torch.Tensor, eps_c: torch.Tensor) -> torch.Tensor:
-    return eps_u + cond.guidance_scale * (eps_c - eps_u)
-
-
-def _inputs(model: SDModel, x, cond: Conditioning, both: bool):
-    b = x.shape[0]
-    if both:
-        return torch.cat([x, x]), torch.cat([cond.batch(b, "uncond", model), cond.batch(b, "cond", model)])
-    return x, cond.batch(b, "cond", model)
-
-
-def branch_eps(model: SDModel, x, t: int, cond: Conditioning, both: bool, record: bool = False):
-    """``(ε_u or None, ε_c, h, g)``: the U-Net's ε per branch, one call on [uncond; cond] when
-    ``both``; h and g (stacked the same way) when ``record``."""
-    hu, a_t = model.hooked, float(model.alphas_cumprod[t])
-    xin, emb = _inputs(model, x, cond, both)
-    if record:
-        with hu.record("h", "g") as rec:
-            out = hu.eps(xin, t, encoder_hidden_states=emb)
-    else:
-        out, rec = hu.eps(xin, t, encoder_hidden_states=emb), {}
-    out = _to_eps(model, out, xin, a_t)
-    eps_u, eps_c = out.chunk(2) if both else (None, out)
-    return eps_u, eps_c, rec.get("h"), rec.get("g")
-
-
-def model_eps(model: SDModel, x, t: int, cond: Conditioning, record: bool = False):
-    """``(ε, h, g)``: ε(x_t) under ``cond``, guided when ``cond.guided`` (h, g: see :func:`branch_eps`)."""
-    eps_u, eps_c, h, g = branch_eps(model, x, t, cond, cond.guided, record)
-    return (_guide(cond, eps_u, eps_c) if cond.guided else eps_c), h, g
-
-
-def model_eps_asymmetric(model: SDModel, x, t: int, cond: Conditioning, edit):
-    """``(ε_g, ε̃_g, h, h̃, g)``: ε(x_t) and ε(x_t | h̃), h̃ = ``edit(h)``, guided alike.
-
-    When guided, ``edit`` receives the h of both branches stacked [uncond; cond] (2B samples) and
-    must return h̃ in the same order; the stock forward runs once on [x, x, x, x] (batch doubling of
-    the guided batch; the hook replaces the second pair's h).
-    """
-    hu, a_t = model.hooked, float(model.alphas_cumprod[t])
-    xin, emb = _inputs(model, x, cond, cond.guided)
-    eps, eps_t, h, h_t, g = hu.asymmetric_eps(xin, t, edit, force_doubling=True, encoder_hidden_states=emb)
-    eps, eps_t = _to_eps(model, eps, xin, a_t), _to_eps(model, eps_t, xin, a_t)
-    if cond.guided:
-        eps, eps_t = _guide(cond, *eps.chunk(2)), _guide(cond, *eps_t.chunk(2))
-    return eps, eps_t, h, h_t, g
-
-
 # ---------------------------------------------------------------------------------------------
 # Inversion and the reverse process in latent space
 
@@ -472,15 +424,48 @@ class LatentEps:
                              "LatentEps(model, cond, record_uncond=True) (inject_sd does this when "
                              "guidance_scale is set)")
 
+    def _forward(self, x, t, both: bool, edit=None, record: bool = False):
+        """One U-Net call on [x; x] under [uncond; cond] embeddings when ``both`` (else x under cond),
+        the output converted to ε; with ``edit`` the asymmetric call (batch doubling again)."""
+        b, m = x.shape[0], self.model
+        a_t = float(m.alphas_cumprod[t])
+        emb = self.cond.batch(b, "cond", m)
+        if both:
+            x, emb = torch.cat([x, x]), torch.cat([self.cond.batch(b, "uncond", m), emb])
+        if edit is not None:
+            eps, eps_t, h, h_t, g = m.hooked.asymmetric_eps(x, t, edit, force_doubling=True, encoder_hidden_states=emb)
+            return _to_eps(m, eps, x, a_t), _to_eps(m, eps_t, x, a_t), h, h_t, g
+        if record:
+            with m.hooked.record("h", "g") as rec:
+                out = m.hooked.eps(x, t, encoder_hidden_states=emb)
+        else:
+            out, rec = m.hooked.eps(x, t, encoder_hidden_states=emb), {}
+        return _to_eps(m, out, x, a_t), rec.get("h"), rec.get("g")
+
+    def _guide(self, eps):
+        """ε_u + s·(ε_c − ε_u) from the stacked [ε_u; ε_c] when guided."""
+        if not self.cond.guided:
+            return eps
+        eps_u, eps_c = eps.chunk(2)
+        return eps_u + self.cond.guidance_scale * (eps_c - eps_u)
+
     def eps(self, x, t, record: bool = False):
-        return model_eps(self.model, x, t, self.cond, record)
+        """``(ε, h, g)``: ε(x_t) under the conditioning, guided when ``cond.guided`` (h, g stacked
+        [uncond; cond] then)."""
+        eps, h, g = self._forward(x, t, self.cond.guided, record=record)
+        return self._guide(eps), h, g
 
     def asymmetric(self, x, t, edit):
-        return model_eps_asymmetric(self.model, x, t, self.cond, edit)
+        """``(ε_g, ε̃_g, h, h̃, g)``: ε(x_t) and ε(x_t | h̃), guided alike. When guided, ``edit``
+        receives the h of both branches stacked [uncond; cond] and returns h̃ in the same order."""
+        eps, eps_t, h, h_t, g = self._forward(x, t, self.cond.guided, edit=edit)
+        return self._guide(eps), self._guide(eps_t), h, h_t, g
 
     def invert_eps(self, x, t):
-        _, eps, h, g = branch_eps(self.model, x, t, self.cond, self.record_uncond, record=True)
-        return eps, _halves(h, x.shape[0], self.record_uncond), h, g
+        """The conditional ε (which the inversion follows) and h of the recorded branches."""
+        eps, h, g = self._forward(x, t, self.record_uncond, record=True)
+        b = x.shape[0]
+        return eps[b:] if self.record_uncond else eps, _halves(h, b, self.record_uncond), h, g
 
     def content_h(self, content: Inversion, t: int):
         """h^content at t for the branches that run: [uncond; cond] stacked (2B) or cond (B)."""
@@ -496,7 +481,7 @@ def inject_sd(model: SDModel, content, style, config: InjectionConfig | None = N
     """Content injection with Stable Diffusion: the content of ``content`` in the style of ``style``.
 
     ``content``/``style``: B×3×H×W images in [−1, 1] (same H×W, multiples of 8·2^(levels−1), e.g.
-    512×512 for SD 1.5) or :class:`Inversion` objects from :func:`ddim_invert_latents`. The prompt
+    512×512 for SD 1.5) or :class:`Inversion` objects from ``ddim_invert(LatentEps(model, cond), z)``. The prompt
     (or ``prompt_embeds``) conditions inversion and generation alike; ``guidance_scale`` switches on
     classifier-free guidance with ``negative_prompt`` (default: empty) as the unconditional branch.
     Keyword overrides set :class:`InjectionConfig` fields (``gamma=0.4, t_edit=500``…).

@@ -1,5 +1,6 @@
 """Stable Diffusion content injection (diffstyle_lab.sd) on tiny random SD components."""
 
+import dataclasses
 import json
 
 import pytest
@@ -369,3 +370,19 @@ def test_prompts_through_a_tiny_clip_text_encoder(tmp_path, sd, data):
     tok.save_pretrained(root / "tokenizer")
     m2 = load_sd(root)
     torch.testing.assert_close(encode_prompt(m2, "a face"), encode_prompt(m, "a face"))
+
+
+def test_the_latent_path_runs_the_same_sampler_and_reads_every_field(sd64, data64):
+    """One loop for pixels and latents: clip_x0 and the injection interval act in latent space too."""
+    sd, (x, emb, _) = sd64, data64
+    cond = Conditioning(emb)
+    inv = invert_z(sd, encode_images(sd, x), cond, 8)
+    z_T = 3 * inv.x_T                                   # far from the data: P_t leaves [−1, 1]
+    base = InjectionConfig(gamma=0.0, t_boost=0, steps=8)
+    plain = reverse_z(sd, z_T, None, base, cond)
+    clipped = reverse_z(sd, z_T, None, dataclasses.replace(base, clip_x0=True), cond)
+    assert (plain - clipped).abs().max() > 1e-3 and clipped.abs().max() <= 1 + 1e-9
+    kw = dict(gamma=0.8, t_boost=0, t_edit=0, steps=8, spacing="leading")
+    every = reverse_z(sd, inv.x_T, inv, InjectionConfig(**kw), cond)
+    half = reverse_z(sd, inv.x_T, inv, InjectionConfig(**kw, inject_every=2), cond)
+    assert (every - half).abs().max() > 1e-3
