@@ -332,7 +332,7 @@ class _HTrajectory:
 def collect(model, n: int | None = None, *, source: str = "generate", steps: int = 50, spacing: str = "authors",
             batch_size: int = 16, seed: int = 0, settings: Sequence[MixSetting] | None = None, gamma: float = 0.3,
             images=None, config: InjectionConfig | None = None, out_dir=None, progress: bool = True,
-            callbacks: Sequence[Callable] = ()) -> NormTable:
+            callbacks: Sequence[Callable] = (), also_generate: list | None = None) -> NormTable:
     """Run the sampler over n samples in batches with a :class:`NormCollector` and return the table.
 
     ``source``:
@@ -353,6 +353,12 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
     rerun with the same arguments skips finished batches (so an interrupted run resumes); the run's
     parameters are kept in ``out_dir/meta.json`` and a rerun with others is refused. ``callbacks``
     are passed on to the sampler (after the collector).
+
+    ``also_generate`` (a list; ``source="inject"`` without ``images`` and without ``out_dir``):
+    the plain generations that make the content trajectories are exactly those of
+    ``source="generate"`` with the same ``n``, ``batch_size``, ``seed`` and grid, so a collector
+    rides along on them and each batch's ``"generate"`` table is appended to the list —
+    ``NormTable.concat(also_generate)`` is that table without generating the samples twice.
     """
     if source not in SOURCES:
         raise ValueError(f"source={source!r}; choose one of {SOURCES}")
@@ -365,6 +371,9 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
         n = len(images) if n is None else n
     if n is None:
         raise ValueError("n: say how many samples to collect")
+    if also_generate is not None and (source != "inject" or images is not None or out_dir is not None):
+        raise ValueError("also_generate: only with source='inject', no images and no out_dir (the generations "
+                         "it shares are the content trajectories of such a run)")
     if source == "invert" and images is None:
         raise ValueError("source='invert' needs images to invert")
     cfg = None
@@ -417,7 +426,12 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
             else:
                 style_xT = noise(model, start, stop, seed)
                 rec = _HTrajectory()
-                generate(model, style_xT, steps, spacing, t_boost=0, progress=False, callbacks=[rec])
+                gcol = None if also_generate is None else NormCollector(settings, phase="reverse", seed=seed,
+                                                                        start=start)
+                generate(model, style_xT, steps, spacing, t_boost=0, progress=False,
+                         callbacks=[rec] + ([gcol] if gcol is not None else []))
+                if gcol is not None:
+                    also_generate.append(gcol.table(model=label, source="generate"))
                 content = rec.inversion(style_xT, spacing).select(perm)
                 del rec
             reverse(model, style_xT, content, cfg, progress=False, callbacks=cbs)

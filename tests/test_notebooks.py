@@ -365,3 +365,22 @@ def test_runner_schedules_longest_first_on_free_cores(tmp_path, monkeypatch):
     text = rn.table([{"notebook": "b", "wall_s": 2.0, "cpu_s": 1.0, "ok": True, "error": None},
                      {"notebook": "a", "wall_s": 3.0, "cpu_s": 1.5, "ok": False, "error": "boom"}])
     assert text.splitlines()[1].startswith("a ") and "FAILED — boom" in text
+
+
+def test_collect_inject_shares_the_generate_trajectories(tiny):
+    """Notebook 03 takes its 'generate' table from the content generations of the 'inject' run
+    (``also_generate``): the same table as ``source="generate"``, without generating twice."""
+    import diffstyle_lab as dl
+    from diffstyle_lab import trajectory_norms as tn
+    kw = dict(steps=5, batch_size=3, seed=4, progress=False)
+    cfg = dl.InjectionConfig(gamma=0.3, t_edit=400, t_boost=0, steps=5)
+    shared = []
+    inj = tn.collect(tiny, 5, source="inject", config=cfg, also_generate=shared, **kw)
+    alone = tn.collect(tiny, 5, source="generate", **kw)
+    got = tn.NormTable.concat(shared)
+    assert len(shared) == 2 and got.n == alone.n == inj.n == 5 and got.source == "generate"
+    assert list(got.ts) == list(alone.ts) and set(got.values) == set(alone.values)
+    for q in alone.values:
+        assert np.array_equal(got.values[q], alone.values[q], equal_nan=True), q
+    with pytest.raises(ValueError, match="also_generate"):
+        tn.collect(tiny, 3, source="generate", also_generate=[], **kw)
