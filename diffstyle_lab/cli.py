@@ -457,7 +457,8 @@ def cmd_train(a) -> int:
     from .train import TrainConfig, train
     train(TrainConfig(out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, layout=a.layout,
                       n_train=a.n_train, seed=a.seed, threads=a.threads, progress=not a.quiet,
-                      checkpoint_every=a.checkpoint_every))
+                      checkpoint_every=a.checkpoint_every, pose=not a.upright, init=a.init or "",
+                      loss=a.loss, snapshot_every=a.snapshot_every))
     return 0
 
 
@@ -500,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--upright", action="store_true", help="faces without poses (the first shipped model's data)")
+    t.add_argument("--init", default="", help="fine-tune: start from this diffusers model folder's U-Net")
+    t.add_argument("--loss", default="eps", choices=["eps", "min_snr5"], help="ε-MSE weighting")
+    t.add_argument("--snapshot-every", type=int, default=0, help="export the EMA weights every N steps (0: never)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=cmd_train)
 

@@ -42,3 +42,23 @@ def test_shipped_model_reconstructs_held_out_faces():
     rec = dl.generate(m, inv.x_T, steps=50, progress=False)
     p = metrics.psnr(rec, x)
     assert p.mean() > PSNR_FLOOR_DB, f"mean PSNR {p.mean():.1f} dB"
+
+
+def test_fine_tune_with_min_snr_and_snapshots_from_the_cli(tmp_path):
+    import torch
+    from diffstyle_lab.cli import main
+    from diffstyle_lab.models import load_model
+    from diffstyle_lab.train import loss_weights
+    base = tmp_path / "base"
+    train(TrainConfig(out=str(base), steps=2, batch_size=4, n_train=8, checkpoint_every=2, progress=False, warmup=1))
+    out = tmp_path / "ft"
+    assert main(["train", "--out", str(out), "--steps", "2", "--batch-size", "4", "--n-train", "8",
+                 "--init", str(base / "model"), "--loss", "min_snr5", "--snapshot-every", "1",
+                 "--checkpoint-every", "2", "--quiet"]) == 0
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_000001", "step_000002"]
+    assert load_model(out / "model").sample_size == 32
+    snr = torch.tensor([0.01, 5.0, 50.0])
+    assert torch.allclose(loss_weights("min_snr5", snr), torch.tensor([1.0, 1.0, 0.1]))
+    assert torch.equal(loss_weights("eps", snr), torch.ones(3))
+    with pytest.raises(ValueError, match="loss="):
+        loss_weights("l1", snr)
