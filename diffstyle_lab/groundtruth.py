@@ -150,7 +150,7 @@ def gap_closed(rmse_result: np.ndarray, rmse_style: np.ndarray, rmse_floor: np.n
 
 @torch.no_grad()
 def transfer_scores(model, gt: GroundTruthPairs, configs: dict, steps: int = 50) -> dict[str, dict]:
-    """Per-pair scores of content injection for each named :class:`InjectionConfig` in ``configs``,
+    """Per-pair scores of content injection for each :class:`InjectionConfig` in ``configs`` (any keys),
     with the references every score needs: ``"style"`` (doing nothing), ``"floor"`` (the ideal
     inverted and reconstructed), ``"blend"`` and ``"reinhard"``. ``steps`` inversion steps."""
     inv = {k: ddim_invert(model, getattr(gt, k), steps, progress=False) for k in ("content", "style", "ideal")}

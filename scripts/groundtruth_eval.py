@@ -22,41 +22,32 @@ import torch
 
 import diffstyle_lab as dl
 from diffstyle_lab import groundtruth as G
+from diffstyle_lab.bootstrap import bootstrap_ci, paired_statistic
 from diffstyle_lab.models import load_model
-from diffstyle_lab.sampling import InjectionConfig, ddim_invert, reverse
+from diffstyle_lab.sampling import InjectionConfig
 
 CONTENT_FACTORS = G.LAYOUT_FACTORS + (G.IDENTITY, G.HAIR)
 
 
-def boot_ci(v: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    v = np.asarray(v, float)
-    v = v[~np.isnan(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))
-    reps = v[idx].mean(1)
-    return float(v.mean()), float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
-
-
-def gap_ci(res, sty, floor, n_boot: int = 2000, seed: int = 0):
-    idx = np.random.default_rng(seed).integers(0, len(res), (n_boot, len(res)))
-    reps = (sty[idx].mean(1) - res[idx].mean(1)) / (sty[idx].mean(1) - floor[idx].mean(1))
-    return G.gap_closed(res, sty, floor), float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
+def gap_ci(res, sty, floor):
+    """Gap closed (ratio of means) and its paired bootstrap interval over pairs."""
+    return paired_statistic(lambda r, s, f: (s.mean(-1) - r.mean(-1)) / (s.mean(-1) - f.mean(-1)), res, sty, floor,
+                            n_boot=2000)
 
 
 def summarise(name: str, sc: dict, ref: dict, floor: np.ndarray, bg0: np.ndarray | None) -> dict:
-    row = {"setting": name, "rmse": boot_ci(sc["rmse"]), "ssim": boot_ci(sc["ssim"]),
-           "diff_vs_style": boot_ci(ref["rmse"] - sc["rmse"]),
+    row = {"setting": name, "rmse": bootstrap_ci(sc["rmse"]), "ssim": bootstrap_ci(sc["ssim"]),
+           "diff_vs_style": bootstrap_ci(ref["rmse"] - sc["rmse"]),
            "gap_closed": gap_ci(sc["rmse"], ref["rmse"], floor),
-           "rmse_bg": boot_ci(sc["rmse_bg"]), "rmse_fg": boot_ci(sc["rmse_fg"])}
+           "rmse_bg": bootstrap_ci(sc["rmse_bg"]), "rmse_fg": bootstrap_ci(sc["rmse_fg"])}
     for k in CONTENT_FACTORS:
-        row[f"{k}_as_content"] = boot_ci(sc[k])
+        row[f"{k}_as_content"] = bootstrap_ci(sc[k])
     for k in G.COLOUR_FACTORS:
-        row[f"{k}_as_style"] = boot_ci(sc[k])
+        row[f"{k}_as_style"] = bootstrap_ci(sc[k])
     layout = np.nanmean(np.stack([sc[k] for k in G.LAYOUT_FACTORS + (G.IDENTITY,)]), 0)
-    row["large_footprint_as_content"] = boot_ci(layout)
+    row["large_footprint_as_content"] = bootstrap_ci(layout)
     colours = np.nanmean(np.stack([sc[k] for k in G.COLOUR_FACTORS]), 0)
-    row["colours_as_style"] = boot_ci(colours)
+    row["colours_as_style"] = bootstrap_ci(colours)
     if bg0 is not None:
         row["bg_error_vs_gamma0"] = float(np.nanmean(sc["rmse_bg"]) / np.nanmean(bg0))
     return row
@@ -79,33 +70,27 @@ def main(argv=None):
     t0 = time.time()
     model = load_model(a.model)
     gt = G.GroundTruthPairs.make(a.pairs, seed=a.seed, size=model.sample_size)
-    inv = {k: ddim_invert(model, getattr(gt, k), a.steps, progress=False) for k in ("content", "style", "ideal")}
-    recon = reverse(model, inv["ideal"].x_T, None, InjectionConfig(t_boost=0, steps=a.steps), progress=False)
-    floor = G.score(recon, gt)["rmse"]
-    ref = G.score(gt.style, gt)
-    rows = [summarise("style image (nothing)", ref, ref, floor, None),
-            summarise("reconstructed ideal (floor)", G.score(recon, gt), ref, floor, None),
-            summarise("pixel blend 0.7/0.3", G.score(G.pixel_blend(gt.content, gt.style), gt), ref, floor, None),
-            summarise("Reinhard", G.score(G.reinhard(gt.content, gt.style), gt), ref, floor, None)]
+    cfgs = {}
     for t_edit in a.t_edits:
         tb = min(200, t_edit) if a.t_boost is None else min(a.t_boost, t_edit)
-        bg0 = None
         for g in a.gammas:
-            cfg = InjectionConfig(gamma=g, t_edit=t_edit, t_boost=tb, steps=a.steps, method=a.method)
-            x = reverse(model, inv["style"].x_T, inv["content"], cfg, progress=False)
-            sc = G.score(x, gt)
-            if g == 0:
-                bg0 = sc["rmse_bg"]
-            rows.append(summarise(f"t_edit={t_edit} t_boost={tb} gamma={g}", sc, ref, floor, bg0))
-            r = rows[-1]
-            print(f"{r['setting']:36s} rmse {r['rmse'][0]:6.2f}  gap {r['gap_closed'][0]:+.3f} "
-                  f"[{r['gap_closed'][1]:+.3f},{r['gap_closed'][2]:+.3f}]  layout {r['large_footprint_as_content'][0]:.2f} "
-                  f"colours {r['colours_as_style'][0]:.2f}  bg× {r.get('bg_error_vs_gamma0', float('nan')):.2f}",
-                  flush=True)
+            cfgs[(t_edit, tb, g)] = InjectionConfig(gamma=g, t_edit=t_edit, t_boost=tb, steps=a.steps, method=a.method)
+    sc = G.transfer_scores(model, gt, cfgs, steps=a.steps)   # the references ("style", "floor", …) and every config
+    ref, floor = sc["style"], sc["floor"]["rmse"]
+    rows = [summarise(label, sc[key], ref, floor, None) for key, label in (
+        ("style", "style image (nothing)"), ("floor", "reconstructed ideal (floor)"),
+        ("blend", "pixel blend 0.7/0.3"), ("reinhard", "Reinhard"))]
+    for (t_edit, tb, g) in cfgs:
+        bg0 = sc[(t_edit, tb, 0.0)]["rmse_bg"] if (t_edit, tb, 0.0) in sc else None
+        rows.append(summarise(f"t_edit={t_edit} t_boost={tb} gamma={g}", sc[(t_edit, tb, g)], ref, floor, bg0))
+        r = rows[-1]
+        print(f"{r['setting']:36s} rmse {r['rmse'][0]:6.2f}  gap {r['gap_closed'][0]:+.3f} "
+              f"[{r['gap_closed'][1]:+.3f},{r['gap_closed'][2]:+.3f}]  layout {r['large_footprint_as_content'][0]:.2f} "
+              f"colours {r['colours_as_style'][0]:.2f}  bg× {r.get('bg_error_vs_gamma0', float('nan')):.2f}")
     for r in rows[:4]:
         print(f"{r['setting']:36s} rmse {r['rmse'][0]:6.2f}  gap {r['gap_closed'][0]:+.3f}  "
               f"layout {r['large_footprint_as_content'][0]:.2f} colours {r['colours_as_style'][0]:.2f}")
-    out = {"model": a.model, "weights_sha256": model.weights_hash(), "pairs": a.pairs, "seed": a.seed,
+    out = {"model": a.model, "weights_sha256": model.weights_hash, "pairs": a.pairs, "seed": a.seed,
            "steps": a.steps, "method": a.method, "seconds": round(time.time() - t0, 1), "rows": rows,
            "diffstyle_lab": dl.__version__}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

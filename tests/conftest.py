@@ -7,6 +7,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # robust on a loaded 2-core machine; OMP oversubscription is catastrophic
 
 
+def cli_workspace(root, image_shape=(16, 16, 3)):
+    """A model folder (tiny random U-Net) and content/style folders of two random images each, under ``root``."""
+    import numpy as np
+    from PIL import Image
+    from diffstyle_lab.models import tiny_unet
+    from diffstyle_lab.train import export
+    export(tiny_unet(seed=0), root / "model")
+    rng = np.random.RandomState(0)
+    for d in ("content", "style"):
+        (root / d).mkdir()
+        for i in range(2):
+            Image.fromarray((rng.rand(*image_shape) * 255).astype(np.uint8)).save(root / d / f"{d[0]}{i}.png")
+    return root
+
+
 @pytest.fixture
 def tiny():
     from diffstyle_lab import tiny_model

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import cli_workspace
 from diffstyle_lab.cli import FolderLock, file_sha256, main
 
 STEPS = ["--steps", "3", "--inversion-steps", "3", "--t-edit", "400", "--t-boost", "0"]
@@ -22,16 +23,7 @@ STEPS = ["--steps", "3", "--inversion-steps", "3", "--t-edit", "400", "--t-boost
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A model folder (tiny random U-Net) and content/style folders of two images each."""
-    from diffstyle_lab.models import tiny_unet
-    from diffstyle_lab.train import export
-    root = tmp_path_factory.mktemp("faults")
-    export(tiny_unet(seed=0), root / "model")
-    rng = np.random.RandomState(0)
-    for d in ("content", "style"):
-        (root / d).mkdir()
-        for i in range(2):
-            Image.fromarray((rng.rand(16, 16, 3) * 255).astype(np.uint8)).save(root / d / f"{d[0]}{i}.png")
-    return root
+    return cli_workspace(tmp_path_factory.mktemp("faults"))
 
 
 def args(ws, out, *extra, content=None, style=None, model=None):

@@ -137,17 +137,8 @@ def test_oversized_image_header_is_an_image_error(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from diffstyle_lab.models import tiny_unet
-    from diffstyle_lab.train import export
-    root = tmp_path_factory.mktemp("cli")
-    export(tiny_unet(seed=0), root / "model")
-    rng = np.random.RandomState(0)
-    for d in ("content", "style"):
-        (root / d).mkdir()
-        for i in range(2):
-            a = (rng.rand(24, 20, 3) * 255).astype(np.uint8)       # non-square: cropped to 20×20, resized to 16
-            Image.fromarray(a).save(root / d / f"{d[0]}{i}.png")
-    return root
+    from conftest import cli_workspace
+    return cli_workspace(tmp_path_factory.mktemp("cli"), (24, 20, 3))   # non-square: cropped to 20×20, resized to 16
 
 
 def _args(ws, out, *extra):
