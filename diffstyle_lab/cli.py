@@ -458,7 +458,8 @@ def cmd_train(a) -> int:
     train(TrainConfig(out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, layout=a.layout,
                       n_train=a.n_train, seed=a.seed, threads=a.threads, progress=not a.quiet,
                       checkpoint_every=a.checkpoint_every, pose=not a.upright, init=a.init or "",
-                      loss=a.loss, snapshot_every=a.snapshot_every))
+                      loss=a.loss, snapshot_every=a.snapshot_every, skip_drop=a.skip_drop,
+                      skip_drop_levels=a.skip_drop_levels, skip_drop_tmin=a.skip_drop_tmin))
     return 0
 
 
@@ -505,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", default="", help="fine-tune: start from this diffusers model folder's U-Net")
     t.add_argument("--loss", default="eps", choices=["eps", "min_snr5"], help="ε-MSE weighting")
     t.add_argument("--snapshot-every", type=int, default=0, help="export the EMA weights every N steps (0: never)")
+    t.add_argument("--skip-drop", type=float, default=0.0,
+                   help="training only: drop the coarsest up blocks' skips with this probability per sample")
+    t.add_argument("--skip-drop-levels", type=int, default=2, help="how many coarsest up blocks --skip-drop affects")
+    t.add_argument("--skip-drop-tmin", type=int, default=100, help="--skip-drop only at noise levels t >= this")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=cmd_train)
 

@@ -46,6 +46,7 @@ import hashlib
 import json
 import math
 import os
+import functools
 import re
 import shutil
 import tempfile
@@ -54,6 +55,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .models import key_report
 
 DDPM_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 
@@ -239,8 +242,6 @@ def diffusers_config(arch: dict, sample_size: int, norm_num_groups: int = 32) ->
 _RES = {"norm1": "norm1", "conv1": "conv1", "temb_proj": "time_emb_proj", "norm2": "norm2", "conv2": "conv2",
         "nin_shortcut": "conv_shortcut"}
 _ATT = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
-_RES_INV = {v: k for k, v in _RES.items()}
-_ATT_INV = {v: k for k, v in _ATT.items()}
 
 
 def original_key_to_diffusers(key: str, n_levels: int) -> tuple[str, bool] | None:
@@ -278,41 +279,28 @@ def original_key_to_diffusers(key: str, n_levels: int) -> tuple[str, bool] | Non
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _inverse_keys(n_levels: int) -> dict:
+    """{diffusers key: (original key, is_linear)}, by running the forward map over every original key
+    a U-Net of ``n_levels`` levels can have (up to 4 ResNets / attentions per level)."""
+    names = ["temb.dense.0", "temb.dense.1", "conv_in", "conv_out", "norm_out"]
+    names += [f"mid.{p}.{r}" for p in ("block_1", "block_2") for r in _RES] + [f"mid.attn_1.{a}" for a in _ATT]
+    for side, sample in (("down", "downsample"), ("up", "upsample")):
+        for lv in range(n_levels):
+            names.append(f"{side}.{lv}.{sample}.conv")
+            names += [f"{side}.{lv}.block.{i}.{r}" for i in range(4) for r in _RES]
+            names += [f"{side}.{lv}.attn.{i}.{a}" for i in range(4) for a in _ATT]
+    table = {}
+    for key in (f"{n}.{wb}" for n in names for wb in ("weight", "bias")):
+        r = original_key_to_diffusers(key, n_levels)
+        if r is not None:
+            table[r[0]] = (key, r[1])
+    return table
+
+
 def diffusers_key_to_original(key: str, n_levels: int) -> tuple[str, bool] | None:
     """The inverse of :func:`original_key_to_diffusers` (used by tests and for export)."""
-    m = re.fullmatch(r"time_embedding\.linear_([12])\.(weight|bias)", key)
-    if m:
-        return f"temb.dense.{int(m.group(1)) - 1}.{m.group(2)}", False
-    m = re.fullmatch(r"(conv_in|conv_out|conv_norm_out)\.(weight|bias)", key)
-    if m:
-        return f"{'norm_out' if m.group(1) == 'conv_norm_out' else m.group(1)}.{m.group(2)}", False
-    m = re.fullmatch(r"(down|up)_blocks\.(\d+)\.(.+)", key)
-    if m:
-        side, idx, rest = m.group(1), int(m.group(2)), m.group(3)
-        blk = f"down.{idx}" if side == "down" else f"up.{n_levels - 1 - idx}"
-        r = re.fullmatch(r"resnets\.(\d+)\.(\w+)\.(weight|bias)", rest)
-        if r and r.group(2) in _RES_INV:
-            return f"{blk}.block.{r.group(1)}.{_RES_INV[r.group(2)]}.{r.group(3)}", False
-        r = re.fullmatch(r"attentions\.(\d+)\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(weight|bias)", rest)
-        if r:
-            return f"{blk}.attn.{r.group(1)}.{_ATT_INV[r.group(2)]}.{r.group(3)}", r.group(2) != "group_norm"
-        r = re.fullmatch(r"(downsample|upsample)rs\.0\.conv\.(weight|bias)", rest)
-        if r:
-            return f"{blk}.{r.group(1)}.conv.{r.group(2)}", False
-        return None
-    m = re.fullmatch(r"mid_block\.(resnets|attentions)\.(\d+)\.(.+)\.(weight|bias)", key)
-    if m:
-        kind, idx, name, wb = m.group(1), int(m.group(2)), m.group(3), m.group(4)
-        if kind == "attentions" and idx == 0 and name in _ATT_INV:
-            return f"mid.attn_1.{_ATT_INV[name]}.{wb}", name != "group_norm"
-        if kind == "resnets" and idx in (0, 1) and name in _RES_INV:
-            return f"mid.block_{idx + 1}.{_RES_INV[name]}.{wb}", False
-    return None
-
-
-def _fmt(keys, n=12):
-    keys = sorted(keys)
-    return ", ".join(keys[:n]) + (f" … (+{len(keys) - n} more)" if len(keys) > n else "")
+    return _inverse_keys(n_levels).get(key)
 
 
 def map_state_dict(sd: dict, target: dict, n_levels: int) -> dict:
@@ -338,17 +326,10 @@ def map_state_dict(sd: dict, target: dict, n_levels: int) -> dict:
             dup.append(tk)
         out[tk] = v
     missing = sorted(set(target) - reached)
-    if unexpected or missing or shapes or dup:
-        parts = []
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected source key(s) (not used): {_fmt(unexpected)}")
-        if missing:
-            parts.append(f"{len(missing)} target key(s) not filled: {_fmt(missing)}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es): {_fmt(shapes, 6)}")
-        if dup:
-            parts.append(f"target key(s) filled twice: {_fmt(dup)}")
-        raise ConversionError("strict conversion failed — " + "; ".join(parts))
+    msg = key_report({"unexpected source key(s) (not used)": unexpected, "target key(s) not filled": missing,
+                      "shape mismatch(es)": shapes, "target key(s) filled twice": dup}, n=12)
+    if msg:
+        raise ConversionError("strict conversion failed — " + msg)
     return out
 
 

@@ -184,25 +184,19 @@ def _read_state_dict(folder: Path) -> dict:
     raise FileNotFoundError(f"no weights in {folder}: expected diffusion_pytorch_model.safetensors")
 
 
+def key_report(groups: dict, n: int = 3) -> str:
+    """``label: k1, k2, … (N in all)`` for each non-empty group of keys, joined by "; " (strict-load errors)."""
+    return "; ".join(f"{label}: " + ", ".join(sorted(keys)[:n]) + (f", … ({len(keys)} in all)" if len(keys) > n else "")
+                     for label, keys in groups.items() if keys)
+
+
 def _strict_mismatch(unet, sd: dict) -> str:
     """Which keys a state dict lacks, has in excess or holds with other shapes, against ``unet``."""
     want = unet.state_dict()
-    missing = sorted(set(want) - set(sd))
-    extra = sorted(set(sd) - set(want))
-    shapes = sorted(k for k in set(want) & set(sd) if tuple(want[k].shape) != tuple(sd[k].shape))
-
-    def few(keys):
-        return ", ".join(keys[:3]) + (f", … ({len(keys)} in all)" if len(keys) > 3 else "")
-    parts = []
-    if missing:
-        parts.append(f"missing keys: {few(missing)}")
-    if extra:
-        parts.append(f"unexpected keys: {few(extra)}")
-    if shapes:
-        k = shapes[0]
-        parts.append(f"other shapes: {few(shapes)} (e.g. {k}: {tuple(sd[k].shape)} in the file, "
-                     f"{tuple(want[k].shape)} in the model)")
-    return "; ".join(parts) or "keys and shapes agree"
+    shapes = [f"{k} ({tuple(sd[k].shape)} in the file, {tuple(want[k].shape)} in the model)"
+              for k in set(want) & set(sd) if tuple(want[k].shape) != tuple(sd[k].shape)]
+    return key_report({"missing keys": set(want) - set(sd), "unexpected keys": set(sd) - set(want),
+                       "other shapes": shapes}) or "keys and shapes agree"
 
 
 def load_unet_folder(folder, dtype=torch.float32):

@@ -62,7 +62,7 @@ import torch
 
 from . import maths
 from .hooks import HookedUNet
-from .models import alphas_cumprod_from_config, hub_snapshot
+from .models import DiffusionModel, alphas_cumprod_from_config, hub_snapshot
 from .sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, grids, manifest, pair_up, reverse
 
 KNOWN_SD = {
@@ -106,9 +106,7 @@ class SDModel:
                              f"{self.vae.config.latent_channels}: U-Net and VAE are from different models")
         self.hooked = HookedUNet(self.unet)
 
-    @property
-    def T(self) -> int:
-        return len(self.alphas_cumprod)
+    T = DiffusionModel.T  # number of training noise levels
 
     @property
     def prediction_type(self) -> str:

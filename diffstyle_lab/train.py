@@ -52,6 +52,9 @@ class TrainConfig:
     init: str = ""             # start from this diffusers model folder's U-Net (fine-tuning) instead of random
     loss: str = "eps"          # "eps": plain ε-MSE (DDPM); "min_snr5": ε-MSE weighted min(SNR, 5)/SNR (Hang et al. 2023)
     snapshot_every: int = 0    # also export the EMA weights every N steps to DIR/snapshots/step_N (0: never)
+    skip_drop: float = 0.0     # training only: drop the skips of the coarsest up blocks with this probability per sample
+    skip_drop_levels: int = 2  # ... of this many up blocks (2: the 4x4 and 8x8 levels of "h4")
+    skip_drop_tmin: int = 100  # ... at noise levels t >= this (inference always keeps every skip)
 
 
 def build_unet(layout: str = "h4", image_size: int = 32):
@@ -119,6 +122,27 @@ def loss_weights(loss: str, snr: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"loss={loss!r} is unknown; choose 'eps' or 'min_snr5'")
 
 
+class SkipDropout:
+    """Training-time regulariser: zero the skip connections feeding the ``levels`` coarsest up blocks for a
+    random subset of the batch (one mask per sample), so the decoder must rebuild coarse structure from the
+    bottleneck h. Like ScaleLong / Skip-Tuning's scaled skips, but only in training; the exported model is a
+    plain ``UNet2DModel``. Set ``mask`` (shape (B,), 1 keep / 0 drop) before each forward."""
+
+    def __init__(self, unet, levels: int):
+        self.mask = None
+        self.handles = [b.register_forward_pre_hook(self._hook) for b in unet.up_blocks[:levels]]
+
+    def _hook(self, module, args):
+        if self.mask is None:
+            return None
+        m = self.mask.view(-1, 1, 1, 1).to(args[0].dtype)
+        return (args[0], tuple(r * m for r in args[1])) + tuple(args[2:])
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
 def train(cfg: TrainConfig):
     """Train (or resume) and return the EMA U-Net. Writes into ``cfg.out``."""
     loss_weights(cfg.loss, torch.ones(1))
@@ -148,6 +172,7 @@ def train(cfg: TrainConfig):
     w = csv.writer(fh)
     if new_log:
         w.writerow(["step", "loss", "lr", "seconds"])
+    drop = SkipDropout(model, cfg.skip_drop_levels) if cfg.skip_drop > 0 else None
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="train")
     t0 = time.time()
     while step < cfg.steps:
@@ -161,6 +186,9 @@ def train(cfg: TrainConfig):
         lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
         for pg in opt.param_groups:
             pg["lr"] = lr
+        if drop is not None:
+            u = torch.rand(cfg.batch_size, generator=g)
+            drop.mask = ((u >= cfg.skip_drop) | (t < cfg.skip_drop_tmin)).float()
         per = F.mse_loss(model(xt, t).sample, eps, reduction="none").mean(dim=(1, 2, 3))
         loss = (loss_weights(cfg.loss, a / (1 - a)).view(-1) * per).mean()
         opt.zero_grad(set_to_none=True)
@@ -183,6 +211,8 @@ def train(cfg: TrainConfig):
             export(ema, out / "snapshots" / f"step_{step:06d}")
     bar.close()
     fh.close()
+    if drop is not None:
+        drop.remove()
     return ema
 
 
