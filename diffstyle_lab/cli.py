@@ -109,9 +109,7 @@ def injection_overrides(a: argparse.Namespace) -> dict:
 def make_config(model, overrides: dict):
     """``InjectionConfig.for_model(model, **overrides)``: the package defaults, the model's, then the user's."""
     from .sampling import InjectionConfig
-    if hasattr(InjectionConfig, "for_model"):
-        return InjectionConfig.for_model(model, **overrides)
-    return InjectionConfig(**overrides).validate(model.T)
+    return InjectionConfig.for_model(model, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------

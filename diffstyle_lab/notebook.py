@@ -65,8 +65,7 @@ def injection_defaults(model, t_edit: int | None = None, t_boost: int | None = N
     (:meth:`InjectionConfig.for_model`, read from the model folder where it has them; the
     :class:`InjectionConfig` defaults otherwise)."""
     from .sampling import InjectionConfig
-    for_model = getattr(InjectionConfig, "for_model", None)
-    cfg = for_model(model) if for_model is not None else InjectionConfig()
+    cfg = InjectionConfig.for_model(model)
     return int(cfg.t_edit if t_edit is None else t_edit), int(cfg.t_boost if t_boost is None else t_boost)
 
 

@@ -146,6 +146,10 @@ class SkipDropout:
 def train(cfg: TrainConfig):
     """Train (or resume) and return the EMA U-Net. Writes into ``cfg.out``."""
     loss_weights(cfg.loss, torch.ones(1))
+    if not 0.0 <= cfg.skip_drop < 1.0:
+        raise ValueError(f"skip_drop={cfg.skip_drop!r}: a probability in [0, 1) (0 switches skip dropout off)")
+    if cfg.skip_drop and not 1 <= cfg.skip_drop_levels <= len(LAYOUTS[cfg.layout]["up_block_types"]):
+        raise ValueError(f"skip_drop_levels={cfg.skip_drop_levels!r}: between 1 and the layout's number of levels")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)

@@ -54,7 +54,7 @@ def test_fine_tune_with_min_snr_and_snapshots_from_the_cli(tmp_path):
     out = tmp_path / "ft"
     assert main(["train", "--out", str(out), "--steps", "2", "--batch-size", "4", "--n-train", "8",
                  "--init", str(base / "model"), "--loss", "min_snr5", "--snapshot-every", "1",
-                 "--checkpoint-every", "2", "--quiet"]) == 0
+                 "--checkpoint-every", "2", "--skip-drop", "0.5", "--skip-drop-levels", "3", "--quiet"]) == 0
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_000001", "step_000002"]
     assert load_model(out / "model").sample_size == 32
     snr = torch.tensor([0.01, 5.0, 50.0])
@@ -62,3 +62,29 @@ def test_fine_tune_with_min_snr_and_snapshots_from_the_cli(tmp_path):
     assert torch.equal(loss_weights("eps", snr), torch.ones(3))
     with pytest.raises(ValueError, match="loss="):
         loss_weights("l1", snr)
+
+
+def test_skip_dropout_zeroes_exactly_the_coarse_skips_of_the_dropped_samples():
+    from diffstyle_lab.train import SkipDropout, build_unet
+    torch.manual_seed(0)
+    unet = build_unet("h4").double().eval()
+    x, t = torch.randn(3, 3, 32, 32, dtype=torch.float64), torch.tensor([500, 500, 500])
+    seen = []
+    with torch.no_grad():
+        ref = unet(x, t).sample
+        drop = SkipDropout(unet, levels=3)                  # its hook runs before the probe's
+        probe = unet.up_blocks[2].register_forward_pre_hook(lambda m, a: seen.append([r.clone() for r in a[1]]))
+        unet(x, t)                                          # mask None: nothing dropped
+        drop.mask = torch.tensor([1.0, 0.0, 1.0])
+        out = unet(x, t).sample
+        drop.remove()
+        probe.remove()
+        after = unet(x, t).sample
+    # the kept samples see their skips unchanged, the dropped one sees zeros at the 16×16 level
+    torch.testing.assert_close(seen[1][0][[0, 2]], seen[0][0][[0, 2]], rtol=0, atol=0)
+    assert all(float(r[1].abs().max()) == 0.0 for r in seen[1]) and float(seen[0][0][1].abs().max()) > 0
+    assert float((out[1] - ref[1]).abs().max()) > 1e-3          # dropping changes the dropped sample's output
+    torch.testing.assert_close(out[[0, 2]], ref[[0, 2]], rtol=0, atol=1e-12)   # … and only its output
+    torch.testing.assert_close(after, ref, rtol=0, atol=0)      # removed: the plain U-Net again
+    with pytest.raises(ValueError, match="skip_drop"):
+        train(TrainConfig(out="/nonexistent/never", skip_drop=1.5))
