@@ -36,6 +36,7 @@ QUICK = {
     "03_correlations": {"n_samples": 6, "batch_size": 6, "n_boot": 50, "n_perm": 10, "steps": 6},
     "07_out_of_domain": {"n_styles": 2, "n_contents": 2},
     "08_sweep": {"gammas": [0.0, 0.6], "t_edits": [400]},
+    "09_when_h_carries_content": {"probe_steps": 8},
 }
 
 

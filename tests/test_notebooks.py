@@ -19,7 +19,7 @@ NB_DIR = ROOT / "notebooks"
 SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
 NAMES = [p.stem for p in SOURCES]
 EXPECTED = ["01_tour_of_h_space", "02_replacing_h", "03_correlations", "04_slerp", "05_calibration",
-            "06_local_mixing", "07_out_of_domain", "08_sweep"]
+            "06_local_mixing", "07_out_of_domain", "08_sweep", "09_when_h_carries_content"]
 
 jupytext = pytest.importorskip("jupytext")
 

@@ -1,0 +1,171 @@
+# %% [markdown]
+# # 09 · When does h carry content?
+#
+# **What you will learn**
+#
+# * how to measure whether a U-Net's decoder reads h at all: the **h-influence** r(t). On the style
+#   image's own trajectory x_t, swap its h for the content image's h at the same t and see how far
+#   the predicted x_0 (P_t, the paper's Eq. 12) moves, as a share of the distance between the two
+#   images' own predictions:
+#   r(t) = RMSE(P_t(x_t^s | h^c), P_t(x_t^s)) / RMSE(P_t(x_t^c), P_t(x_t^s));
+# * that a U-Net need not read h: r near 0 means the skip connections carry nearly everything and
+#   content injection has nothing to act on — the state of the first default model;
+# * the **emergence curve**: r and the ground-truth transfer score against the training step, for the
+#   fine-tuning run that made the current default model (coarse skips dropped at random while
+#   training, *skip dropout*) and for a control fine-tuned identically without it;
+# * what the change reaches and what it does not (the closing summary prints the numbers).
+#
+# One probe step is done by hand first (`probe.trajectory`, `hu.hooks(h=…)`, `maths.pred_x0`), then
+# with `diffstyle_lab.probe.h_influence`, and checked to agree.
+
+# %%
+# Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
+import os, sys  # noqa: E401
+if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
+    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
+
+# %% tags=["parameters"]
+model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
+before = None           # the model to compare with; None → the first default model (data/models/faces32_v1); "" → none
+device = None           # None → $DIFFSTYLE_LAB_DEVICE, else cuda if available, else cpu
+threads = 1             # torch CPU threads (None → torch's default); see nb.load
+n_pairs = 8             # ground-truth content/style pairs for the live probe
+probe_steps = 20        # DDIM grid of the probe's trajectories
+t_show = 500            # the t (nearest grid point) of the hand-made probe step
+curve = None            # the emergence-curve CSV; None → the one shipped with the default model
+out_dir = None          # a folder to save the figures and the table in; None → only shown
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+
+from diffstyle_lab import groundtruth as G
+from diffstyle_lab import maths, probe
+from diffstyle_lab import notebook as nb
+
+t_start = time.perf_counter()
+models = {"current": nb.load(model, device, threads)}
+if before is None:
+    before = str(nb.data_path("models", "faces32_v1"))
+if before:
+    models["before"] = nb.load(before, device, threads)
+gt = G.GroundTruthPairs.make(n_pairs, seed=90_000, size=models["current"].sample_size)
+print({k: v.source for k, v in models.items()}, f"{n_pairs} pairs, {probe_steps}-step grid")
+
+# %% [markdown]
+# ## 1. One probe step by hand
+#
+# DDIM-invert both images, keeping x_t and h at every grid t (`probe.trajectory`). At one t, run the
+# U-Net on the style image's x_t three ways: as it is, with its h replaced by the content image's
+# (a hook on the `h` point), and the content image's own x_t. Each ε gives a predicted x_0, P_t.
+
+# %%
+by_hand = {}
+for name, m in models.items():
+    hu = m.hooked
+    tr_c, tr_s = probe.trajectory(m, gt.content, probe_steps), probe.trajectory(m, gt.style, probe_steps)
+    t = min(tr_s, key=lambda v: abs(v - t_show))
+    (xs, hs), (xc, hc) = tr_s[t], tr_c[t]
+    a_t = float(m.alphas_cumprod[t])
+    with torch.no_grad():
+        eps_s, eps_c = hu.eps(xs, t), hu.eps(xc, t)
+        with hu.hooks(h=lambda h: hc):                      # h̃ = h^content (replacement)
+            eps_i = hu.eps(xs, t)
+    p_s, p_c, p_i = (maths.pred_x0(x, e, a_t) for x, e in ((xs, eps_s), (xc, eps_c), (xs, eps_i)))
+    def rmse(a, b):
+        return (a - b).flatten(1).pow(2).mean(1).sqrt()
+    r = rmse(p_i, p_s) / rmse(p_c, p_s)
+    by_hand[name] = {"t": t, "r": float(r.mean()), "images": (p_s, p_i, p_c)}
+    print(f"{name}: t={t}, r by hand = {float(r.mean()):.4f}  (per pair: {[round(float(v), 2) for v in r]})")
+
+k = min(n_pairs, 4)
+rows, labels = [], []
+for name, d in by_hand.items():
+    p_s, p_i, p_c = d["images"]
+    for i in range(k):
+        rows.append([gt.content[i], gt.style[i], p_s[i].clamp(-1, 1), p_i[i].clamp(-1, 1), p_c[i].clamp(-1, 1)])
+        labels.append(f"{name} {i}")
+fig = nb.grid_figure(rows, col_labels=["content", "style", "P_t(style)", "P_t(style | h^c)", "P_t(content)"],
+                     row_labels=labels, cell=1.3)
+nb.save_figure(fig, out_dir, "probe_by_hand")
+nb.show(fig)
+
+# %% [markdown]
+# ## 2. r(t) over the whole trajectory
+#
+# `probe.h_influence` does the same at every grid t (and normalised Slerp at γ = 0.3, the paper's
+# default mix, for comparison). It must agree with the hand-made step above.
+
+# %%
+curves = []
+for name, m in models.items():
+    for method, gamma in (("replace", 1.0), ("normalised_slerp", 0.3)):
+        rows_ = probe.h_influence(m, gt.content, gt.style, steps=probe_steps, method=method, gamma=gamma)
+        curves.append(pd.DataFrame(rows_).assign(model=name, method=method))
+    got = next(r for r in curves[-2].itertuples() if r.t == by_hand[name]["t"]).r
+    assert abs(got - by_hand[name]["r"]) < 1e-6, (got, by_hand[name]["r"])
+curves = pd.concat(curves, ignore_index=True)
+
+fig, ax = plt.subplots(figsize=(6.2, 3.4))
+for k_, ((name, method), grp) in enumerate(curves.groupby(["model", "method"], sort=False)):
+    ax.plot(grp.t, grp.r, marker=".", label=f"{name}, {method}", color=f"C{k_ // 2}", ls="-" if method == "replace" else "--")
+ax.set_xlabel("t")
+ax.set_ylabel("h-influence r(t)")
+ax.set_ylim(0, max(0.1, curves.r.max() * 1.1))
+ax.legend(fontsize=8)
+fig.tight_layout()
+nb.save_figure(fig, out_dir, "h_influence")
+nb.show(fig)
+if out_dir:
+    os.makedirs(out_dir, exist_ok=True)
+    curves.to_csv(os.path.join(out_dir, "h_influence.csv"), index=False)
+
+# %% [markdown]
+# ## 3. The emergence curve
+#
+# Measured while fine-tuning (`scripts/emergence.py` on every snapshot, stored with the model):
+# the peak of r(t) over t ∈ [400, 800] (16 pairs, 20-step grid) and the share of the gap to the
+# ideal render that injection closes (24 pairs, 20 steps, normalised Slerp) — for the skip-dropout
+# run and for the control trained the same way without it.
+
+# %%
+curve_path = curve or nb.data_path("models", "faces32", "emergence.csv")
+em = pd.read_csv(curve_path)
+pr = em[em.kind == "probe"]
+pr = pr[(pr.t >= 400) & (pr.t <= 800)].groupby(["run", "step"]).value.max().reset_index()
+tf = em[em.kind == "transfer"]
+fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
+for k_, (run, grp) in enumerate(pr.groupby("run")):
+    axs[0].plot(grp.step, grp.value, marker="o", label=run, color=f"C{k_}")
+for k_, ((run, setting), grp) in enumerate(tf[tf.setting != "floor"].groupby(["run", "setting"])):
+    axs[1].plot(grp.step, grp.value, marker=".", label=f"{run}: {setting}", lw=1)
+axs[0].set(xlabel="fine-tuning step", ylabel="peak r, t ∈ [400, 800]", title="h-influence")
+axs[1].set(xlabel="fine-tuning step", ylabel="gap closed", title="transfer to the ideal")
+axs[0].legend(fontsize=8)
+axs[1].legend(fontsize=6)
+fig.tight_layout()
+nb.save_figure(fig, out_dir, "emergence")
+nb.show(fig)
+pr.pivot(index="step", columns="run", values="value").round(3)
+
+# %% [markdown]
+# ## What the figures show
+#
+# The first grid shows what h does to the model's prediction at one t: the fourth column is the
+# style image's prediction with the content image's h. Where it stays a copy of the third column,
+# the decoder ignores h; where it takes the content face's pose and shape, h carries content. The
+# r(t) plot gives the same for every t; the emergence curve says how it came about during training,
+# next to the control. The summary below is computed from this run.
+
+# %%
+peak = {name: probe.peak(grp[grp.method == "replace"].to_dict("records"), 400, 800)
+        for name, grp in curves.groupby("model", sort=False)}
+last = pr[pr.step == pr.step.max()].set_index("run").value
+print(f"""Measured on {', '.join(f'{k}={v.source}' for k, v in models.items())}, {n_pairs} pairs, {probe_steps}-step grid:
+• hand-made probe step: {'; '.join(f"{k}: r={d['r']:.3f} at t={d['t']}" for k, d in by_hand.items())} (equal to probe.h_influence)
+• peak r over t ∈ [400, 800] (replacement): {'; '.join(f'{k}: {r:.3f} at t={t}' for k, (t, r) in peak.items())}
+• emergence curve ({curve_path}): last step {int(pr.step.max())}, peak r {'; '.join(f'{k}={v:.3f}' for k, v in last.items())}
+Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")
