@@ -457,7 +457,7 @@ def cmd_train(a) -> int:
                       n_train=a.n_train, seed=a.seed, threads=a.threads, progress=not a.quiet,
                       checkpoint_every=a.checkpoint_every, pose=not a.upright, init=a.init or "",
                       loss=a.loss, snapshot_every=a.snapshot_every, skip_drop=a.skip_drop,
-                      skip_drop_levels=a.skip_drop_levels, skip_drop_tmin=a.skip_drop_tmin))
+                      skip_drop_levels=a.skip_drop_levels, skip_drop_tmin=a.skip_drop_tmin, skip_drop_mode=a.skip_drop_mode))
     return 0
 
 
@@ -508,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training only: drop the coarsest up blocks' skips with this probability per sample")
     t.add_argument("--skip-drop-levels", type=int, default=2, help="how many coarsest up blocks --skip-drop affects")
     t.add_argument("--skip-drop-tmin", type=int, default=100, help="--skip-drop only at noise levels t >= this")
+    t.add_argument("--skip-drop-mode", default="zero", choices=["zero", "mean"],
+                   help="a dropped skip becomes 0, or its spatial mean per channel (keeps colour statistics)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=cmd_train)
 

@@ -55,6 +55,7 @@ class TrainConfig:
     skip_drop: float = 0.0     # training only: drop the skips of the coarsest up blocks with this probability per sample
     skip_drop_levels: int = 2  # ... of this many up blocks (2: the 4x4 and 8x8 levels of "h4")
     skip_drop_tmin: int = 100  # ... at noise levels t >= this (inference always keeps every skip)
+    skip_drop_mode: str = "zero"  # a dropped skip becomes 0 ("zero") or its spatial mean per channel ("mean")
 
 
 def build_unet(layout: str = "h4", image_size: int = 32):
@@ -125,18 +126,25 @@ def loss_weights(loss: str, snr: torch.Tensor) -> torch.Tensor:
 class SkipDropout:
     """Training-time regulariser: zero the skip connections feeding the ``levels`` coarsest up blocks for a
     random subset of the batch (one mask per sample), so the decoder must rebuild coarse structure from the
-    bottleneck h. Like ScaleLong / Skip-Tuning's scaled skips, but only in training; the exported model is a
+    bottleneck h (``mode="mean"``: keep each dropped skip's spatial mean, i.e. its colour statistics, and
+    drop only where things are). Like ScaleLong / Skip-Tuning's scaled skips, but only in training; the exported model is a
     plain ``UNet2DModel``. Set ``mask`` (shape (B,), 1 keep / 0 drop) before each forward."""
 
-    def __init__(self, unet, levels: int):
-        self.mask = None
+    def __init__(self, unet, levels: int, mode: str = "zero"):
+        if mode not in ("zero", "mean"):
+            raise ValueError(f"skip_drop_mode={mode!r}: choose 'zero' or 'mean' (keep each channel's spatial mean)")
+        self.mask, self.mode = None, mode
         self.handles = [b.register_forward_pre_hook(self._hook) for b in unet.up_blocks[:levels]]
 
     def _hook(self, module, args):
         if self.mask is None:
             return None
         m = self.mask.view(-1, 1, 1, 1).to(args[0].dtype)
-        return (args[0], tuple(r * m for r in args[1])) + tuple(args[2:])
+        if self.mode == "mean":
+            skips = tuple(r * m + r.mean((2, 3), keepdim=True) * (1 - m) for r in args[1])
+        else:
+            skips = tuple(r * m for r in args[1])
+        return (args[0], skips) + tuple(args[2:])
 
     def remove(self):
         for h in self.handles:
@@ -176,7 +184,7 @@ def train(cfg: TrainConfig):
     w = csv.writer(fh)
     if new_log:
         w.writerow(["step", "loss", "lr", "seconds"])
-    drop = SkipDropout(model, cfg.skip_drop_levels) if cfg.skip_drop > 0 else None
+    drop = SkipDropout(model, cfg.skip_drop_levels, cfg.skip_drop_mode) if cfg.skip_drop > 0 else None
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="train")
     t0 = time.time()
     while step < cfg.steps:

@@ -1,6 +1,7 @@
 """The emergence curve: does h come to carry content as a model trains?
 
-    python scripts/emergence.py runs/NAME --init data/models/faces32 --out docs/emergence/NAME.csv
+    python scripts/emergence.py runs/NAME --init data/models/faces32_v1 --every 2 --t-edits 400 --gammas 0.3 0.6 \
+        --out data/models/faces32/emergence.csv      # appends; one "run" column per run
 
 For the starting weights (``--init``, step 0) and every snapshot in ``RUN/snapshots/step_*``: the
 h-influence probe r(t) (:mod:`diffstyle_lab.probe`, replacement, 16 pairs, 20-step grid) and a
@@ -23,7 +24,7 @@ from diffstyle_lab import probe
 from diffstyle_lab.models import load_model
 from diffstyle_lab.sampling import InjectionConfig
 
-FIELDS = ["step", "kind", "t", "setting", "value", "value2", "value3"]
+FIELDS = ["run", "step", "kind", "t", "setting", "value", "value2", "value3"]
 
 
 def main(argv=None):
@@ -31,6 +32,7 @@ def main(argv=None):
     p.add_argument("run")
     p.add_argument("--init", default="", help="the weights the run started from (scored as step 0)")
     p.add_argument("--out", required=True)
+    p.add_argument("--name", default="", help="the run's name in the CSV (default: the folder's name)")
     p.add_argument("--gammas", type=float, nargs="+", default=[0.3, 0.6, 1.0])
     p.add_argument("--t-edits", type=int, nargs="+", default=[200, 400])
     p.add_argument("--probe-pairs", type=int, default=16)
@@ -41,11 +43,13 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
+    name = a.name or Path(a.run).name
     done = set()
     if out.exists():
         with open(out) as fh:
-            done = {int(r["step"]) for r in csv.DictReader(fh)}
-    snaps = sorted(Path(a.run, "snapshots").glob("step_*"))[a.every - 1::a.every]
+            done = {int(r["step"]) for r in csv.DictReader(fh) if r["run"] == name}
+    every = sorted(Path(a.run, "snapshots").glob("step_*"))
+    snaps = every[a.every - 1::a.every] + ([every[-1]] if every and (len(every) % a.every) else [])
     todo = ([(0, Path(a.init))] if a.init else []) + [(int(s.name[5:]), s) for s in snaps]
     gt = G.GroundTruthPairs.make(max(a.pairs, a.probe_pairs), seed=90_000)
     gp, gs = gt.subset(range(a.probe_pairs)), gt.subset(range(a.pairs))
@@ -60,16 +64,16 @@ def main(argv=None):
                 continue
             model = load_model(path)
             for r in probe.h_influence(model, gp.content, gp.style, steps=a.steps):
-                w.writerow({"step": step, "kind": "probe", "t": r["t"], "setting": "replace", "value": r["r"],
+                w.writerow({"run": name, "step": step, "kind": "probe", "t": r["t"], "setting": "replace", "value": r["r"],
                             "value2": r["eps_ratio"], "value3": r["cos_h"]})
             cfgs = {f"t_edit={te} gamma={g}": InjectionConfig(gamma=g, t_edit=te, t_boost=min(200, te), steps=a.steps)
                     for te in a.t_edits for g in a.gammas}
             sc = G.transfer_scores(model, gs, cfgs, steps=a.steps)
-            for name in ("floor", *cfgs):
-                lay = np.nanmean(np.stack([sc[name][k] for k in G.LAYOUT_FACTORS + (G.IDENTITY,)]))
-                col = np.nanmean(np.stack([sc[name][k] for k in G.COLOUR_FACTORS]))
-                gap = G.gap_closed(sc[name]["rmse"], sc["style"]["rmse"], sc["floor"]["rmse"])
-                w.writerow({"step": step, "kind": "transfer", "t": "", "setting": name, "value": gap,
+            for setting in ("floor", *cfgs):
+                lay = np.nanmean(np.stack([sc[setting][k] for k in G.LAYOUT_FACTORS + (G.IDENTITY,)]))
+                col = np.nanmean(np.stack([sc[setting][k] for k in G.COLOUR_FACTORS]))
+                gap = G.gap_closed(sc[setting]["rmse"], sc["style"]["rmse"], sc["floor"]["rmse"])
+                w.writerow({"run": name, "step": step, "kind": "transfer", "t": "", "setting": setting, "value": gap,
                             "value2": lay, "value3": col})
             fh.flush()
             print(f"step {step}: done", flush=True)

@@ -63,6 +63,8 @@ def main(argv=None):
     p.add_argument("--t-edits", type=int, nargs="+", default=[400])
     p.add_argument("--t-boost", type=int, default=None, help="default: min(200, t_edit)")
     p.add_argument("--method", default="normalised_slerp")
+    p.add_argument("--calibrate", action="store_true", help="the paper's calibration (Eq. 9) with --omega")
+    p.add_argument("--omega", type=float, default=0.3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
@@ -74,7 +76,8 @@ def main(argv=None):
     for t_edit in a.t_edits:
         tb = min(200, t_edit) if a.t_boost is None else min(a.t_boost, t_edit)
         for g in a.gammas:
-            cfgs[(t_edit, tb, g)] = InjectionConfig(gamma=g, t_edit=t_edit, t_boost=tb, steps=a.steps, method=a.method)
+            cfgs[(t_edit, tb, g)] = InjectionConfig(gamma=g, t_edit=t_edit, t_boost=tb, steps=a.steps, method=a.method,
+                                                calibrate=a.calibrate, omega=a.omega)
     sc = G.transfer_scores(model, gt, cfgs, steps=a.steps)   # the references ("style", "floor", …) and every config
     ref, floor = sc["style"], sc["floor"]["rmse"]
     rows = [summarise(label, sc[key], ref, floor, None) for key, label in (
@@ -91,7 +94,7 @@ def main(argv=None):
         print(f"{r['setting']:36s} rmse {r['rmse'][0]:6.2f}  gap {r['gap_closed'][0]:+.3f}  "
               f"layout {r['large_footprint_as_content'][0]:.2f} colours {r['colours_as_style'][0]:.2f}")
     out = {"model": a.model, "weights_sha256": model.weights_hash, "pairs": a.pairs, "seed": a.seed,
-           "steps": a.steps, "method": a.method, "seconds": round(time.time() - t0, 1), "rows": rows,
+           "steps": a.steps, "method": a.method, "calibrate": a.calibrate, "omega": a.omega, "seconds": round(time.time() - t0, 1), "rows": rows,
            "diffstyle_lab": dl.__version__}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))

@@ -88,3 +88,25 @@ def test_skip_dropout_zeroes_exactly_the_coarse_skips_of_the_dropped_samples():
     torch.testing.assert_close(after, ref, rtol=0, atol=0)      # removed: the plain U-Net again
     with pytest.raises(ValueError, match="skip_drop"):
         train(TrainConfig(out="/nonexistent/never", skip_drop=1.5))
+
+
+def test_skip_dropout_mean_mode_keeps_each_channels_spatial_mean():
+    from diffstyle_lab.train import SkipDropout, build_unet
+    torch.manual_seed(0)
+    unet = build_unet("h4").double().eval()
+    x, t = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.tensor([400, 400])
+    seen = []
+    with torch.no_grad():
+        drop = SkipDropout(unet, levels=1, mode="mean")
+        probe = unet.up_blocks[0].register_forward_pre_hook(lambda m, a: seen.append([r.clone() for r in a[1]]))
+        unet(x, t)
+        drop.mask = torch.tensor([0.0, 1.0])
+        unet(x, t)
+        drop.remove()
+        probe.remove()
+    for before, after in zip(seen[0], seen[1]):
+        want = before[0].mean((1, 2), keepdim=True).expand_as(before[0])
+        torch.testing.assert_close(after[0], want, rtol=0, atol=1e-12)      # dropped: only the means remain
+        torch.testing.assert_close(after[1], before[1], rtol=0, atol=0)      # kept: untouched
+    with pytest.raises(ValueError, match="skip_drop_mode"):
+        SkipDropout(unet, levels=1, mode="noise")
