@@ -123,6 +123,14 @@ def loss_weights(loss: str, snr: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"loss={loss!r} is unknown; choose 'eps' or 'min_snr5'")
 
 
+SKIP_DROP_MODES = ("zero", "mean")
+
+
+def _check_skip_drop_mode(mode: str) -> None:
+    if mode not in SKIP_DROP_MODES:
+        raise ValueError(f"skip_drop_mode={mode!r}: choose 'zero' or 'mean' (keep each channel's spatial mean)")
+
+
 class SkipDropout:
     """Training-time regulariser: zero the skip connections feeding the ``levels`` coarsest up blocks for a
     random subset of the batch (one mask per sample), so the decoder must rebuild coarse structure from the
@@ -131,8 +139,7 @@ class SkipDropout:
     plain ``UNet2DModel``. Set ``mask`` (shape (B,), 1 keep / 0 drop) before each forward."""
 
     def __init__(self, unet, levels: int, mode: str = "zero"):
-        if mode not in ("zero", "mean"):
-            raise ValueError(f"skip_drop_mode={mode!r}: choose 'zero' or 'mean' (keep each channel's spatial mean)")
+        _check_skip_drop_mode(mode)
         self.mask, self.mode = None, mode
         self.handles = [b.register_forward_pre_hook(self._hook) for b in unet.up_blocks[:levels]]
 
@@ -158,6 +165,7 @@ def train(cfg: TrainConfig):
         raise ValueError(f"skip_drop={cfg.skip_drop!r}: a probability in [0, 1) (0 switches skip dropout off)")
     if cfg.skip_drop and not 1 <= cfg.skip_drop_levels <= len(LAYOUTS[cfg.layout]["up_block_types"]):
         raise ValueError(f"skip_drop_levels={cfg.skip_drop_levels!r}: between 1 and the layout's number of levels")
+    _check_skip_drop_mode(cfg.skip_drop_mode)      # all options checked before anything is written
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)

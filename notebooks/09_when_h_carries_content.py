@@ -63,6 +63,10 @@ print({k: v.source for k, v in models.items()}, f"{n_pairs} pairs, {probe_steps}
 # (a hook on the `h` point), and the content image's own x_t. Each ε gives a predicted x_0, P_t.
 
 # %%
+def rmse(a, b):
+    return (a - b).flatten(1).pow(2).mean(1).sqrt()
+
+
 by_hand = {}
 for name, m in models.items():
     hu = m.hooked
@@ -75,8 +79,6 @@ for name, m in models.items():
         with hu.hooks(h=lambda h: hc):                      # h̃ = h^content (replacement)
             eps_i = hu.eps(xs, t)
     p_s, p_c, p_i = (maths.pred_x0(x, e, a_t) for x, e in ((xs, eps_s), (xc, eps_c), (xs, eps_i)))
-    def rmse(a, b):
-        return (a - b).flatten(1).pow(2).mean(1).sqrt()
     r = rmse(p_i, p_s) / rmse(p_c, p_s)
     by_hand[name] = {"t": t, "r": float(r.mean()), "images": (p_s, p_i, p_c)}
     print(f"{name}: t={t}, r by hand = {float(r.mean()):.4f}  (per pair: {[round(float(v), 2) for v in r]})")

@@ -6,7 +6,9 @@
 For the starting weights (``--init``, step 0) and every snapshot in ``RUN/snapshots/step_*``: the
 h-influence probe r(t) (:mod:`diffstyle_lab.probe`, replacement, 16 pairs, 20-step grid) and a
 quick ground-truth transfer score (24 pairs, 20 steps, normalised Slerp at each γ and t_edit
-given). One CSV row per (snapshot, t) for the probe and per (snapshot, setting) for the transfer.
+given). One CSV row per (snapshot, t) for the probe and per (snapshot, setting) for the transfer:
+value = gap closed, value2 / value3 = layout-as-content / colours-as-style votes pooled over all
+(pair, factor) cases (groundtruth_eval.py averages per pair first).
 Rows already in the CSV are kept (resumable).
 """
 

@@ -110,3 +110,10 @@ def test_skip_dropout_mean_mode_keeps_each_channels_spatial_mean():
         torch.testing.assert_close(after[1], before[1], rtol=0, atol=0)      # kept: untouched
     with pytest.raises(ValueError, match="skip_drop_mode"):
         SkipDropout(unet, levels=1, mode="noise")
+
+
+def test_bad_skip_dropout_options_write_nothing(tmp_path):
+    for bad in (dict(skip_drop=1.5), dict(skip_drop=0.5, skip_drop_levels=9), dict(skip_drop_mode="noise")):
+        with pytest.raises(ValueError, match="skip_drop"):
+            train(TrainConfig(out=str(tmp_path / "run"), steps=1, batch_size=2, n_train=4, progress=False, **bad))
+        assert not (tmp_path / "run").exists(), bad
