@@ -1,13 +1,9 @@
 """On-disk cache of DDIM inversions, keyed by a hash of (model weights, image pixels, grid,
 scheduler config and, where a run fixes it, the batch size the inversion is computed at).
 
-Entries are safetensors files (tensors + JSON metadata): loading one never runs code, so a cache
-folder shared by several users is not a way to execute anything. Nothing is trusted unread: an
-entry is used only if its stored key equals the key asked for, it holds exactly ``x_T`` and ``h``,
-their shapes and dtypes are the ones the model produces for that image, its timesteps are the
-grid's, its values are finite and the SHA-256 of its tensors matches the one stored with them.
-Anything else is recomputed and rewritten. Writes are atomic (per-process temp file + rename); a
-folder that cannot be written gives one warning and the run goes on without storing.
+Entries are safetensors files (loading one never runs code), used only if the stored key, tensor
+names, shapes and dtypes (against the model), timesteps, finite values and SHA-256 all match; anything
+else is recomputed and rewritten. Writes are atomic; an unwritable folder gives one warning.
 """
 
 from __future__ import annotations
@@ -23,6 +19,26 @@ import torch
 
 FORMAT = 2
 TENSORS = ("x_T", "h")
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` to a per-process temporary file next to ``path`` (no image suffix), then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def default_cache_dir() -> Path:
@@ -45,11 +61,9 @@ def tensor_digest(tensors: dict) -> str:
 def invert_in_batches(model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors", record_last: bool = True,
                       batch: int | None = None, progress: bool = True):
     """:func:`~diffstyle_lab.sampling.ddim_invert` of ``x0``; with ``batch``, every U-Net call sees
-    exactly ``batch`` images (the last chunk is padded by repeating its last image).
-
-    On CPU (and GPU) float32 kernels, a sample's result can depend on the batch size in the last
-    bits, but not on its position or neighbours in a batch of a given size: fixing the size makes an
-    image's inversion a function of the image and ``batch`` alone."""
+    exactly ``batch`` images (the last chunk padded by repeating its last image). float32 kernels can
+    round differently per batch size, never per position in a batch: fixing the size makes an image's
+    inversion a function of the image and ``batch`` alone."""
     from .sampling import Inversion, ddim_invert
     if batch is None or len(x0) == 0:
         return ddim_invert(model, x0, steps, spacing, record_last=record_last, progress=progress)
@@ -125,19 +139,13 @@ class InversionCache:
 
         ``expect`` (see :meth:`expected`) adds the checks against the model: shapes, dtypes, timesteps."""
         from safetensors import safe_open
-        p = self.path(key)
-        try:
-            if not p.is_file():
-                return None
-        except OSError:
+        if not self._exists(key):
             return None
+        p = self.path(key)
         try:
             with safe_open(str(p), framework="pt") as f:
                 meta = f.metadata() or {}
-                names = set(f.keys())
-                if names != set(TENSORS):
-                    raise ValueError(f"holds tensors {sorted(names)}, expected {list(TENSORS)}")
-                t = {n: f.get_tensor(n) for n in TENSORS}
+                t = {n: f.get_tensor(n) for n in f.keys()}
             why = self._mismatch(key, meta, t, expect)
             if why:
                 raise ValueError(why)
@@ -149,6 +157,8 @@ class InversionCache:
 
     @staticmethod
     def _mismatch(key, meta, t, expect) -> str | None:
+        if set(t) != set(TENSORS):
+            return f"holds tensors {sorted(t)}, expected {list(TENSORS)}"
         if meta.get("key") != key:
             return "stored under another key"
         if meta.get("format") != str(FORMAT):
@@ -173,23 +183,17 @@ class InversionCache:
         if not self.writable:
             return
         from safetensors.torch import save_file
+
         p = self.path(key)
-        tmp = None
+        t = {"x_T": x_T.detach().cpu().contiguous(), "h": h.detach().cpu().contiguous()}
+        meta = {"key": key, "format": str(FORMAT), "ts": json.dumps(list(ts)), "sha256": tensor_digest(t)}
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem[:16]}.", suffix=".tmp")
-            os.close(fd)
-            t = {"x_T": x_T.detach().cpu().contiguous(), "h": h.detach().cpu().contiguous()}
-            save_file(t, tmp, metadata={"key": key, "format": str(FORMAT), "ts": json.dumps(list(ts)),
-                                        "sha256": tensor_digest(t)})
-            os.replace(tmp, p)
+            atomic_write(p, lambda tmp: save_file(t, tmp, metadata=meta))
         except OSError as e:
             self.writable = False
             warnings.warn(f"inversion cache folder {self.dir} cannot be written ({e.strerror or type(e).__name__}); "
                           "running without storing inversions (pass another cache folder to keep them)", stacklevel=3)
-        finally:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
 
     # -- the cached inversion --------------------------------------------------------------
     def invert(self, model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors",
@@ -197,13 +201,13 @@ class InversionCache:
         """:func:`ddim_invert`, image by image through the cache; misses run as one batch, or with
         ``batch`` in batches of exactly that size (see :func:`invert_in_batches`; the key records it)."""
         from .sampling import Inversion, timestep_grid
-        keys = [self.key(model, x0[i], steps, spacing, record_last, batch) for i in range(len(x0))]
+        keys = [self.key(model, img, steps, spacing, record_last, batch) for img in x0]
         expect = None
         found = []
-        for i, k in enumerate(keys):
-            if expect is None and self._exists(k):
+        for k in keys:
+            if expect is None and self._exists(k):    # the shape probe runs only once an entry exists
                 expect = self.expected(model, x0[0], steps, spacing, record_last)
-            found.append(self.load(k, expect) if expect is not None else None)
+            found.append(self.load(k, expect))
         miss = [i for i, f in enumerate(found) if f is None]
         self.hits += len(keys) - len(miss)
         self.misses += len(miss)

@@ -1,19 +1,8 @@
 """``diffstyle-lab`` — the command line: inject, convert, train, notebooks, demo.
 
-``inject`` (and ``demo``, which calls the same :func:`inject_files`) guarantees:
-
-* **unique outputs** — one PNG per (content file, style file), named from both file names with
-  their extensions (``a_png__b_jpg.png``); names that would collide (also case-insensitively) stop
-  the run before any work;
-* **content-keyed resume** — ``manifest.json`` records every input's SHA-256, the parameters
-  (``InjectionConfig.to_dict()``, model weights hash, inversion steps, fit, batch) and each output's
-  SHA-256; a rerun skips only pairs whose inputs, parameters and output file all still match, and a
-  folder holding results of other parameters or other pixels under the same names is refused;
-* **single writer** — an exclusive lock file (``.diffstyle-lab.lock``, with the pid) on the output
-  folder; a second run into it stops with an error, a lock left by a killed run is taken over;
-  temporary files are per process and never carry an image suffix;
-* **verified cache** — inversions come from :class:`~diffstyle_lab.cache.InversionCache`, which
-  checks every entry against its key, the model's shapes and dtypes, and a checksum.
+``inject`` (and ``demo``, which calls the same :func:`inject_files`) gives unique output names, a
+content-keyed resume from ``manifest.json``, a single writer per output folder (lock file) and a
+verified inversion cache: README.md ("``inject`` writes one PNG per pair …") and docs/faults.md.
 """
 
 from __future__ import annotations
@@ -27,10 +16,11 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import time
 import typing
 from pathlib import Path
+
+from .cache import atomic_write, file_sha256  # noqa: F401  (cli.file_sha256 is public)
 
 MANIFEST_FORMAT = 2
 LOCK_NAME = ".diffstyle-lab.lock"
@@ -74,30 +64,22 @@ def _plain_type(tp):
     return args[0] if len(args) == 1 and args[0] in (int, float, str, bool) else None
 
 
-def add_injection_options(parser: argparse.ArgumentParser, skip=("mask",)) -> list[str]:
+def add_injection_options(parser: argparse.ArgumentParser) -> None:
     """One option per :class:`~diffstyle_lab.InjectionConfig` field (``t_edit`` → ``--t-edit``), typed
     from its annotation, described by its docstring; booleans get ``--x/--no-x``. Unset options are
-    absent from the parsed namespace, so the model's own defaults apply. Returns the field names."""
+    absent from the parsed namespace, so the model's own defaults apply."""
     from .sampling import InjectionConfig
     hints = typing.get_type_hints(InjectionConfig)
     docs = config_field_docs(InjectionConfig)
     g = parser.add_argument_group("injection (InjectionConfig; unset: the model's defaults, then the package's)")
-    names = []
     for f in dataclasses.fields(InjectionConfig):
         tp = _plain_type(hints.get(f.name))
-        if f.name in skip or tp is None:
+        if tp is None:      # mask (a tensor): --mask reads a file instead
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         text = (docs.get(f.name, f.name.replace("_", " ")) + f" (default: {default})").replace("%", "%%")
-        opt = "--" + f.name.replace("_", "-")
-        if tp is bool:
-            g.add_argument(opt, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=text)
-        else:
-            g.add_argument(opt, dest=f.name, type=tp, default=argparse.SUPPRESS, choices=_choices(f.name),
-                           help=text)
-        names.append(f.name)
-    return names
+        kind = {"action": argparse.BooleanOptionalAction} if tp is bool else {"type": tp, "choices": _choices(f.name)}
+        g.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, help=text, **kind)
 
 
 def injection_overrides(a: argparse.Namespace) -> dict:
@@ -135,14 +117,6 @@ def output_names(contents: list[Path], styles: list[Path]) -> dict:
     return names
 
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_manifest(path: Path) -> dict | None:
     """The manifest of an output folder, or None if there is none; anything that is not one is an error."""
     from .models import read_json_object
@@ -157,18 +131,6 @@ def read_manifest(path: Path) -> dict | None:
         raise ValueError(f"{path} was written by another version of diffstyle-lab (manifest format "
                          f"{man.get('format', 1)}, this one reads {MANIFEST_FORMAT}){fix}")
     return man
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to a per-process temporary file next to ``path`` (no image suffix), then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_png(img, path: Path) -> None:
@@ -219,10 +181,7 @@ class FolderLock:
         return self
 
     def __exit__(self, *exc):
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        self.path.unlink(missing_ok=True)
         os.close(self.fd)
         self.fd = None
 
@@ -258,17 +217,11 @@ def _pair_seed(seed: int, content: Path, style: Path) -> int:
     return int(hashlib.sha256(f"{seed}|{content.name}|{style.name}".encode()).hexdigest()[:12], 16)
 
 
-def _compute_info(device: str) -> dict:
-    import torch
-    return {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__}
-
-
 # ---------------------------------------------------------------------------------------------
 # inject: files in, one PNG per pair out
 
 def inject_files(content, style, out, *, model=None, device=None, overrides: dict | None = None, mask=None,
-                 inversion_steps: int | None = None, fit: str = "crop", cache=None, batch: int = 8, quiet: bool = False,
-                 echo=print) -> dict:
+                 fit: str = "crop", cache=None, batch: int = 8, quiet: bool = False, echo=print) -> dict:
     """Content injection for every content × style file pair into the folder ``out`` (see the
     module docstring for what it guarantees). ``model``: a hub id or folder (None: the default model);
     ``overrides``: ``InjectionConfig`` fields (the rest from the model's defaults); ``mask``: an image
@@ -297,14 +250,13 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     sx = {p: load_image(p, size, fit) for p in styles}
     digest = {p: file_sha256(p) for p in {*contents, *styles}}
     mask_t = load_mask(mask) if mask else None
-    cfg = make_config(m, {**(overrides or {}), "mask": mask_t,
-                          **_inversion_override(inversion_steps)})
-    inversion = _inversion_settings(cfg, inversion_steps)
+    cfg = make_config(m, {**(overrides or {}), "mask": mask_t})
+    inversion = {"steps": cfg.inversion_steps, "spacing": cfg.spacing, "record_last": cfg.record_last}
     injection = cfg.to_dict()
     injection["mask"] = None if mask_t is None else hashlib.sha256(mask_t.numpy().tobytes()).hexdigest()
     params = {"model": m.weights_hash, "injection": injection, "inversion": inversion, "fit": fit,
               "batch": batch}
-    compute = _compute_info(dev)
+    compute = {"device": dev, "threads": torch.get_num_threads(), "torch": torch.__version__}
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -327,15 +279,12 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
             todo, stale, redo = [], [], []
             for (c, s), name in names.items():
                 entry, path = done.get(name), out / name
-                same_inputs = entry is not None and entry.get("content_sha256") == digest[c] and \
-                    entry.get("style_sha256") == digest[s]
-                if entry is not None and not same_inputs and path.exists():
+                if entry is None or not path.exists():
+                    todo.append((c, s))
+                elif (entry.get("content_sha256"), entry.get("style_sha256")) != (digest[c], digest[s]):
                     stale.append(name)
-                elif same_inputs and path.exists() and file_sha256(path) == entry.get("sha256"):
-                    continue
-                else:
-                    if same_inputs and path.exists():
-                        redo.append(name)
+                elif file_sha256(path) != entry.get("sha256"):
+                    redo.append(name)
                     todo.append((c, s))
             if stale:
                 raise ValueError(f"{out} holds {len(stale)} result(s) made from other files with the same names "
@@ -349,16 +298,14 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
                      "they may differ from an uninterrupted run in the last grey level")
 
             # -- inversions of the inputs the remaining pairs need, at exactly `batch` images a call
-            store = None if cache == "off" else InversionCache(cache)
+            run_inversion = invert_in_batches if cache == "off" else InversionCache(cache).invert
 
             def invert(images: dict, needed):
                 keys = [p for p in images if p in needed]
                 if not keys:
                     return {}, None
                 x = check_images(m, torch.cat([images[p] for p in keys]))
-                inv = store.invert(m, x, **inversion, batch=batch, progress=False) if store else \
-                    invert_in_batches(m, x, **inversion, batch=batch, progress=False)
-                return {p: i for i, p in enumerate(keys)}, inv
+                return {p: i for i, p in enumerate(keys)}, run_inversion(m, x, **inversion, batch=batch, progress=False)
             c_at, c_inv = invert(cx, {c for c, _ in todo})
             s_at, s_inv = invert(sx, {s for _, s in todo})
 
@@ -402,28 +349,6 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     return {"out": str(out), "new": len(todo), "total": total, "skipped": total - len(todo)}
 
 
-def _config_has(name: str) -> bool:
-    from .sampling import InjectionConfig
-    return name in {f.name for f in dataclasses.fields(InjectionConfig)}
-
-
-def _inversion_override(inversion_steps) -> dict:
-    """``inversion_steps`` as an ``InjectionConfig`` override where it is a field of it."""
-    return {"inversion_steps": inversion_steps} if inversion_steps is not None and _config_has("inversion_steps") \
-        else {}
-
-
-def _inversion_settings(cfg, inversion_steps) -> dict:
-    """The inversion :func:`inject` would run for images: the config's grid where it holds one
-    (``inversion_steps``, ``spacing``, ``record_last``), else 50 steps on the authors' grid."""
-    if _config_has("inversion_steps"):
-        return {"steps": cfg.inversion_steps, "spacing": cfg.spacing, "record_last": getattr(cfg, "record_last", True)}
-    steps = 50 if inversion_steps is None else inversion_steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"--inversion-steps {steps}: must be a whole number ≥ 2")
-    return {"steps": steps, "spacing": "authors", "record_last": True}
-
-
 def _changed(old: dict, new: dict) -> list[str]:
     """Names of the parameters that differ (nested dicts by their keys)."""
     out = []
@@ -438,8 +363,7 @@ def _changed(old: dict, new: dict) -> list[str]:
 
 def cmd_inject(a) -> int:
     inject_files(a.content, a.style, a.out, model=a.model, device=a.device, overrides=injection_overrides(a),
-                 mask=a.mask_file, inversion_steps=getattr(a, "cli_inversion_steps", None), fit=a.fit,
-                 cache=a.cache, batch=a.batch, quiet=a.quiet)
+                 mask=a.mask_file, fit=a.fit, cache=a.cache, batch=a.batch, quiet=a.quiet)
     return 0
 
 
@@ -453,17 +377,9 @@ def cmd_demo(a) -> int:
 
 def cmd_train(a) -> int:
     from .train import TrainConfig, train
-    train(TrainConfig(out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr, layout=a.layout,
-                      n_train=a.n_train, seed=a.seed, threads=a.threads, progress=not a.quiet,
-                      checkpoint_every=a.checkpoint_every, pose=not a.upright, init=a.init or "",
-                      loss=a.loss, snapshot_every=a.snapshot_every, skip_drop=a.skip_drop,
-                      skip_drop_levels=a.skip_drop_levels, skip_drop_tmin=a.skip_drop_tmin, skip_drop_mode=a.skip_drop_mode))
+    same_name = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(a, f.name)}
+    train(TrainConfig(**same_name, progress=not a.quiet, pose=not a.upright))
     return 0
-
-
-def _run_notebooks(rest) -> int:
-    from .run_notebooks import main as run
-    return run(rest) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -485,9 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch", type=int, default=8, help="pairs per U-Net batch (default: 8; recorded: a resume "
                    "keeps it)")
     q.add_argument("--quiet", action="store_true")
-    if "inversion_steps" not in add_injection_options(q):
-        q.add_argument("--inversion-steps", dest="cli_inversion_steps", type=int, default=None,
-                       help="DDIM inversion steps (default: 50)")
+    add_injection_options(q)
     q.set_defaults(fn=cmd_inject)
 
     t = sub.add_parser("train", help="train a small face diffusion model (needs the [data] extra)")
@@ -531,13 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["notebooks"]:          # everything after it belongs to the papermill runner
-        return _run_notebooks(argv[1:])
+        from .run_notebooks import main as run_notebooks
+        return run_notebooks(argv[1:])
     a = build_parser().parse_args(argv)
     try:
         return a.fn(a)
     except (ValueError, OSError, FloatingPointError) as e:
-        msg = str(e) or type(e).__name__
-        print(f"diffstyle-lab {a.cmd}: error: {msg}", file=sys.stderr)
+        print(f"diffstyle-lab {a.cmd}: error: {str(e) or type(e).__name__}", file=sys.stderr)
         return 2
 
 

@@ -1,9 +1,6 @@
-"""The one rule that picks the device, for the command line, the notebooks and the hosted cell.
-
-``pick_device(None)`` → ``$DIFFSTYLE_LAB_DEVICE`` if set, else ``"auto"``; ``"auto"`` → ``cuda`` if
-a CUDA device is visible, else ``mps`` (Apple silicon) if available, else ``cpu``. An explicit
-``cpu``, ``cuda``, ``cuda:N`` or ``mps`` is checked, and an unavailable one is a one-line
-:class:`DeviceError` that says what to use instead.
+"""The one rule that picks the device (command line, notebooks, hosted cell): ``None`` →
+``$DIFFSTYLE_LAB_DEVICE``, else ``"auto"`` → ``cuda`` if visible, else ``mps``, else ``cpu``. An explicit
+device that is not available is a one-line :class:`DeviceError` that says what to use instead.
 """
 
 from __future__ import annotations
@@ -24,13 +21,13 @@ def _mps_available(torch) -> bool:
 
 
 def pick_device(device: str | None = None, what: str = "device") -> str:
-    """The device to run on (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) by the rule above.
-
-    ``what`` names the setting in errors (``"--device"`` on the command line)."""
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` by the rule above; ``what`` names the setting in
+    errors (``"--device"`` on the command line)."""
     import torch
     source = what
-    if device is None or str(device).strip() == "":
-        device, source = os.environ.get(ENV) or "auto", (f"${ENV}" if os.environ.get(ENV) else what)
+    if device is None or not str(device).strip():
+        env = os.environ.get(ENV)
+        device, source = (env, f"${ENV}") if env else ("auto", what)
     name = str(device).strip().lower()
     if name == "auto":
         if torch.cuda.is_available():

@@ -11,7 +11,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 
 class ImageError(ValueError):
-    pass
+    """An input file that cannot be read as an image; the message names the file and the fix."""
 
 
 def to_tensor(img) -> torch.Tensor:
@@ -34,10 +34,8 @@ def to_pil(x: torch.Tensor):
 
 
 def open_image(path):
-    """Open any Pillow-readable file as a loaded PIL image with its EXIF orientation applied.
-
-    The one way files are read (images and masks alike): a missing file, a folder, a broken file or
-    a decompression-bomb header is an :class:`ImageError` naming the file."""
+    """Any Pillow-readable file as a loaded PIL image, EXIF orientation applied: the one way images and
+    masks are read. A missing, broken or decompression-bomb file, or a folder, is an :class:`ImageError`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
     p = Path(path)
     if p.is_dir():
@@ -88,9 +86,7 @@ def load_image(path, size: int, fit: str = "crop") -> torch.Tensor:
         raise ValueError(f"fit={fit!r}: choose 'crop' or 'pad'")
     im = _to_8bit(open_image(path), Path(path))
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im)
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA"))
     im = im.convert("RGB")
     w, h = im.size
     if fit == "crop":

@@ -1,16 +1,7 @@
-"""Execute the notebooks in ``notebooks/`` with papermill: each ``NN_name.py`` (percent format, the
-source) is read with jupytext, run on a fresh kernel with its parameters, and written to
-``<out>/NN_name.ipynb`` with its outputs, plus ``<out>/NN_name.html`` (nbconvert). Each notebook's
-``out_dir`` parameter is set to ``<out>/NN_name/`` (figures, tables). Wall and CPU time per notebook
-and in total are printed and written to ``<out>/timings.json``.
-
-::
-
-    python -m diffstyle_lab.run_notebooks                 # full default run → outputs/notebooks/
-    python -m diffstyle_lab.run_notebooks --quick         # small grids and few steps (what the tests run)
-    python -m diffstyle_lab.run_notebooks --only 04 08 -p model=runs/mymodel -p steps=20
-
-Exit status 1 if any notebook failed (the executed notebook is still written, with the error).
+"""Execute the notebooks (``notebooks/NN_name.py``, jupytext percent format) with papermill into
+``<out>/NN_name.ipynb`` + ``.html``, each with ``out_dir=<out>/NN_name/`` for its figures and tables;
+wall and CPU times go to ``<out>/timings.json``. Usage: notebooks/README.md. Exit status 1 if any
+notebook failed (its executed notebook is still written, with the error).
 """
 
 from __future__ import annotations
@@ -43,7 +34,7 @@ QUICK = {
 def notebooks(directory=None) -> list[Path]:
     """The notebook sources ``NN_*.py`` of ``directory`` (default: the project's ``notebooks/``), in order."""
     d = Path(directory) if directory else NOTEBOOK_DIR
-    return sorted(p for p in d.glob("[0-9][0-9]_*.py"))
+    return sorted(d.glob("[0-9][0-9]_*.py"))
 
 
 def read(path):
@@ -52,17 +43,11 @@ def read(path):
     return jupytext.read(str(path))
 
 
-def parameter_cell(nb):
-    """The code cell tagged ``parameters`` (papermill's convention), or None."""
-    for c in nb.cells:
-        if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", []):
-            return c
-    return None
-
-
 def declared_parameters(nb) -> dict:
-    """Names and default values of the parameters cell (literal values only; others as source text)."""
-    cell = parameter_cell(nb)
+    """Names and default values of the code cell tagged ``parameters`` (papermill's convention; literal
+    values, others as source text)."""
+    cell = next((c for c in nb.cells if c.cell_type == "code"
+                 and "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if cell is None:
         return {}
     out = {}
@@ -80,14 +65,9 @@ def parameters_for(name: str, nb, quick: bool = False, extra: dict | None = None
     """The parameters to pass to notebook ``name``: ``out_dir`` and ``cache_dir``, the quick
     settings (if ``quick``), then ``extra`` — each kept only if the notebook declares it."""
     declared = declared_parameters(nb)
-    p = {}
-    if out_dir is not None:
-        p["out_dir"] = str(out_dir)
-    if cache_dir is not None:
-        p["cache_dir"] = str(cache_dir)
+    p = {k: str(v) for k, v in (("out_dir", out_dir), ("cache_dir", cache_dir)) if v is not None}
     if quick:
-        p.update(QUICK_COMMON)
-        p.update(QUICK.get(name, {}))
+        p.update({**QUICK_COMMON, **QUICK.get(name, {})})
     p.update(extra or {})
     return {k: v for k, v in p.items() if k in declared}
 
@@ -116,15 +96,12 @@ def run_one(source, out="outputs/notebooks", parameters: dict | None = None, qui
     t0, c0 = time.perf_counter(), _cpu_seconds()
     error = None
     try:
-        pm.execute_notebook(nb, str(ipynb), parameters=params, kernel_name=kernel, language="python", progress_bar=progress,
-                            cwd=str(cwd or source.parent), execution_timeout=timeout or None)
+        pm.execute_notebook(nb, str(ipynb), parameters=params, kernel_name=kernel, language="python",
+                            progress_bar=progress, cwd=str(cwd or source.parent), execution_timeout=timeout or None)
     except Exception as e:  # papermill writes the notebook with the failing cell marked
         error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
-    html_path = None
-    if html and ipynb.exists():
-        html_path = out / f"{name}.html"
-        to_html(ipynb, html_path)
+    html_path = to_html(ipynb, out / f"{name}.html") if html and ipynb.exists() else None
     return {"notebook": name, "ok": error is None, "error": error, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
             "parameters": params, "ipynb": str(ipynb), "html": None if html_path is None else str(html_path)}
 
@@ -141,8 +118,8 @@ def to_html(ipynb, html_path) -> Path:
 def select(sources: list[Path], only) -> list[Path]:
     if not only:
         return sources
-    keep = [p for p in sources if any(p.stem == o or p.stem.startswith(o) for o in only)]
-    missing = [o for o in only if not any(p.stem == o or p.stem.startswith(o) for p in sources)]
+    keep = [p for p in sources if any(p.stem.startswith(o) for o in only)]
+    missing = [o for o in only if not any(p.stem.startswith(o) for p in sources)]
     if missing:
         raise SystemExit(f"no notebook matches {missing}; have {[p.stem for p in sources]}")
     return keep
@@ -222,7 +199,8 @@ def run_all(only=None, out=DEFAULT_OUT, quick: bool = False, parameters: dict | 
     else:  # one process per running notebook; each measures its own kernel's CPU time
         from concurrent.futures import ProcessPoolExecutor, as_completed
         order = longest_first(sources, out, quick)
-        echo(f"▶ {len(sources)} notebooks, {jobs} at a time, longest first ({', '.join(p.stem[:2] for p in order)}) …")
+        echo(f"▶ {len(sources)} notebooks, {jobs} at a time, longest first "
+             f"({', '.join(p.stem[:2] for p in order)}) …")
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(run_one, src, **kw) for src in order]
             for f in as_completed(futures):
@@ -281,9 +259,7 @@ def check_arguments(a) -> None:
         raise ValueError(f"--out {a.out} is a file; pass a folder (it is created if missing)")
     if not a.param:
         return
-    declared = set()
-    for src in select(notebooks(), a.only):
-        declared |= set(declared_parameters(read(src)))
+    declared = {n for src in select(notebooks(), a.only) for n in declared_parameters(read(src))}
     for name, _ in a.param:
         if name not in declared:
             near = difflib.get_close_matches(name, sorted(declared), n=1)
@@ -301,8 +277,7 @@ def main(argv=None) -> int:
         return 2
     if a.list:
         for src in notebooks():
-            nb = read(src)
-            print(f"{src.stem}: {declared_parameters(nb)}")
+            print(f"{src.stem}: {declared_parameters(read(src))}")
         return 0
     params = dict(a.param)
     if a.model:

@@ -85,8 +85,7 @@ def test_the_model_defaults_apply_unless_overridden_and_resume_checks_to_dict(ws
     out = tmp_path / "out"
     assert run(ws, out) == 0
     params = json.loads((out / "manifest.json").read_text())["params"]
-    cfg = cli.make_config(load_model(ws / "model"), {"inversion_steps": 3, "steps": 3} if
-                          cli._config_has("inversion_steps") else {"steps": 3})
+    cfg = cli.make_config(load_model(ws / "model"), {"inversion_steps": 3, "steps": 3})
     assert (cfg.t_edit, cfg.t_boost) == (300, 100)                       # the folder's diffstyle_lab.json
     assert params["injection"] == cfg.to_dict()                          # the resume key is cfg.to_dict()
     assert run(ws, tmp_path / "o2", "--t-edit", "500") == 0
