@@ -23,13 +23,11 @@ DEFAULT_MODEL = "faces32"
 # Known hub checkpoints: the paper's CelebA-HQ and LSUN models in diffusers format.
 # ``revision`` pins what is loaded; "main" is used only where no commit has been verified from
 # this project's machines (which cannot reach the hub) — override it with ``revision=``.
+_PAPER_DEFAULTS = {"t_edit": 400, "t_boost": 200, "gamma": 0.3, "omega": 0.3}
 KNOWN_MODELS = {
-    "google/ddpm-ema-celebahq-256": {"revision": "main", "domain": "faces (CelebA-HQ)",
-                                     "defaults": {"t_edit": 400, "t_boost": 200, "gamma": 0.3, "omega": 0.3}},
-    "google/ddpm-ema-church-256": {"revision": "main", "domain": "LSUN church",
-                                   "defaults": {"t_edit": 400, "t_boost": 200, "gamma": 0.3, "omega": 0.3}},
-    "google/ddpm-ema-bedroom-256": {"revision": "main", "domain": "LSUN bedroom",
-                                    "defaults": {"t_edit": 400, "t_boost": 200, "gamma": 0.3, "omega": 0.3}},
+    "google/ddpm-ema-celebahq-256": {"revision": "main", "domain": "faces (CelebA-HQ)", "defaults": _PAPER_DEFAULTS},
+    "google/ddpm-ema-church-256": {"revision": "main", "domain": "LSUN church", "defaults": _PAPER_DEFAULTS},
+    "google/ddpm-ema-bedroom-256": {"revision": "main", "domain": "LSUN bedroom", "defaults": _PAPER_DEFAULTS},
 }
 
 

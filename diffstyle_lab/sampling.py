@@ -549,26 +549,40 @@ def inject(model, content, style, config: InjectionConfig | None = None, *,
     are inverted with ``cfg.inversion_steps`` on ``inversion_spacing``, default ``cfg.spacing``).
     Keyword overrides set fields of :class:`InjectionConfig` (``gamma=0.4, t_edit=500``…).
     """
+    cfg = injection_config(model, config, overrides)
+
+    def invert(x, name, is_content):
+        return ddim_invert(model, check_images(model, x, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
+                           record_last=cfg.record_last, progress=progress, cache=cache)
+    return run_injection(model, PixelEps(model, force_doubling), invert, content, style, cfg, pairs=pairs,
+                         progress=progress, callbacks=callbacks, sample_seeds=sample_seeds,
+                         split_forward=model.hooked.can_split and not force_doubling)
+
+
+def injection_config(model, config: InjectionConfig | None, overrides: dict) -> InjectionConfig:
+    """``config`` (default :class:`InjectionConfig`) with ``overrides``, validated, mask checked before any work."""
     cfg = dataclasses.replace(config or InjectionConfig(), **overrides).validate(model.T)
     if cfg.mask is not None:
-        maths.resize_mask(torch.as_tensor(cfg.mask), (1, 1))  # shape/range errors before any work
-    t0 = time.perf_counter()
+        maths.resize_mask(torch.as_tensor(cfg.mask), (1, 1))
+    return cfg
 
-    def as_inv(v, name):
-        if isinstance(v, Inversion):
-            return v
-        return ddim_invert(model, check_images(model, v, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
-                           record_last=cfg.record_last, progress=progress, cache=cache)
-    ci, si = as_inv(content, "content images"), as_inv(style, "style images")
+
+def run_injection(model, net, invert, content, style, cfg: InjectionConfig, *, pairs: str, progress: bool,
+                  callbacks: Sequence[Callback], sample_seeds=None, decode=None, **about) -> Result:
+    """The body shared by :func:`inject` and :func:`diffstyle_lab.sd.inject_sd`: invert what is not an
+    :class:`Inversion` yet (``invert(x, name, is_content)``), pair, :func:`reverse` on the ε-provider
+    ``net``, ``decode`` the result, and record the run (``about`` goes into the manifest)."""
+    t0 = time.perf_counter()
+    ci = content if isinstance(content, Inversion) else invert(content, "content images", True)
+    si = style if isinstance(style, Inversion) else invert(style, "style images", False)
     a, b = pair_up(len(ci), len(si), pairs)
     ci, si = ci.select(a), si.select(b)
     t1 = time.perf_counter()
-    images = reverse(model, si.x_T, ci, cfg, progress=progress, callbacks=callbacks, force_doubling=force_doubling,
-                     sample_seeds=sample_seeds)
+    images = reverse(net, si.x_T, ci, cfg, progress=progress, callbacks=callbacks, sample_seeds=sample_seeds)
+    images = images if decode is None else decode(images)
     t2 = time.perf_counter()
     man = manifest(model, {"injection": cfg.to_dict(), **grids(model, cfg, ci), "pairs": pairs,
-                           "pair_index": {"content": a, "style": b},
-                           "split_forward": model.hooked.can_split and not force_doubling,
+                           "pair_index": {"content": a, "style": b}, **about,
                            "seconds": {"inversion": round(t1 - t0, 3), "injection": round(t2 - t1, 3)}})
     return Result(images.float().cpu(), man)
 

@@ -1,60 +1,30 @@
 """Content injection in Stable Diffusion's latent space (``docs/method.md`` §9).
 
-The same asymmetric reverse process as :mod:`diffstyle_lab.sampling`, on
-``UNet2DConditionModel.mid_block`` (h) of a latent diffusion model: images are encoded with the VAE
-(``AutoencoderKL``, latents scaled by its config's ``scaling_factor``), inverted with deterministic
-DDIM in latent space while h is recorded, injected, and decoded again.
+What is SD-specific lives here: the VAE (latents scaled by its ``scaling_factor``), the text
+encoder, classifier-free guidance and the v-prediction conversion, all in the ε-provider
+:class:`LatentEps`; :func:`~diffstyle_lab.sampling.ddim_invert` and
+:func:`~diffstyle_lab.sampling.reverse` run unchanged on it. A local pipeline folder, or a hub id
+resolved through the local Hugging Face cache (pin ``revision=``; only the needed ``*.safetensors``
+and configs are fetched, loaded strictly)::
 
-Quick start (a local pipeline folder, or a hub id resolved through the local Hugging Face cache)::
-
-    from diffstyle_lab.sd import load_sd, inject_sd
-    from diffstyle_lab.images import load_image
     sd = load_sd("stable-diffusion-v1-5/stable-diffusion-v1-5", revision="<commit>", device="cuda",
                  dtype=torch.float16)                          # or load_sd("/path/to/sd15-folder")
     c, s = load_image("face.jpg", 512), load_image("painting.jpg", 512)
     r = inject_sd(sd, c, s, gamma=0.3, t_edit=400, t_boost=0, steps=50, inversion_steps=50)
-    r.to_pil()[0].save("out.png")
 
-Checkpoints:
-
-* SD 1.5 — ``stable-diffusion-v1-5/stable-diffusion-v1-5`` (512 px, ε-prediction; h is 1280×8×8);
-* SD 2.1-base — ``stabilityai/stable-diffusion-2-1-base`` (512 px, ε-prediction);
-* SD 2.1 — ``stabilityai/stable-diffusion-2-1`` (768 px, **v-prediction**: the scheduler config's
-  ``prediction_type`` is read and the U-Net output converted to ε, so the maths of each step is
-  unchanged).
-
-Pin ``revision=`` (a commit hash) for reproducible runs. Only the files needed are fetched:
-``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/`` configs and the
-``*.safetensors`` weights (``variant="fp16"`` picks ``*.fp16.safetensors``). Without network
-access and without a cached copy, :class:`~diffstyle_lab.models.ModelUnavailableError` says what
-to download on a connected machine. Weights are loaded strictly (a missing or unexpected tensor is
-an error, not a silently random layer).
-
-Prompts: the text encoder and tokenizer (``CLIPTextModel``/``CLIPTokenizer``) need the optional
-``transformers`` package. Without it, or with ``text_encoder=False``, pass precomputed embeddings
-(``prompt_embeds=``, ``negative_prompt_embeds=``; B×L×D or 1×L×D, D = the U-Net's
-``cross_attention_dim``). ``prompt=None`` means the empty prompt (SD's "unconditional" text).
-
-Classifier-free guidance (``guidance_scale=s``): every U-Net call runs the doubled batch
-[uncond, cond]. The content inversion then records h for both halves, and during injection each
-half gets h̃ = f(h_half, h^content_half, γ) from the recorded h of *the same half*; guidance is
-applied to ε and to ε̃ alike (ε_g = ε_u + s·(ε_c − ε_u), ε̃_g = ε̃_u + s·(ε̃_c − ε̃_u)) before the
-asymmetric step x_{t−1} = √ᾱ_{t−1}·P_t(ε̃_g) + D_t(ε_g). ``guidance_scale=None`` (default) runs the
-conditional branch alone; ``guidance_scale=1`` gives the same result at twice the cost. The
-inversion itself always follows the conditional ε (guided inversion drifts).
-
-Parameters are :class:`~diffstyle_lab.sampling.InjectionConfig`'s (γ, t_edit, t_boost, ω,
-calibration, mixing method, mask, steps/spacing); the grids are :func:`timestep_grid`'s and the
-content trajectory an :class:`~diffstyle_lab.sampling.Inversion` whose ``h`` is
-B×n×k×C×h×w, k = 2 ([uncond, cond]) when recorded for guidance, else 1 ([cond]).
-Inversions are not cached on disk here (the cache keys on :class:`DiffusionModel`).
+Checkpoints: SD 1.5 (512 px, h 1280×8×8), ``stabilityai/stable-diffusion-2-1-base`` (512 px) and
+``stabilityai/stable-diffusion-2-1`` (768 px, v-prediction: the U-Net output is converted to ε).
+Prompts need the optional ``transformers`` package; without it (or ``text_encoder=False``) pass
+``prompt_embeds=`` / ``negative_prompt_embeds=`` (B×L×D or 1×L×D). ``guidance_scale=None`` runs
+the conditional branch alone; with guidance, each branch gets the content h of the same branch and
+``Inversion.h`` is B×n×k×C×h×w, k = 2 ([uncond, cond]), else k = 1. Inversions are not cached on
+disk here (the cache keys on :class:`~diffstyle_lab.models.DiffusionModel`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -63,7 +33,7 @@ import torch
 from . import maths
 from .hooks import HookedUNet
 from .models import DiffusionModel, alphas_cumprod_from_config, hub_snapshot
-from .sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, grids, manifest, pair_up, reverse
+from .sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, injection_config, run_injection
 
 KNOWN_SD = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": {"revision": "main", "resolution": 512},
@@ -485,9 +455,7 @@ def inject_sd(model: SDModel, content, style, config: InjectionConfig | None = N
     Keyword overrides set :class:`InjectionConfig` fields (``gamma=0.4, t_edit=500``…).
     Returns decoded images in [−1, 1] and a manifest.
     """
-    cfg = dataclasses.replace(config or InjectionConfig(), **overrides).validate(model.T)
-    if cfg.mask is not None:
-        maths.resize_mask(torch.as_tensor(cfg.mask), (1, 1))  # shape/range errors before any work
+    cfg = injection_config(model, config, overrides)
     shapes = [tuple(v.shape[2:]) for v in (content, style) if torch.is_tensor(v)]
     for v, name in ((content, "content images"), (style, "style images")):
         if not isinstance(v, Inversion):
@@ -497,25 +465,14 @@ def inject_sd(model: SDModel, content, style, config: InjectionConfig | None = N
                          "(h of one is injected into the other)")
     cond = make_conditioning(model, prompt, negative_prompt, prompt_embeds=prompt_embeds,
                              negative_prompt_embeds=negative_prompt_embeds, guidance_scale=guidance_scale)
-    t0 = time.perf_counter()
 
-    def as_inv(v, name, record_uncond):
-        if isinstance(v, Inversion):
-            return v
-        return ddim_invert(LatentEps(model, cond, record_uncond), encode_images(model, v), cfg.inversion_steps,
-                           inversion_spacing or cfg.spacing, record_last=cfg.record_last, progress=progress)
-    ci = as_inv(content, "content images", cond.guided)
-    si = as_inv(style, "style images", False)
-    a, b = pair_up(len(ci), len(si), pairs)
-    ci, si = ci.select(a), si.select(b)
-    t1 = time.perf_counter()
-    z = reverse(LatentEps(model, cond), si.x_T, ci, cfg, progress=progress, callbacks=callbacks)
-    images = decode_latents(model, z)
-    t2 = time.perf_counter()
-    man = manifest(model, {"injection": cfg.to_dict(), "space": "latent", **grids(model, cfg, ci),
-        "inversion_follows": "conditional ε", "pairs": pairs, "pair_index": {"content": a, "style": b},
-        "conditioning": {"prompt": prompt if isinstance(prompt, (str, type(None))) else list(prompt),
-                         "negative_prompt": negative_prompt, "prompt_embeds": prompt_embeds is not None,
-                         "guidance_scale": guidance_scale},
-        "seconds": {"inversion": round(t1 - t0, 3), "injection": round(t2 - t1, 3)}})
-    return Result(images.float().cpu(), man)
+    def invert(x, name, is_content):
+        return ddim_invert(LatentEps(model, cond, cond.guided and is_content), encode_images(model, x),
+                           cfg.inversion_steps, inversion_spacing or cfg.spacing, record_last=cfg.record_last,
+                           progress=progress)
+    conditioning = {"prompt": prompt if isinstance(prompt, (str, type(None))) else list(prompt),
+                    "negative_prompt": negative_prompt, "prompt_embeds": prompt_embeds is not None,
+                    "guidance_scale": guidance_scale}
+    return run_injection(model, LatentEps(model, cond), invert, content, style, cfg, pairs=pairs,
+                         progress=progress, callbacks=callbacks, decode=lambda z: decode_latents(model, z),
+                         space="latent", inversion_follows="conditional ε", conditioning=conditioning)
