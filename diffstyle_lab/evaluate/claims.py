@@ -1,10 +1,6 @@
-"""The evaluation's verdicts: per-pair metrics summarised with bootstrap intervals, and the paper's
-claims checked one by one on the measured numbers (:data:`CLAIMS`, :func:`assess_claims`).
-
-A claim compares settings named by (sweep, x): a plan's sweeps (``"gamma"``, ``"t_edit"``, ``"omega"``,
-``"ablation"``) or a baseline (``("reference", "content image")``, any name in ``evaluate``'s
-``baselines``). All intervals come from :mod:`diffstyle_lab.bootstrap` (paired over the same pairs).
-"""
+"""The evaluation's verdicts: per-pair metrics summarised with bootstrap intervals, and the paper's claims
+checked one by one on the measured numbers. A claim compares settings named by (sweep, x): a plan's sweep
+(``"gamma"``, ``"t_edit"``, ``"omega"``, ``"ablation"``) or a baseline (``("reference", "content image")``)."""
 
 from __future__ import annotations
 
@@ -33,21 +29,19 @@ def metric_summary(tables: dict, metrics_: Sequence[str] | None = None, n_boot: 
         d = pairs[pairs.setting_id == p.setting_id]
         if not len(d):
             continue
-        for m in metrics_:
-            if m not in d or not np.isfinite(d[m].to_numpy(np.float64)).any():
+        for m in [m for m in metrics_ if m in d]:
+            v = d[m].to_numpy(np.float64)
+            if not np.isfinite(v).any():
                 continue
-            mean, lo, hi = bootstrap_ci(d[m].to_numpy(np.float64), n_boot, level, seed)
+            mean, lo, hi = bootstrap_ci(v, n_boot, level, seed)
             out.append({"sweep": p.sweep, "x": p.x, "setting_id": p.setting_id, "metric": m, "mean": mean,
-                        "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(d[m].to_numpy(np.float64)).sum())})
+                        "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(v).sum())})
         if len(sets):
             for _, s in sets[sets.setting_id == p.setting_id].iterrows():
                 out.append({"sweep": p.sweep, "x": p.x, "setting_id": p.setting_id, "metric": s.metric,
                             "mean": s.value, "ci_low": s.ci_low, "ci_high": s.ci_high, "n": int(s.n)})
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
-
-# ---------------------------------------------------------------------------------------------
-# The paper's claims, checked on the measured numbers
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
@@ -108,20 +102,18 @@ CLAIMS = (
           "normalisation term).", "trend", "content_kept", ("omega", None), None, -1, source="paper §4.3, method.md §7"),
 )
 
-METRIC_WORDS = {"content_kept": "content kept", "style_taken": "style taken", "gram_style": "Gram distance to the style image",
+METRIC_WORDS = {"content_kept": "content kept", "style_taken": "style taken",
+                "gram_style": "Gram distance to the style image",
                 "frechet_classifier": "Fréchet distance to real faces (classifier features)",
-                "frechet_inception": "FID (Inception)", "arcface_id_content": "ArcFace identity similarity to the content image",
+                "frechet_inception": "FID (Inception)",
+                "arcface_id_content": "ArcFace identity similarity to the content image",
                 "vgg_gram_style": "VGG Gram distance to the style image"}
 
 
 def _fmt_x(sweep, x):
-    if sweep == "gamma":
-        return f"γ = {float(x):g}"
-    if sweep == "t_edit":
-        return f"t_edit = {int(float(x))}"
-    if sweep == "omega":
-        return f"ω = {float(x):g}"
-    return str(x)
+    if sweep in ("gamma", "omega"):
+        return f"{'γ' if sweep == 'gamma' else 'ω'} = {float(x):g}"
+    return f"t_edit = {int(float(x))}" if sweep == "t_edit" else str(x)
 
 
 def _match_x(plan, sweep, x):
@@ -134,10 +126,37 @@ def _match_x(plan, sweep, x):
         return d[d.x.astype(str) == str(x)]
 
 
+def _sid(plan, where) -> str:
+    """The setting id of (sweep, x) in the plan; LookupError (→ "not measured") when the run has none."""
+    d = _match_x(plan, *where)
+    if not len(d):
+        raise LookupError
+    return d.setting_id.iloc[0]
+
+
 def _pair_values(tables, sid, metric, n_pairs):
     d = tables["pairs"]
     d = d[d.setting_id == sid].set_index("pair").reindex(range(n_pairs))
     return d[metric].to_numpy(np.float64) if metric in d else np.full(n_pairs, np.nan)
+
+
+def _set_values(tables, sid, metric):
+    """A set-level metric of a setting and its bootstrap replicates (in replicate order)."""
+    sets, boot = tables["sets"], tables["sets_boot"]
+    g = sets[(sets.setting_id == sid) & (sets.metric == metric)] if len(sets) else sets
+    if not len(g):
+        raise LookupError
+    return g.value.iloc[0], boot[(boot.setting_id == sid) & (boot.metric == metric)].sort_values("b").value.to_numpy()
+
+
+def _verdict(lo, hi, null, direction) -> str:
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "inconclusive"
+    if (direction > 0 and lo > null) or (direction < 0 and hi < null):
+        return "holds"
+    if (direction > 0 and hi < null) or (direction < 0 and lo > null):
+        return "does not hold"
+    return "inconclusive"
 
 
 def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 1000, level: float = 0.95,
@@ -152,9 +171,9 @@ def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 
     out = []
     for c in claims:
         row = {"claim": c.id, "paper": c.paper, "source": c.source, "metric": c.metric, "kind": c.kind,
-               "estimate": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": "not measured",
-               "measured": ""}
+               "estimate": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": "not measured"}
         mw = METRIC_WORDS.get(c.metric, c.metric)
+        null = c.threshold if c.kind == "above" else 0.0
         try:
             if c.kind == "trend":
                 d = _match_x(plan, c.a[0], None)
@@ -167,65 +186,38 @@ def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 
                 est, lo, hi = trend(mat, d.xf.to_numpy(), n_boot, level, seed)
                 means = np.nanmean(mat, 1)
                 xs = d.xf.to_numpy()
-                row.update(estimate=est, ci_low=lo, ci_high=hi)
-                row["measured"] = (f"{mw} goes from {means[0]:.3g} at {_fmt_x(c.a[0], xs[0])} to {means[-1]:.3g} at "
-                                   f"{_fmt_x(c.a[0], xs[-1])} (levels: " + ", ".join(f"{m:.3g}" for m in means) +
-                                   f"); Spearman ρ(x, mean) = {est:+.2f}, {pct} CI [{lo:+.2f}, {hi:+.2f}]")
-                null = 0.0
+                measured = (f"{mw} goes from {means[0]:.3g} at {_fmt_x(c.a[0], xs[0])} to {means[-1]:.3g} at "
+                            f"{_fmt_x(c.a[0], xs[-1])} (levels: " + ", ".join(f"{m:.3g}" for m in means) +
+                            f"); Spearman ρ(x, mean) = {est:+.2f}, {pct} CI [{lo:+.2f}, {hi:+.2f}]")
             elif c.kind in ("diff", "above"):
-                sa = _match_x(plan, *c.a).setting_id
-                sb = _match_x(plan, *c.b).setting_id if c.b is not None else sa
-                if not len(sa) or not len(sb):
-                    raise LookupError
-                va = _pair_values(tables, sa.iloc[0], c.metric, n_pairs)
+                sb = _sid(plan, c.b) if c.b is not None else None
+                va = _pair_values(tables, _sid(plan, c.a), c.metric, n_pairs)
                 if not np.isfinite(va).any():
                     raise LookupError
                 if c.kind == "above":
                     est, lo, hi = bootstrap_ci(va, n_boot, level, seed)
-                    null = c.threshold
-                    row["measured"] = (f"{mw} at {_fmt_x(*c.a)} = {est:.3g}, {pct} CI [{lo:.3g}, {hi:.3g}] "
-                                       f"(threshold {c.threshold:g}; n = {int(np.isfinite(va).sum())} pairs)")
+                    measured = (f"{mw} at {_fmt_x(*c.a)} = {est:.3g}, {pct} CI [{lo:.3g}, {hi:.3g}] "
+                                f"(threshold {c.threshold:g}; n = {int(np.isfinite(va).sum())} pairs)")
                 else:
-                    vb = _pair_values(tables, sb.iloc[0], c.metric, n_pairs)
+                    vb = _pair_values(tables, sb, c.metric, n_pairs)
                     est, lo, hi = paired_difference(va, vb, n_boot, level, seed)
-                    null = 0.0
-                    row["measured"] = (f"{mw}: {np.nanmean(va):.3g} at {_fmt_x(*c.a)} vs {np.nanmean(vb):.3g} at "
-                                       f"{_fmt_x(*c.b)}; paired difference {est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] "
-                                       f"(n = {int((np.isfinite(va) & np.isfinite(vb)).sum())} pairs)")
-                row.update(estimate=est, ci_low=lo, ci_high=hi)
+                    measured = (f"{mw}: {np.nanmean(va):.3g} at {_fmt_x(*c.a)} vs {np.nanmean(vb):.3g} at "
+                                f"{_fmt_x(*c.b)}; paired difference {est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] "
+                                f"(n = {int((np.isfinite(va) & np.isfinite(vb)).sum())} pairs)")
             elif c.kind == "set_diff":
-                sets, boot = tables["sets"], tables["sets_boot"]
-                sa, sb = _match_x(plan, *c.a).setting_id, _match_x(plan, *c.b).setting_id
-                if not len(sa) or not len(sb) or not len(sets):
-                    raise LookupError
-                ga = sets[(sets.setting_id == sa.iloc[0]) & (sets.metric == c.metric)]
-                gb = sets[(sets.setting_id == sb.iloc[0]) & (sets.metric == c.metric)]
-                if not len(ga) or not len(gb):
-                    raise LookupError
-                ra = boot[(boot.setting_id == sa.iloc[0]) & (boot.metric == c.metric)].sort_values("b").value.to_numpy()
-                rb = boot[(boot.setting_id == sb.iloc[0]) & (boot.metric == c.metric)].sort_values("b").value.to_numpy()
-                est = float(ga.value.iloc[0] - gb.value.iloc[0])
+                (fa, ra), (fb, rb) = (_set_values(tables, _sid(plan, w), c.metric) for w in (c.a, c.b))
+                est = float(fa - fb)
                 lo, hi = percentile_interval(ra - rb, level, axis=None)
-                null = 0.0
-                row.update(estimate=est, ci_low=lo, ci_high=hi)
-                row["measured"] = (f"{mw}: {ga.value.iloc[0]:.3g} at {_fmt_x(*c.a)} vs {gb.value.iloc[0]:.3g} at "
-                                   f"{_fmt_x(*c.b)}; difference {est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] "
-                                   f"(paired bootstrap over the same resampled pairs)")
+                measured = (f"{mw}: {fa:.3g} at {_fmt_x(*c.a)} vs {fb:.3g} at {_fmt_x(*c.b)}; difference "
+                            f"{est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] (paired bootstrap over the same resampled "
+                            "pairs)")
             else:
                 raise ValueError(f"claim {c.id}: unknown kind {c.kind!r}")
         except LookupError:
             row["measured"] = f"not measured: the run has no {mw} for the settings this claim compares"
-            out.append(row)
-            continue
-        lo, hi = row["ci_low"], row["ci_high"]
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            row["verdict"] = "inconclusive"
-        elif (c.direction > 0 and lo > null) or (c.direction < 0 and hi < null):
-            row["verdict"] = "holds"
-        elif (c.direction > 0 and hi < null) or (c.direction < 0 and lo > null):
-            row["verdict"] = "does not hold"
         else:
-            row["verdict"] = "inconclusive"
+            row.update(estimate=est, ci_low=lo, ci_high=hi, measured=measured)
+            row["verdict"] = _verdict(lo, hi, null, c.direction)
         out.append(row)
     return pd.DataFrame(out)
 

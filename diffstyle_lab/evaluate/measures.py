@@ -1,11 +1,6 @@
-"""What an evaluation measures: per-pair metric families (one row per content/style pair, one column
-per number) and the set-level Fréchet distance with its bootstrap interval.
-
-A **metric family** is a plain function ``family(batch: PairBatch) -> dict[str, np.ndarray]`` returning
-columns of one value per pair (NaN where it does not apply). :data:`PAIR_METRIC_FAMILIES` are the
-default ones; ``evaluate(..., families=PAIR_METRIC_FAMILIES + (my_family,))`` adds one (its name
-enters the run's identity, so finished blocks measured without it are recomputed, never mixed).
-"""
+"""What an evaluation measures: per-pair metric families and the set-level Fréchet distance with its
+bootstrap interval. A **metric family** is a function ``family(batch: PairBatch) -> {column: one value per
+pair}`` (NaN where it does not apply); :data:`PAIR_METRIC_FAMILIES` are the default ones."""
 
 from __future__ import annotations
 
@@ -74,9 +69,6 @@ def _take_border(b: PairBatch) -> np.ndarray:
     return np.array([_nearer(by[i], bs[i], bc[i]) for i in range(len(by))])
 
 
-# ---------------------------------------------------------------------------------------------
-# The default families
-
 def image_columns(b: PairBatch) -> dict:
     """Generic image metrics against both images: ``pixel_rmse_*`` ([0, 1] units), ``ssim_*``,
     ``colour_stats_*`` (mean/std distance, 0–255), ``edge_corr_*`` (edge-map correlation),
@@ -105,19 +97,15 @@ def classifier_columns(b: PairBatch) -> dict:
 
 
 def factor_columns(b: PairBatch) -> dict:
-    """With a classifier and ground-truth factors:
-
-    * ``content_kept`` — share of the classifier's content heads (family, hair, eyes, mouth) whose
-      prediction on the result equals the content image's factor, over the heads where content and style
-      differ; ``content_all`` — all of them; ``keep_<head>``, ``as_style_<head>`` per head;
-    * ``style_taken`` — share of {predicted background, skin, hair colour; measured border colour} nearer
-      (RGB) to the style image's colour than to the content image's; ``take_<head>`` per head.
-    """
+    """With a classifier and ground-truth factors: ``content_kept`` — share of the content heads whose
+    prediction on the result equals the content image's factor, over the heads where content and style differ
+    (``content_all``: all of them; ``keep_<head>``, ``as_style_<head>`` per head); ``style_taken`` — share of
+    {predicted background, skin, hair colour; border colour} nearer (RGB) to the style image's than to the
+    content image's (``take_<head>`` per head)."""
     if b.classifier is None or b.content_factors is None or b.style_factors is None:
         return {}
     cols: dict[str, np.ndarray] = {}
     pred = b.classifier.predict(b.result)
-    keep = []
     for h in CONTENT_HEADS:
         cl = [_label(f, h) for f in b.content_factors]
         sl = [_label(f, h) for f in b.style_factors]
@@ -126,19 +114,14 @@ def factor_columns(b: PairBatch) -> dict:
         st = np.array([p == s for p, s in zip(pred[h], sl)], dtype=np.float64)
         cols[f"keep_{h}"] = np.where(differ, k, np.nan)
         cols[f"as_style_{h}"] = np.where(differ, st, np.nan)
-        keep.append(cols[f"keep_{h}"])
-    keep = np.stack(keep, 1)
+    keep = np.stack([cols[f"keep_{h}"] for h in CONTENT_HEADS], 1)
     with np.errstate(invalid="ignore"):
         cols["content_kept"] = _nanmean_rows(keep)
         cols["content_all"] = np.where(np.isnan(keep).all(1), np.nan, np.nanmin(np.where(np.isnan(keep), 1, keep), 1))
-    take = []
     for h in STYLE_HEADS:
-        v = np.array([_nearer(_hex_rgb(p), _hex_rgb(getattr(sf, h)), _hex_rgb(getattr(cf, h)))
-                      for p, sf, cf in zip(pred[h], b.style_factors, b.content_factors)])
-        cols[f"take_{h}"] = v
-        take.append(v)
-    take.append(_take_border(b))
-    cols["style_taken"] = _nanmean_rows(np.stack(take, 1))
+        cols[f"take_{h}"] = np.array([_nearer(_hex_rgb(p), _hex_rgb(getattr(sf, h)), _hex_rgb(getattr(cf, h)))
+                                      for p, sf, cf in zip(pred[h], b.style_factors, b.content_factors)])
+    cols["style_taken"] = _nanmean_rows(np.stack([cols[f"take_{h}"] for h in STYLE_HEADS] + [_take_border(b)], 1))
     return cols
 
 
@@ -167,9 +150,8 @@ def family_names(families) -> list[str]:
 def pair_metrics(result: torch.Tensor, content: torch.Tensor, style: torch.Tensor, classifier=None,
                  content_factors=None, style_factors=None, paper: dict | None = None,
                  families=PAIR_METRIC_FAMILIES):
-    """One row per pair (``pair_pos`` 0…N−1): the columns of every metric family (see each family;
-    ``*_content`` / ``*_style``: the result against the content / style image). Works on any images;
-    the factor columns need a classifier and ground-truth factors."""
+    """One row per pair (``pair_pos`` 0…N−1): the columns of every metric family (``*_content`` /
+    ``*_style``: the result against the content / style image)."""
     import pandas as pd
     b = PairBatch(result.float().cpu(), content.float().cpu(), style.float().cpu(), classifier, content_factors,
                   style_factors, dict(paper or {}))
@@ -182,9 +164,6 @@ def pair_metrics(result: torch.Tensor, content: torch.Tensor, style: torch.Tenso
             cols[name] = np.asarray(v, dtype=np.float64)
     return pd.DataFrame(cols)
 
-
-# ---------------------------------------------------------------------------------------------
-# Set level: the Fréchet distance to real images
 
 class FrechetReference:
     """Gaussian statistics of a reference feature set (N×D), fixed once, so that the Fréchet distance of
@@ -216,14 +195,10 @@ class FrechetReference:
 
 def frechet_with_ci(feats: np.ndarray, ref, n_boot: int = 200, level: float = 0.95,
                     seed: int = 0) -> tuple[float, float, float, np.ndarray]:
-    """Fréchet distance of ``feats`` to ``ref`` (features or a :class:`FrechetReference`) and a bootstrap
-    interval from resampling ``feats`` (indices common to all settings of the same size); also returns
-    the replicates.
-
-    Resampling with replacement repeats samples, which shrinks the fitted covariance and biases the
-    replicates upwards (by more than their spread at n ≈ 100); the replicates are therefore recentred
-    on the estimate (bias-shifted percentile interval) before the interval is read off. Differences
-    between settings (same indices) are hardly affected: the shifts nearly cancel."""
+    """Fréchet distance of ``feats`` to ``ref`` (features or a :class:`FrechetReference`), a bootstrap interval
+    from resampling ``feats`` (indices common to all settings of the same size) and the replicates.
+    Repeated samples shrink the fitted covariance and bias the replicates upwards, so they are recentred on
+    the estimate before the interval is read off (differences between settings are hardly affected)."""
     ref = ref if isinstance(ref, FrechetReference) else FrechetReference(ref)
     f = np.asarray(feats, np.float64)
     est = ref.distance(f)

@@ -17,10 +17,7 @@ T_EDITS = (200, 300, 400, 500, 600, 700, 800, 900)
 OMEGAS = (0.0, 0.3, 0.6, 1.0)
 METHOD_SHORT = {"normalised_slerp": "nslerp", "slerp": "slerp", "lerp": "lerp", "replace": "replace", "add": "add"}
 
-# ---------------------------------------------------------------------------------------------
-# Settings: the fields of InjectionConfig a sweep varies, with InjectionConfig's own defaults
-
-SWEPT_FIELDS = ("gamma", "t_edit", "t_boost", "omega", "calibrate", "method")
+SWEPT_FIELDS = ("gamma", "t_edit", "t_boost", "omega", "calibrate", "method")   # of InjectionConfig
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(InjectionConfig)}
 
 
@@ -71,12 +68,9 @@ Setting.__doc__ = (f"The injection parameters a sweep varies, {', '.join(SWEPT_F
 def fixed_config_fields(**fixed) -> dict:
     """Every field of the configs a run makes that no setting varies (``fixed``, else InjectionConfig's
     default), for the run's identity: a change of such a default gives new setting ids, not stale blocks."""
-    d = Setting().config(**fixed).to_dict()
-    return {k: v for k, v in d.items() if k not in SWEPT_FIELDS}
+    return {k: v for k, v in Setting().config(**fixed).to_dict().items() if k not in SWEPT_FIELDS}
 
 
-# ---------------------------------------------------------------------------------------------
-# Plans
 @dataclasses.dataclass(frozen=True)
 class PlanEntry:
     """One point of a sweep: ``sweep`` name, its x value (number or ablation name) and the setting."""
@@ -105,20 +99,18 @@ def omega_sweep(base: Setting = Setting(), omegas: Sequence[float] = OMEGAS) -> 
                                                              method="normalised_slerp")) for w in omegas]
 
 
-ABLATION_NAMES = ("replace", "add", "lerp", "slerp", "normalised slerp", "normalised slerp + calibration")
+# the ablation's rows: what each changes in normalised Slerp without calibration
+_ABLATION = {"replace": {"method": "replace"}, "add": {"method": "add", "gamma": 1.0},
+             "lerp": {"method": "lerp"}, "slerp": {"method": "slerp"},
+             "normalised slerp": {}, "normalised slerp + calibration": {"calibrate": True}}
+ABLATION_NAMES = tuple(_ABLATION)
 
 
 def ablation(base: Setting = Setting()) -> list[PlanEntry]:
     """The paper's ablation: replace / add (h + h^content, γ = 1) / lerp / Slerp / normalised Slerp /
     normalised Slerp + calibration (ω = base ω); γ and t_edit from ``base``."""
-    b = dataclasses.replace(base, calibrate=False)
-    rows = [("replace", dataclasses.replace(b, method="replace")),
-            ("add", dataclasses.replace(b, method="add", gamma=1.0)),
-            ("lerp", dataclasses.replace(b, method="lerp")),
-            ("slerp", dataclasses.replace(b, method="slerp")),
-            ("normalised slerp", dataclasses.replace(b, method="normalised_slerp")),
-            ("normalised slerp + calibration", dataclasses.replace(b, method="normalised_slerp", calibrate=True))]
-    return [PlanEntry("ablation", name, s) for name, s in rows]
+    b = dataclasses.replace(base, calibrate=False, method="normalised_slerp")
+    return [PlanEntry("ablation", name, dataclasses.replace(b, **change)) for name, change in _ABLATION.items()]
 
 
 def default_plan(base: Setting = Setting(), gammas=GAMMAS, t_edits=T_EDITS, omegas=OMEGAS) -> list[PlanEntry]:
@@ -141,9 +133,6 @@ def setting_ids(plan: Sequence[PlanEntry], ctx_hash: str) -> dict:
     """``{entry: setting id}``; entries whose settings are the same injection (canonical key) share an id."""
     return {e: f"{e.setting.label}-{_digest([e.setting.key(), ctx_hash])[:10]}" for e in plan}
 
-
-# ---------------------------------------------------------------------------------------------
-# Data
 
 @dataclasses.dataclass
 class PairSet:

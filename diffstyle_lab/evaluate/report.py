@@ -15,9 +15,6 @@ from .claims import CLAIMS, METRIC_WORDS, Claim, _fmt_x, _match_x, assess_claims
 from .plan import ABLATION_NAMES, OMEGAS
 from .run import Evaluation
 
-# ---------------------------------------------------------------------------------------------
-# Export: tables, figures, the results page
-
 TABLE_FILES = {"pairs": "pairs.csv.gz", "plan": "plan.csv", "settings": "settings.csv", "sets": "sets.csv",
                "sets_boot": "sets_boot.csv.gz", "timing": "timing.csv", "run": "run.csv"}
 
@@ -39,7 +36,12 @@ def export(run: Evaluation | dict, tables_dir, examples: int = 6, scaling=None) 
 
 def _example_grids(run: Evaluation, d: Path, k: int):
     from PIL import Image, ImageDraw
-    plan, blocks = run.tables["plan"], run.out_dir / "blocks"
+    plan, blocks, preview = run.tables["plan"], run.out_dir / "blocks", run.out_dir / "pairs_preview.npz"
+    if not preview.is_file():
+        return
+    z = np.load(preview)
+    sources = [("content", z["content"][:k]), ("style", z["style"][:k])]
+    size, pad, head = 96, 4, 14                       # images shown at 96×96 (a 32-pixel image 3×)
     for sweep, xs in (("gamma", (0.0, 0.3, 0.7, 1.0)), ("ablation", ABLATION_NAMES), ("t_edit", (200, 400, 600, 800)),
                       ("omega", OMEGAS)):
         cols = []
@@ -49,23 +51,17 @@ def _example_grids(run: Evaluation, d: Path, k: int):
                 cols.append((_fmt_x(sweep, x), np.load(blocks / f"{m.setting_id.iloc[0]}.npy")[:k]))
         if not cols:
             continue
-        srcs = _source_images(run, k)
-        if srcs is None:
-            continue
-        cols = [("content", srcs[0]), ("style", srcs[1])] + cols
-        s, pad, head = 32, 4, 14
-        scale = 3
-        W = len(cols) * (s * scale + pad) + pad
-        H = head * 2 + min(k, len(cols[0][1])) * (s * scale + pad) + pad
+        cols = sources + cols
+        W = len(cols) * (size + pad) + pad
+        H = head * 2 + min(k, len(cols[0][1])) * (size + pad) + pad
         canvas = Image.new("RGB", (max(W, 10), H), "white")
         draw = ImageDraw.Draw(canvas)
         font = _font()
         for j, (name, imgs) in enumerate(cols):
-            x0 = pad + j * (s * scale + pad)
+            x0 = pad + j * (size + pad)
             draw.text((x0, 2), name[:18], fill="black", font=font)
             for i, im in enumerate(imgs[:k]):
-                tile = Image.fromarray(im).resize((s * scale, s * scale), Image.NEAREST)
-                canvas.paste(tile, (x0, head * 2 + i * (s * scale + pad)))
+                canvas.paste(Image.fromarray(im).resize((size, size), Image.NEAREST), (x0, head * 2 + i * (size + pad)))
         canvas.save(d / f"examples_{sweep}.png")
 
 
@@ -76,14 +72,6 @@ def _font():
         return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 11)
     except Exception:          # any font problem: PIL's default (no Greek letters)
         return ImageFont.load_default()
-
-
-def _source_images(run: Evaluation, k: int):
-    p = run.out_dir / "pairs_preview.npz"
-    if not p.is_file():
-        return None
-    z = np.load(p)
-    return z["content"][:k], z["style"][:k]
 
 
 def load_exported(tables_dir) -> dict:
@@ -150,15 +138,13 @@ def plot_sweeps(summary, fig_dir) -> list[Path]:
 
 
 def _md_table(df, floatfmt="{:.3g}") -> str:
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return floatfmt.format(v) if math.isfinite(v) else "–"
+        return str(v)
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append(floatfmt.format(v) if isinstance(v, (float, np.floating)) and math.isfinite(v) else
-                         ("–" if isinstance(v, (float, np.floating)) else str(v)))
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
     return "\n".join(lines)
 
 
@@ -250,9 +236,7 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
                  f"Measured: {c.measured}.")
     L.append("")
     # figures
-    L.append("## Sweeps\n")
-    for p in figs:
-        L.append(f"![{p.stem}]({rel}/{p.name})\n")
+    L += ["## Sweeps\n"] + [f"![{p.stem}]({rel}/{p.name})\n" for p in figs]
     for sweep in ("gamma", "ablation", "t_edit", "omega"):
         p = tables_dir / f"examples_{sweep}.png"
         if p.is_file():
@@ -270,14 +254,14 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
         L.append(f"**{sweep}** (mean [{level:.0%} CI])\n")
         L.append(_md_table(wide) + "\n")
     # timing
-    tim = t["timing"]
     wall = run.get("wall_seconds_this_call")
     L.append("## Cost\n")
     L.append(f"Compute time of the evaluation on {run.get('cpu_count')} CPU cores ({run.get('scheduler')}, "
              f"{run.get('workers')} worker(s), {run.get('torch_threads')} torch threads), as recorded when each part "
              "was computed:\n")
-    tim2 = tim.assign(seconds=tim.seconds.round(1), share=(100 * tim.share).round(1).astype(str) + " %")
-    L.append(_md_table(tim2) + "\n")
+    tim = t["timing"]
+    tim = tim.assign(seconds=tim.seconds.round(1), share=(100 * tim.share).round(1).astype(str) + " %")
+    L.append(_md_table(tim) + "\n")
     L.append(f"Total compute {float(run.get('compute_seconds', float('nan'))):.0f} s. Wall time: "
              f"{float(run.get('wall_seconds_all_calls', wall)):.0f} s over {run.get('calls', 1)} call(s) of "
              f"`evaluate` for these settings (the last one {float(wall):.0f} s; a resumed call pays only for the "

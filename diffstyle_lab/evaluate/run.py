@@ -1,12 +1,6 @@
-"""How an evaluation runs: every setting of a plan on every pair, one resumable block per setting
-(in this process or on Dask workers), and the tidy tables assembled from the blocks.
-
-Every setting's per-pair results are one CSV block in ``<out_dir>/blocks/`` (plus a JSON with its
-set-level numbers and timings, written last); a rerun skips the settings whose blocks exist. Each image
-is inverted once (``ddim_invert``), and the ``Inversion`` objects are reused by every setting.
-``scheduler="local"`` (a Dask ``LocalCluster``) or a scheduler address runs the settings on Dask
-workers with the same code.
-"""
+"""How an evaluation runs: every setting of a plan on every pair, one resumable block per setting in
+``<out_dir>/blocks/`` (a CSV of per-pair rows, then a JSON with set-level numbers and timings, written last;
+a rerun skips finished blocks), in this process or on Dask workers, and the tidy tables of the blocks."""
 
 from __future__ import annotations
 
@@ -15,6 +9,7 @@ import hashlib
 import io
 import json
 import math
+import operator
 import os
 import platform
 import tempfile
@@ -25,6 +20,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..cache import atomic_write
 from ..paper_metrics import ArcFaceIdentity, InceptionFID, VGGGram, paper_metric_status, weights_path
 from ..sampling import ddim_invert, reverse
 from .measures import (METRICS_VERSION, PAIR_METRIC_FAMILIES, FrechetReference, family_names, frechet_with_ci,
@@ -32,25 +28,16 @@ from .measures import (METRICS_VERSION, PAIR_METRIC_FAMILIES, FrechetReference, 
 from .plan import PairSet, PlanEntry, Setting, _digest, fixed_config_fields, setting_ids
 
 
-def content_image(pairs: PairSet) -> torch.Tensor:
-    return pairs.content
-
-
-def style_image(pairs: PairSet) -> torch.Tensor:
-    return pairs.style
-
-
 # Baselines: images scored as if they were results (the "reference" rows of every table): name → pairs → N×3×H×W.
-BASELINES: dict[str, Callable[[PairSet], torch.Tensor]] = {"content image": content_image, "style image": style_image}
+BASELINES: dict[str, Callable[[PairSet], torch.Tensor]] = {"content image": operator.attrgetter("content"),
+                                                           "style image": operator.attrgetter("style")}
 
 
 def baseline_id(name: str, ctx_hash: str) -> str:
     return f"reference_{name.replace(' ', '_')}-{ctx_hash}"
 
 
-# ---------------------------------------------------------------------------------------------
 # Shipping the model and the classifier to workers
-
 def _state_bytes(module) -> bytes:
     from safetensors.torch import save
     return save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
@@ -65,9 +52,9 @@ def model_payload(model) -> dict:
 
 
 def classifier_payload(net) -> dict:
+    weights = _state_bytes(net)
     return {"kind": "classifier", "space": net.space, "width": int(net.body[0].weight.shape[0]),
-            "weights": _state_bytes(net),
-            "hash": hashlib.sha256(_state_bytes(net)).hexdigest()}
+            "weights": weights, "hash": hashlib.sha256(weights).hexdigest()}
 
 
 _LOADED: dict = {}
@@ -105,25 +92,34 @@ def _resolve(obj):
 def _paper_nets(paths: dict) -> dict:
     key = ("paper", json.dumps(paths, sort_keys=True))
     if key not in _LOADED:
-        nets = {}
-        if "arcface" in paths:
-            nets["arcface"] = ArcFaceIdentity(paths["arcface"])
-        if "vgg" in paths:
-            nets["vgg"] = VGGGram(paths["vgg"])
-        if "inception" in paths:
-            nets["inception"] = InceptionFID(paths["inception"])
-        _LOADED[key] = nets
+        _LOADED[key] = {k: net(paths[k]) for k, net in (("arcface", ArcFaceIdentity), ("vgg", VGGGram),
+                                                        ("inception", InceptionFID)) if k in paths}
     return _LOADED[key]
 
 
-# ---------------------------------------------------------------------------------------------
-# One unit of work: a setting on a chunk of pairs (runs in-process or on a Dask worker)
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    """N×3×H×W in [−1, 1] → N×H×W×3 uint8, as the images are saved."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _measure(y, pairs: PairSet, idx: list[int], clf, nets: dict, families) -> dict:
+    """A part of a block: the per-pair rows and the features of results ``y``, made from pairs ``idx``."""
+    ii = torch.as_tensor(idx)
+    cf, sf = ([f[i] for i in idx] if f is not None else None for f in (pairs.content_factors, pairs.style_factors))
+    rows = pair_metrics(y, pairs.content[ii], pairs.style[ii], clf, cf, sf,
+                        {k: v for k, v in nets.items() if k != "inception"}, families)
+    rows["pair"] = idx
+    out = {"rows": rows, "features": clf.features(y).double().numpy() if clf is not None else None}
+    if "inception" in nets:
+        out["inception"] = nets["inception"].features(y).double().numpy()
+    return out
+
 
 def _run_chunk(ctx: dict, setting: Setting, idx: list[int], threads: int | None = None) -> dict:
+    """One unit of work: a setting on a chunk of pairs (in this process or on a Dask worker)."""
     if threads:
         torch.set_num_threads(int(threads))
-    model, clf = _resolve(ctx["model"]), _resolve(ctx["classifier"])
-    nets = _paper_nets(ctx["paper"]) if ctx["paper"] else {}
+    model, clf, nets = _resolve(ctx["model"]), _resolve(ctx["classifier"]), _paper_nets(ctx["paper"])
     cfg = setting.config(**ctx["fixed"])
     ii = torch.as_tensor(idx)
     t0 = time.perf_counter()
@@ -132,21 +128,10 @@ def _run_chunk(ctx: dict, setting: Setting, idx: list[int], threads: int | None 
                 sample_seeds=[ctx["seed"] + i for i in idx]).float().cpu()
     y = y.clamp(-1, 1)                  # metrics see the image as it would be saved
     t1 = time.perf_counter()
-    cf = [ctx["content_factors"][i] for i in idx] if ctx["content_factors"] is not None else None
-    sf = [ctx["style_factors"][i] for i in idx] if ctx["style_factors"] is not None else None
-    rows = pair_metrics(y, ctx["content"][ii], ctx["style"][ii], clf, cf, sf,
-                        {k: v for k, v in nets.items() if k != "inception"}, ctx["families"])
-    rows["pair"] = idx
-    out = {"idx": list(idx), "rows": rows, "features": clf.features(y).double().numpy() if clf is not None else None,
-           "images": ((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()}
-    if "inception" in nets:
-        out["inception"] = nets["inception"].features(y).double().numpy()
-    out["seconds"] = {"injection": t1 - t0, "metrics": time.perf_counter() - t1}
+    out = _measure(y, ctx["pairs"], idx, clf, nets, ctx["families"])
+    out.update(idx=list(idx), images=_uint8(y), seconds={"injection": t1 - t0, "metrics": time.perf_counter() - t1})
     return out
 
-
-# ---------------------------------------------------------------------------------------------
-# The sweep runner
 
 @dataclasses.dataclass
 class Evaluation:
@@ -162,14 +147,7 @@ class Evaluation:
 
 def _atomic_write(path: Path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _block_done(blocks: Path, sid: str) -> bool:
@@ -210,10 +188,9 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
              paper_metrics="auto", keep_images: bool = True, progress: bool = True,
              config_fields: Mapping | None = None, families: Sequence[Callable] = PAIR_METRIC_FAMILIES,
              baselines: Mapping[str, Callable[[PairSet], torch.Tensor]] = BASELINES) -> Evaluation:
-    """Run ``plan`` on ``pairs`` and write one block per setting under ``out_dir/blocks`` (resumable).
+    """Run ``plan`` on ``pairs`` and write one block per setting under ``out_dir/blocks`` (resumable). Each image
+    is inverted once (``inversion_steps``, cached in ``out_dir/inversions``) and reused by every setting.
 
-    * Each content and style image is inverted once (``ddim_invert``, ``inversion_steps``, cached in
-      ``out_dir/inversions``) and the ``Inversion`` objects are reused by every setting.
     * ``classifier`` — a FactorNet, ``"default"`` (``factors.load()``) or None (generic metrics only).
     * ``reference`` — real images for the Fréchet distance (a tensor), or a number of fresh avatar renders.
     * ``scheduler`` — None: in this process; ``"local"``: a Dask LocalCluster of ``n_workers`` processes ×
@@ -225,9 +202,8 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
       :class:`paper_metrics.MissingWeightsError`; ``()``: none. ``paper_weights`` maps names to files.
     * ``config_fields`` — other :class:`~diffstyle_lab.InjectionConfig` fields, the same for every setting
       (e.g. ``{"inject_every": 20}``); the grid, seed, ``inversion_steps`` and ``record_last`` are arguments.
-    * ``families`` — the per-pair metric families (:data:`~.measures.PAIR_METRIC_FAMILIES`); ``baselines`` —
-      images scored as if they were results, one "reference" row of the tables each (:data:`BASELINES`: the
-      content and the style image). Both enter the run's identity, as do InjectionConfig's fixed fields.
+    * ``families`` — the per-pair metric families; ``baselines`` — images scored as if they were results, one
+      "reference" row each. Both enter the run's identity, as do InjectionConfig's fixed fields.
     """
     t_start = time.perf_counter()
     phases = {"inversion": 0.0, "sweep": 0.0}
@@ -275,9 +251,8 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
 
     prev = out_dir / "pairs_preview.npz"
     if not prev.is_file():
-        u8 = lambda x: ((x[:16].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # noqa: E731
         b = io.BytesIO()
-        np.savez(b, content=u8(pairs.content), style=u8(pairs.style))
+        np.savez(b, content=_uint8(pairs.content[:16]), style=_uint8(pairs.style[:16]))
         _atomic_write(prev, b.getvalue())
     timing_path = out_dir / f"timing-{ctx_hash}.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
@@ -288,14 +263,8 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
         sid = ref_sids[name]
         if not _block_done(blocks, sid):
             t0 = time.perf_counter()
-            imgs = make(pairs).float()
-            rows = pair_metrics(imgs, pairs.content, pairs.style, classifier, pairs.content_factors,
-                                pairs.style_factors, {k: v for k, v in _paper_nets(paper).items() if k != "inception"}
-                                if paper else None, families)
-            rows["pair"] = np.arange(len(pairs))
-            part = {"rows": rows, "features": classifier.features(imgs).double().numpy() if classifier else None}
-            if ref_incep is not None:
-                part["inception"] = _paper_nets(paper)["inception"].features(imgs).double().numpy()
+            part = _measure(make(pairs).float(), pairs, list(range(len(pairs))), classifier, _paper_nets(paper),
+                            families)
             _finish_block(blocks, sid, None, name, [part], ref_feats, ref_incep, fd_args,
                           {"injection": 0.0, "metrics": time.perf_counter() - t0}, keep_images=False,
                           extra={"reference_n": ref_n})
@@ -304,10 +273,8 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
         t0 = time.perf_counter()
         from ..cache import InversionCache
         cache = InversionCache(out_dir / "inversions")
-        content_inv = ddim_invert(model, pairs.content, inversion_steps, spacing, record_last=record_last,
-                                  progress=progress, cache=cache)
-        style_inv = ddim_invert(model, pairs.style, inversion_steps, spacing, record_last=record_last,
-                                progress=progress, cache=cache)
+        content_inv, style_inv = (ddim_invert(model, x, inversion_steps, spacing, record_last=record_last,
+                                              progress=progress, cache=cache) for x in (pairs.content, pairs.style))
         t_inv = time.perf_counter() - t0
         if cache.misses:                      # the time of actually inverting (not of reading the cache)
             timing["inversion"] = t_inv
@@ -316,9 +283,7 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
         timing["reference_features"] = t_ref
         _atomic_write(timing_path, json.dumps(timing).encode())
         ctx = {"model": model, "classifier": classifier, "content_inv": content_inv, "style_x_T": style_inv.x_T,
-               "content": pairs.content, "style": pairs.style, "content_factors": pairs.content_factors,
-               "style_factors": pairs.style_factors, "seed": seed, "paper": paper, "families": families,
-               "fixed": fixed}
+               "pairs": pairs, "seed": seed, "paper": paper, "families": families, "fixed": fixed}
         chunks = _chunks(len(pairs), chunk_size)
         units = [(sid, idx) for sid in todo for idx in chunks]
         done_parts: dict = {sid: [] for sid in todo}
@@ -385,13 +350,9 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
 
 
 def _paper_selection(paper_metrics, paper_weights) -> dict:
-    paths = {}
-    status = paper_metric_status(paper_weights)
     if paper_metrics == "auto":
-        return {k: v["path"] for k, v in status.items() if v["available"]}
-    for name in paper_metrics or ():
-        paths[name] = str(weights_path(name, (paper_weights or {}).get(name)))
-    return paths
+        return {k: v["path"] for k, v in paper_metric_status(paper_weights).items() if v["available"]}
+    return {name: str(weights_path(name, (paper_weights or {}).get(name))) for name in paper_metrics or ()}
 
 
 def _reference_images(reference, seed, size):
@@ -417,9 +378,7 @@ def _finish_block(blocks: Path, sid: str, setting: Setting | None, label: str, p
         est, lo, hi, reps = frechet_with_ci(feats, ref, **fd_args)
         sets.append({"metric": name, "value": est, "ci_low": lo, "ci_high": hi, "n": n, "n_ref": ref.n,
                      "replicates": [float(r) for r in reps]})
-    buf = io.StringIO()
-    rows.to_csv(buf, index=False)
-    _atomic_write(blocks / f"{sid}.csv", buf.getvalue().encode())
+    _atomic_write(blocks / f"{sid}.csv", rows.to_csv(index=False).encode())
     if keep_images and parts[0].get("images") is not None:
         b = io.BytesIO()
         np.save(b, np.concatenate([p["images"] for p in parts]))
@@ -429,9 +388,6 @@ def _finish_block(blocks: Path, sid: str, setting: Setting | None, label: str, p
     _atomic_write(blocks / f"{sid}.json", json.dumps(meta).encode())     # last: marks the block finished
 
 
-# ---------------------------------------------------------------------------------------------
-# Tables
-
 def load_tables(out_dir, plan: Sequence[PlanEntry], ids: dict, ctx_hash: str, info: dict,
                 baselines: Sequence[str] = tuple(BASELINES)) -> dict:
     """Assemble the tidy tables of a run from its blocks: ``pairs`` (one row per pair × setting),
@@ -439,19 +395,10 @@ def load_tables(out_dir, plan: Sequence[PlanEntry], ids: dict, ctx_hash: str, in
     ``sets_boot`` (their bootstrap replicates), ``timing`` and ``run`` (key/value)."""
     import pandas as pd
     blocks = Path(out_dir) / "blocks"
-    plan_rows, settings, pair_frames, sets, boot = [], [], [], [], []
-    refs = [("reference", name, baseline_id(name, ctx_hash)) for name in baselines]
-    seen = set()
-    for e in plan:
-        sid = ids[e]
-        plan_rows.append({"sweep": e.sweep, "x": e.x, "setting_id": sid, **_setting_cols(e.setting)})
-    for sweep, x, sid in refs:
-        plan_rows.append({"sweep": sweep, "x": x, "setting_id": sid})
-    for row in plan_rows:
-        sid = row["setting_id"]
-        if sid in seen:
-            continue
-        seen.add(sid)
+    settings, pair_frames, sets, boot = [], [], [], []
+    plan_rows = [{"sweep": e.sweep, "x": e.x, "setting_id": ids[e], **_setting_cols(e.setting)} for e in plan]
+    plan_rows += [{"sweep": "reference", "x": name, "setting_id": baseline_id(name, ctx_hash)} for name in baselines]
+    for sid in dict.fromkeys(row["setting_id"] for row in plan_rows):
         if not _block_done(blocks, sid):
             continue
         meta = json.loads((blocks / f"{sid}.json").read_text())
@@ -461,17 +408,18 @@ def load_tables(out_dir, plan: Sequence[PlanEntry], ids: dict, ctx_hash: str, in
                          "metrics_seconds": meta["seconds"]["metrics"], "finished": meta["finished"],
                          **(_setting_cols(Setting(**meta["setting"])) if meta["setting"] else {})})
         for s in meta["sets"]:
-            sets.append({"setting_id": sid, **{k: s[k] for k in ("metric", "value", "ci_low", "ci_high", "n", "n_ref")}})
-            boot += [{"setting_id": sid, "metric": s["metric"], "b": b, "value": v} for b, v in enumerate(s["replicates"])]
+            sets.append({"setting_id": sid, **{k: v for k, v in s.items() if k != "replicates"}})
+            boot += [{"setting_id": sid, "metric": s["metric"], "b": b, "value": v}
+                     for b, v in enumerate(s["replicates"])]
     timing_path = Path(out_dir) / f"timing-{ctx_hash}.json"
     tim = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
     st = pd.DataFrame(settings)
-    inj = float(st.loc[~st.setting_id.str.startswith("reference_"), "injection_seconds"].sum()) if len(st) else 0.0
+    injected = ~st.setting_id.str.startswith("reference_") if len(st) else []
+    inj = float(st.loc[injected, "injection_seconds"].sum()) if len(st) else 0.0
     met = float(st["metrics_seconds"].sum()) if len(st) else 0.0
     stages = [("inversion", tim.get("inversion", float("nan")), f"{tim.get('inverted_images', 2 * info['n_pairs'])} "
                f"images × {info['inversion_steps']} steps, once"),
-              ("injection", inj, f"{int((~st.setting_id.str.startswith('reference_')).sum()) if len(st) else 0} "
-               f"settings × {info['n_pairs']} pairs × {info['steps']} steps"),
+              ("injection", inj, f"{int(sum(injected))} settings × {info['n_pairs']} pairs × {info['steps']} steps"),
               ("metrics", met + tim.get("reference_features", 0.0), "per-pair metrics, Fréchet distances + "
                "bootstrap, reference features")]
     total = sum(s for _, s, _ in stages if math.isfinite(s))
@@ -489,9 +437,7 @@ def _setting_cols(s: Setting) -> dict:
     return {**dataclasses.asdict(s), "omega": s.omega if s.calibrate else np.nan}
 
 
-# ---------------------------------------------------------------------------------------------
 # Scale-out demonstration
-
 def _burn(start_at: float, reps: int = 200) -> float:
     """Fixed single-thread work (512² matmuls), started at a common wall-clock time; returns its seconds."""
     torch.set_num_threads(1)
@@ -530,7 +476,6 @@ def scaling_demo(model, plan: Sequence[PlanEntry], pairs: PairSet, workers: Sequ
     thread each), each in a fresh folder (nothing resumed). Returns the times of the distributed phase
     (settings on the workers), of the whole call (with the client-side inversion) and with cluster
     start-up, and their ratios."""
-    from distributed import Client, LocalCluster
     if classifier == "default":
         from .. import factors
         classifier = factors.load()
@@ -538,8 +483,7 @@ def scaling_demo(model, plan: Sequence[PlanEntry], pairs: PairSet, workers: Sequ
     res = {}
     for nw in workers:
         t0 = time.perf_counter()
-        cluster = LocalCluster(n_workers=nw, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
+        client, cluster = _dask_client("local", nw, 1)
         client.wait_for_workers(nw)
         client.run(_warm_worker)          # imports (torch, diffusers) belong to start-up, not to the sweep
         try:
