@@ -1,20 +1,14 @@
 """The one statistics core: seeded bootstrap resampling and percentile intervals, used by
 :mod:`diffstyle_lab.stats` (h/g correlations) and :mod:`diffstyle_lab.evaluate` (sweeps and claims).
 
-Rules shared by every interval in the toolkit:
-
-* **Resampling indices** are a pure function of (n, n_boot, seed): :func:`bootstrap_indices` draws
-  them from ``numpy.random.SeedSequence([seed, n, STREAM])`` (:func:`stream`). Every statistic computed on the same
-  n units with the same seed therefore uses the *same* resamples (common random numbers): two
-  settings of a sweep measured on the same pairs, or r_homo and r_alt of one table, are compared
-  pair by pair, and a difference's interval is the interval of the difference. ``STREAM`` keeps
-  these draws apart from the toolkit's other seeded draws (noise, derangements).
-* **n**: a bootstrap needs n ≥ 2 units (with one, every resample is the sample itself and the
-  "interval" has zero width). Statistics that need more (a correlation needs 3) check that
-  themselves, with their own message. :func:`bootstrap_ci` of fewer than 2 finite values gives the
-  value with a NaN interval rather than a zero-width one.
-* **Intervals** are percentile intervals at ``level`` (in (0, 1)), ignoring NaN/inf replicates;
-  :func:`recentre` first where the replicates centre elsewhere than the estimate (said where used).
+* **Indices** are a pure function of (n, n_boot, seed), drawn from ``SeedSequence([seed, n, STREAM])``
+  (:func:`stream`; ``STREAM`` keeps them apart from the toolkit's other seeded draws). Statistics on the same
+  n units with the same seed share resamples (common random numbers): settings measured on the same pairs
+  are compared pair by pair, and a difference's interval is the interval of the difference.
+* **n** ≥ 2 units (statistics that need more check that themselves); :func:`bootstrap_ci` of fewer than 2
+  finite values gives the value with a NaN interval rather than a zero-width one.
+* **Intervals** are percentile intervals at ``level`` in (0, 1), ignoring NaN/inf replicates;
+  :func:`recentre` first where the replicates centre elsewhere than the estimate.
 """
 
 from __future__ import annotations
@@ -81,10 +75,9 @@ def percentile_interval(reps, level: float = 0.95, axis: int | None = 0):
 
 
 def recentre(reps, estimate, axis: int = 0) -> np.ndarray:
-    """Replicates shifted so that their (NaN-ignoring) mean along ``axis`` is ``estimate``: the
-    bias-shifted percentile interval, for statistics whose replicates are centred elsewhere than the
-    estimate (a Fréchet distance of resamples with repeats; a mean over random pairings, whose
-    replicates centre on the expectation over pairings while the estimate carries its own pairing noise)."""
+    """Replicates shifted so that their NaN-ignoring mean along ``axis`` is ``estimate`` (the bias-shifted percentile
+    interval), for replicates centred elsewhere: a Fréchet distance of resamples with repeats; a mean over random
+    pairings (replicates centre on the expectation over pairings, the estimate carries its own pairing noise)."""
     reps = np.asarray(reps, dtype=np.float64)
     with quiet():
         shift = np.nanmean(reps, axis=axis, keepdims=True) - np.expand_dims(np.asarray(estimate, np.float64), axis)
@@ -97,10 +90,8 @@ def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0)
     check_level(level)
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
-    if not len(v):
-        return float("nan"), float("nan"), float("nan")
     if len(v) < MIN_N:
-        return float(v.mean()), float("nan"), float("nan")
+        return float(v.mean()) if len(v) else float("nan"), float("nan"), float("nan")
     lo, hi = percentile_interval(v[bootstrap_indices(len(v), n_boot, seed)].mean(1), level, axis=None)
     return float(v.mean()), lo, hi
 
@@ -130,14 +121,9 @@ def paired_difference(a, b, n_boot: int = 1000, level: float = 0.95, seed: int =
 
 
 def _rank(v):
-    order = np.argsort(v, kind="mergesort")
-    r = np.empty(len(v))
-    r[order] = np.arange(len(v), dtype=np.float64)
-    for u in np.unique(v):                               # average ranks for ties
-        m = v == u
-        if m.sum() > 1:
-            r[m] = r[m].mean()
-    return r
+    """0-based ranks, ties given their average rank."""
+    _, inv, count = np.unique(v, return_inverse=True, return_counts=True)
+    return (np.cumsum(count) - count + (count - 1) / 2)[inv]
 
 
 def spearman(x, y) -> float:

@@ -1,17 +1,8 @@
 """Per-sample norms of h and g along sampling trajectories: the collector behind :mod:`diffstyle_lab.stats`.
 
-For n samples i at each timestep t a :class:`NormCollector` (an ordinary sampler callback) keeps
-only per-sample scalars — ‖h^(i)‖, ‖g^(i)‖, ‖h̃^(i)‖ of mixings with another sample's h,
-‖h̃−h‖²/‖h‖², cosines — never a feature map, so memory grows with n·T·k numbers;
-:class:`NormTable` holds them (n×T per quantity) and :func:`collect` streams the sampler over n
-samples in resumable batches. The estimators and intervals are in :mod:`diffstyle_lab.stats`, which
-re-exports the public names here.
-
-A collector on its own::
-
-    col = NormCollector()
-    generate(m, x_T, callbacks=[col]); ddim_invert(m, x0, callbacks=[NormCollector(phase="invert")])
-    table = col.table()
+:class:`NormCollector` (a sampler callback) keeps only per-sample scalars, never a feature map;
+:class:`NormTable` holds them (n×T per quantity); :func:`collect` streams the sampler over n samples in
+resumable batches. :mod:`diffstyle_lab.stats` re-exports the public names.
 """
 
 from __future__ import annotations
@@ -30,8 +21,7 @@ from tqdm.auto import tqdm
 from . import maths
 from .sampling import InjectionConfig, Inversion, StepInfo, ddim_invert, generate, reverse, timestep_grid
 
-PHASES = {"reverse": ("generate", "inject"), "invert": ("invert",), "generate": ("generate",),
-          "inject": ("inject",)}
+PHASES = {"reverse": ("generate", "inject"), "invert": ("invert",), "generate": ("generate",), "inject": ("inject",)}
 _TINY = 1e-300
 
 
@@ -98,25 +88,19 @@ def _batch_rng(seed: int, start: int) -> np.random.Generator:
 # The collector (a sampler callback)
 
 class NormCollector:
-    """Sampler callback that records per-sample, per-timestep scalars of h and g.
+    """Sampler callback recording per-sample, per-timestep scalars as float64 arrays (n·T·k numbers, ``numel()``):
 
-    Per model evaluation it reduces the B×C×H×W tensors of :class:`~diffstyle_lab.sampling.StepInfo`
-    to B numbers per quantity and drops them; only float64 numpy arrays are kept, n·T·k numbers in
-    all (``numel()``), with k = ``len(quantities)``:
+    * ``h``, ``g`` — ‖h^(i)‖, ‖g^(i)‖ (L2 over C·H·W; ``g`` is NaN when the sampler could not read it);
+    * ``cos_pair`` — cos(h^(i), h^(π(i))), π a seeded random derangement of the batch;
+    * per :class:`MixSetting` s: ``h_tilde[s]`` = ‖mix_h(h^(i), h^(π(i)), γ, method)‖ and ``energy[s]`` =
+      ‖h̃−h‖²/‖h‖² (mixed in float64, so normalised Slerp keeps ‖h̃‖ = ‖h‖ to rounding);
+    * with ``injection=True``: ``h_tilde``, ``energy`` and ``cos_content`` (cos(h, h^content)) of the
+      sampler's own h̃, NaN outside the editing interval.
 
-    * ``h``, ``g`` — ‖h^(i)‖ and ‖g^(i)‖, per-sample L2 over C·H·W (``g`` is NaN when the sampler
-      could not read it);
-    * ``cos_pair`` — cos(h^(i), h^(π(i))) with π a seeded random derangement of the batch;
-    * for each :class:`MixSetting` s: ``h_tilde[s]`` = ‖mix_h(h^(i), h^(π(i)), γ, method)‖ and
-      ``energy[s]`` = ‖h̃−h‖²/‖h‖² (the mixing is done in float64, so normalised Slerp gives
-      ‖h̃‖ = ‖h‖ to rounding);
-    * with ``injection=True``: ``h_tilde``, ``energy`` and ``cos_content`` from the sampler's own
-      h̃ (‖h̃‖, ‖h̃−h‖²/‖h‖², cos(h, h^content)), NaN outside the editing interval.
-
-    ``phase`` picks which model evaluations count: "reverse" (generation and injection, default),
-    "invert", "generate" or "inject". A batch ends when :meth:`end_batch` is called, when a
-    timestep repeats, or when the batch size changes; every batch must visit the same timesteps.
-    Batches of one sample get NaN for the pair quantities (no derangement exists).
+    ``phase``: which model evaluations count ("reverse" = generation and injection (default), "invert",
+    "generate", "inject"). A batch ends at :meth:`end_batch`, at a repeated timestep or a new batch size; every
+    batch must visit the same timesteps. One-sample batches get NaN for the pair quantities.
+    Use: ``generate(m, x_T, callbacks=[col])``, then ``col.table()``.
     """
 
     def __init__(self, settings: Sequence[MixSetting] | None = None, *, injection: bool = False,
@@ -144,38 +128,32 @@ class NormCollector:
     def __call__(self, info: StepInfo) -> None:
         if info.phase not in PHASES[self.phase] or info.h is None:
             return
-        h = info.h.detach().flatten(1).to("cpu", torch.float64)
+        h = _flat(info.h)
         b = h.shape[0]
         if self._cur and (info.t in self._cur or b != self._cur_b):
             self.end_batch()
         if not self._cur:
             self._cur_b = b
             self._perm = derangement(b, _batch_rng(self.seed, self._start)) if b >= 2 else None
-        nan = np.full(b, np.nan)
         hn2 = (h * h).sum(1)
-        v = {"h": hn2.sqrt().numpy()}
-        v["g"] = nan if info.g is None else info.g.detach().flatten(1).to("cpu", torch.float64).norm(dim=1).numpy()
-        if self._perm is None:
-            v["cos_pair"] = nan
-            for s in self.settings:
-                v[f"h_tilde[{s.name}]"] = v[f"energy[{s.name}]"] = nan
-        else:
+        v = {"h": hn2.sqrt().numpy()}           # quantities not measured here (no g, no pair, not editing): NaN
+        if info.g is not None:
+            v["g"] = _flat(info.g).norm(dim=1).numpy()
+        if self._perm is not None:
             hp = h[torch.from_numpy(self._perm)]
             v["cos_pair"] = _cos(h, hp)
             for s in self.settings:
                 mixed = maths.mix_h(h, hp, s.gamma, s.method)
                 v[f"h_tilde[{s.name}]"] = mixed.norm(dim=1).numpy()
                 v[f"energy[{s.name}]"] = (((mixed - h) ** 2).sum(1) / hn2.clamp_min(_TINY)).numpy()
-        if self.injection:
-            if info.h_tilde is None:
-                v["h_tilde"] = v["energy"] = v["cos_content"] = nan
-            else:
-                ht = info.h_tilde.detach().flatten(1).to("cpu", torch.float64)
-                v["h_tilde"] = ht.norm(dim=1).numpy()
-                v["energy"] = (((ht - h) ** 2).sum(1) / hn2.clamp_min(_TINY)).numpy()
-                v["cos_content"] = nan if info.h_content is None else _cos(
-                    h, info.h_content.detach().flatten(1).to("cpu", torch.float64).expand_as(h))
-        self._cur[int(info.t)] = {q: np.asarray(v[q], dtype=np.float64).copy() for q in self.quantities}
+        if self.injection and info.h_tilde is not None:
+            ht = _flat(info.h_tilde)
+            v["h_tilde"] = ht.norm(dim=1).numpy()
+            v["energy"] = (((ht - h) ** 2).sum(1) / hn2.clamp_min(_TINY)).numpy()
+            if info.h_content is not None:
+                v["cos_content"] = _cos(h, _flat(info.h_content).expand_as(h))
+        nan = np.full(b, np.nan)
+        self._cur[int(info.t)] = {q: np.asarray(v.get(q, nan), dtype=np.float64).copy() for q in self.quantities}
 
     def end_batch(self) -> None:
         """Close the current batch: its per-step values become B×T arrays (columns by ascending t)."""
@@ -206,8 +184,11 @@ class NormCollector:
             raise ValueError("the collector has recorded nothing: pass it to a sampler as callbacks=[collector] "
                              f"(it listens to phase {self.phase!r})")
         vals = {q: np.concatenate(a, axis=0) for q, a in self._done.items()}
-        return NormTable(self._ts.copy(), vals, model=model, source=source or self.phase,
-                         settings=self.settings)
+        return NormTable(self._ts.copy(), vals, model=model, source=source or self.phase, settings=self.settings)
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().flatten(1).to("cpu", torch.float64)
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -318,7 +299,7 @@ class _HTrajectory:
     """Temporary per-batch recorder of h (feature maps) to serve as h^content; discarded after the batch."""
 
     def __init__(self):
-        self.h, self.ts = {}, []
+        self.h = {}
 
     def __call__(self, info):
         if info.phase == "generate":
@@ -335,30 +316,21 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
             callbacks: Sequence[Callable] = (), also_generate: list | None = None) -> NormTable:
     """Run the sampler over n samples in batches with a :class:`NormCollector` and return the table.
 
-    ``source``:
+    ``source``: ``"generate"`` — DDIM generation (η = 0) from x_T seeded per sample (:func:`noise`);
+    ``"invert"`` — DDIM inversion of ``images`` (an N×C×H×W tensor in [−1, 1], or a function
+    ``(start, stop) -> tensor`` with ``n`` given); ``"inject"`` — content injection with ``config``
+    (default :class:`InjectionConfig`; its ``steps``/``spacing`` win): style x_T of sample i, content h of
+    sample π(i) in the batch (the derangement the static mixings use), from a plain generation from that
+    sample's x_T (or the inversions of ``images``); the sampler's own h̃ is recorded too.
+    ``settings`` (default :func:`alt_settings` (gamma)): the static mixings for r_alt. ``callbacks`` go to
+    the sampler after the collector.
 
-    * ``"generate"`` — plain DDIM generation (η = 0) from x_T ~ N(0, I), seeded per sample (:func:`noise`);
-    * ``"invert"`` — DDIM inversion of ``images`` (an N×C×H×W tensor in [−1, 1], or a function
-      ``(start, stop) -> tensor`` with ``n`` given);
-    * ``"inject"`` — content injection with ``config`` (default :class:`InjectionConfig`, its
-      ``steps``/``spacing`` win): style x_T of sample i, content h^content of another sample
-      π(i) in the batch (the same seeded derangement the static mixings use), recorded in a plain
-      generation from that sample's x_T (or, with
-      ``images``, the DDIM inversions of the images); the collector also records the sampler's
-      own h̃ (``r_inject``, measured ``energy``, ``cos_content``).
+    With ``out_dir``, each batch is written to ``out_dir/batch_<start>_<stop>.npz`` and a rerun skips
+    finished batches (resume); ``out_dir/meta.json`` keeps the parameters and a rerun with others is refused.
 
-    ``settings`` (default :func:`alt_settings` (gamma)) are the static mixings for r_alt.
-
-    With ``out_dir``, each finished batch is written to ``out_dir/batch_<start>_<stop>.npz`` and a
-    rerun with the same arguments skips finished batches (so an interrupted run resumes); the run's
-    parameters are kept in ``out_dir/meta.json`` and a rerun with others is refused. ``callbacks``
-    are passed on to the sampler (after the collector).
-
-    ``also_generate`` (a list; ``source="inject"`` without ``images`` and without ``out_dir``):
-    the plain generations that make the content trajectories are exactly those of
-    ``source="generate"`` with the same ``n``, ``batch_size``, ``seed`` and grid, so a collector
-    rides along on them and each batch's ``"generate"`` table is appended to the list —
-    ``NormTable.concat(also_generate)`` is that table without generating the samples twice.
+    ``also_generate`` (a list; ``source="inject"``, no ``images``, no ``out_dir``): the content generations
+    are exactly those of ``source="generate"`` with the same n, batch_size, seed and grid, so each batch's
+    ``"generate"`` table is appended to it: ``NormTable.concat(also_generate)``, without generating twice.
     """
     if source not in SOURCES:
         raise ValueError(f"source={source!r}; choose one of {SOURCES}")
@@ -426,11 +398,9 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
             else:
                 style_xT = noise(model, start, stop, seed)
                 rec = _HTrajectory()
-                gcol = None if also_generate is None else NormCollector(settings, phase="reverse", seed=seed,
-                                                                        start=start)
-                generate(model, style_xT, steps, spacing, t_boost=0, progress=False,
-                         callbacks=[rec] + ([gcol] if gcol is not None else []))
-                if gcol is not None:
+                gcols = [] if also_generate is None else [NormCollector(settings, seed=seed, start=start)]
+                generate(model, style_xT, steps, spacing, t_boost=0, progress=False, callbacks=[rec, *gcols])
+                for gcol in gcols:
                     also_generate.append(gcol.table(model=label, source="generate"))
                 content = rec.inversion(style_xT, spacing).select(perm)
                 del rec
