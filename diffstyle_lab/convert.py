@@ -1,48 +1,26 @@
 """Convert an original DDPM / SDEdit checkpoint (``.ckpt``) to a diffusers ``UNet2DModel`` folder.
 
-The paper's CelebA-HQ and LSUN models are Ho et al.'s DDPM U-Net as ported to PyTorch (the layout
-of the SDEdit / DDIM / Asyrp / InjectFusion code): keys such as ``temb.dense.0.weight``,
-``conv_in.weight``, ``down.0.block.0.norm1.weight``, ``down.4.attn.0.q.weight``,
-``down.0.downsample.conv.weight``, ``mid.block_1…``, ``mid.attn_1.{q,k,v,proj_out}…``,
-``up.N.block.M…``, ``up.N.upsample.conv…``, ``norm_out``, ``conv_out``.
+The paper's CelebA-HQ and LSUN models are Ho et al.'s DDPM U-Net in the PyTorch layout of the SDEdit / DDIM /
+Asyrp / InjectFusion code (``temb.dense.N``, ``conv_in``, ``down.N.block.M.norm1``, ``down.N.attn.M.q``,
+``down.N.downsample.conv``, ``mid.block_1``, ``mid.attn_1``, ``up.N.upsample.conv``, ``norm_out``, ``conv_out``).
+``convert(ckpt, out)`` (or ``diffstyle-lab convert CKPT --out OUT``) writes ``OUT/config.json`` +
+``OUT/diffusion_pytorch_model.safetensors``, ``OUT/scheduler/`` (linear β 1e-4…0.02, T = 1000 unless told
+otherwise) and ``OUT/conversion.json`` (source file, its SHA-256, the inferred architecture, the verification).
 
-Usage::
+Strict and safe: the checkpoint is read with ``torch.load(weights_only=True)`` (or safetensors), so nothing is
+unpickled; every source key must be used and every target key filled with matching shapes, otherwise a
+:class:`ConversionError` lists what is missing, unexpected or mis-shaped; unless ``do_verify=False`` the original
+network (:class:`OriginalDDPM`) is rebuilt, loaded strictly and compared with the converted model.
 
-    from diffstyle_lab.convert import convert
-    info = convert("celeba_hq.ckpt", "models/celebahq-ddpm")     # config inferred from the shapes
-    model = diffstyle_lab.load_model("models/celebahq-ddpm")
-
-    diffstyle-lab convert celeba_hq.ckpt --out models/celebahq-ddpm
-
-What is written: ``OUT/config.json`` + ``OUT/diffusion_pytorch_model.safetensors`` (the U-Net),
-``OUT/scheduler/scheduler_config.json`` (linear β 1e-4…0.02, T = 1000 unless told otherwise) and
-``OUT/conversion.json`` (source file, its SHA-256, the inferred architecture, the verification).
-
-Safety and strictness:
-
-* the checkpoint is read with ``torch.load(weights_only=True)`` (or safetensors): no arbitrary
-  object is ever unpickled; a file that needs it is refused with an error;
-* every source key must be used and every target key filled, with matching shapes, otherwise a
-  :class:`ConversionError` lists what is missing, unexpected or mis-shaped;
-* with ``verify=True`` (default) the original network is rebuilt here (:class:`OriginalDDPM`,
-  written from the published architecture), loaded strictly with the source weights, and its
-  output compared with the converted diffusers model on a random input at two timesteps.
-
-Architecture inference (from the state dict): ``ch`` (conv_in), ``ch_mult`` (first ResNet of each
-level), ``num_res_blocks``, the levels with attention, input/output channels, whether resampling
-uses convolutions. Not inferable from shapes: the image size (``sample_size``; guessed from the
-attention level, which is 16×16 in every published DDPM model, or pass it) and the GroupNorm group
-count (32 in DDPM; ``norm_num_groups``).
-
-The diffusers config that matches the original maths: ``flip_sin_to_cos=False``, ``freq_shift=1``
-(DDPM's sinusoidal embedding: [sin, cos], frequency exp(−log(10⁴)·k/(half−1))),
-``downsample_padding=0`` (DDPM pads right/bottom by one before its stride-2 convolution),
-``norm_eps=1e-6``, one attention head over all channels (``attention_head_dim=None``).
+The architecture is inferred from the shapes, except the image size (guessed from the attention level, 16×16
+in every published DDPM model, or pass ``sample_size``) and the GroupNorm group count (32; ``norm_num_groups``).
+The diffusers config that matches the original maths: ``flip_sin_to_cos=False``, ``freq_shift=1`` (DDPM's
+embedding: [sin, cos], frequency exp(−log(10⁴)·k/(half−1))), ``downsample_padding=0`` (DDPM pads right/bottom
+by one before its stride-2 convolution), ``norm_eps=1e-6``, one attention head (``attention_head_dim=None``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -65,8 +43,7 @@ class ConversionError(ValueError):
     """The checkpoint cannot be converted (unreadable, unknown layout, strict mismatch)."""
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading the checkpoint
+# -- Reading the checkpoint ---------------------------------------------------------------------
 
 def _is_state_dict(obj) -> bool:
     return isinstance(obj, dict) and len(obj) > 0 and all(
@@ -119,12 +96,9 @@ def _pick_state_dict(obj, key, ema, p) -> dict:
         cands = [o for o in obj if _is_state_dict(o)]
         if not cands:
             raise ConversionError(f"{p}: a list of {len(obj)} entries, none of them a state dict")
-        if ema:
-            if len(cands) < 2:
-                raise ConversionError(f"{p}: ema=True but the checkpoint list holds no EMA state dict "
-                                      "after the model's")
-            return cands[-1]
-        return cands[0]
+        if ema and len(cands) < 2:
+            raise ConversionError(f"{p}: ema=True but the checkpoint list holds no EMA state dict after the model's")
+        return cands[-1] if ema else cands[0]
     if _is_state_dict(obj):
         if ema:
             raise ConversionError(f"{p}: ema=True but the file is a single state dict (already the EMA "
@@ -140,8 +114,7 @@ def _pick_state_dict(obj, key, ema, p) -> dict:
     raise ConversionError(f"{p}: holds a {type(obj).__name__}, not a state dict")
 
 
-# ---------------------------------------------------------------------------------------------
-# Architecture inference
+# -- Architecture inference ---------------------------------------------------------------------
 
 def infer_architecture(sd: dict) -> dict:
     """``{ch, ch_mult, num_res_blocks, attn_levels, in_channels, out_ch, temb_ch}`` from shapes.
@@ -236,8 +209,7 @@ def diffusers_config(arch: dict, sample_size: int, norm_num_groups: int = 32) ->
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# Key mapping
+# -- Key mapping --------------------------------------------------------------------------------
 
 _RES = {"norm1": "norm1", "conv1": "conv1", "temb_proj": "time_emb_proj", "norm2": "norm2", "conv2": "conv2",
         "nin_shortcut": "conv_shortcut"}
@@ -290,17 +262,8 @@ def _inverse_keys(n_levels: int) -> dict:
             names.append(f"{side}.{lv}.{sample}.conv")
             names += [f"{side}.{lv}.block.{i}.{r}" for i in range(4) for r in _RES]
             names += [f"{side}.{lv}.attn.{i}.{a}" for i in range(4) for a in _ATT]
-    table = {}
-    for key in (f"{n}.{wb}" for n in names for wb in ("weight", "bias")):
-        r = original_key_to_diffusers(key, n_levels)
-        if r is not None:
-            table[r[0]] = (key, r[1])
-    return table
-
-
-def diffusers_key_to_original(key: str, n_levels: int) -> tuple[str, bool] | None:
-    """The inverse of :func:`original_key_to_diffusers` (used by tests and for export)."""
-    return _inverse_keys(n_levels).get(key)
+    keys = (f"{n}.{wb}" for n in names for wb in ("weight", "bias"))
+    return {r[0]: (key, r[1]) for key in keys if (r := original_key_to_diffusers(key, n_levels)) is not None}
 
 
 def map_state_dict(sd: dict, target: dict, n_levels: int) -> dict:
@@ -336,10 +299,9 @@ def map_state_dict(sd: dict, target: dict, n_levels: int) -> dict:
 def to_original(unet) -> dict:
     """A diffusers DDPM-layout ``UNet2DModel``'s weights in the original layout (the inverse map;
     attention projections become 1×1 convolutions)."""
-    n = len(unet.config.block_out_channels)
-    out = {}
+    inverse, out = _inverse_keys(len(unet.config.block_out_channels)), {}
     for k, v in unet.state_dict().items():
-        r = diffusers_key_to_original(k, n)
+        r = inverse.get(k)
         if r is None:
             raise ConversionError(f"{k}: no original-layout counterpart")
         ok, conv = r
@@ -347,8 +309,7 @@ def to_original(unet) -> dict:
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# The original network, rebuilt for verification
+# -- The original network, rebuilt for verification ---------------------------------------------
 
 def _swish(x):
     return x * torch.sigmoid(x)
@@ -397,7 +358,7 @@ class OriginalDDPM(nn.Module):
 
     def __init__(self, ch, ch_mult, num_res_blocks, attn_levels, in_channels=3, out_ch=3, groups=32):
         super().__init__()
-        self.ch, self.L, self.nrb = ch, len(ch_mult), num_res_blocks
+        self.ch, self.L = ch, len(ch_mult)
         temb = 4 * ch
         self.temb = nn.Module()
         self.temb.dense = nn.ModuleList([nn.Linear(ch, temb), nn.Linear(temb, temb)])
@@ -439,11 +400,6 @@ class OriginalDDPM(nn.Module):
         self.norm_out = nn.GroupNorm(groups, c, eps=1e-6)
         self.conv_out = nn.Conv2d(c, out_ch, 3, padding=1)
 
-    @classmethod
-    def from_architecture(cls, arch: dict, groups: int = 32) -> "OriginalDDPM":
-        return cls(arch["ch"], arch["ch_mult"], arch["num_res_blocks"], arch["attn_levels"],
-                   arch["in_channels"], arch["out_ch"], groups)
-
     def forward(self, x, t):
         if not torch.is_tensor(t) or t.dim() == 0:
             t = torch.full((x.shape[0],), int(t), device=x.device)
@@ -474,19 +430,17 @@ def verify(sd: dict, unet, arch: dict, groups: int = 32, size: int | None = None
     ``size`` defaults to 2·2^(L−1): a 2×2 map at the deepest of the L levels (cheap; the maths
     does not depend on the size).
     """
-    ref = OriginalDDPM.from_architecture(arch, groups)
+    ref = OriginalDDPM(*(arch[k] for k in ("ch", "ch_mult", "num_res_blocks", "attn_levels", "in_channels", "out_ch")),
+                       groups)
     try:
         ref.load_state_dict(sd, strict=True)
     except RuntimeError as e:
         raise ConversionError(f"the reference DDPM network does not accept the checkpoint: "
                               f"{str(e).splitlines()[0]}") from None
-    ref.eval()
     size = size or 2 * 2 ** (len(arch["ch_mult"]) - 1)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, arch["in_channels"], size, size, generator=g)
+    x = torch.randn(2, arch["in_channels"], size, size, generator=torch.Generator().manual_seed(seed))
     t = torch.tensor([10, 900])
-    a = ref(x, t)
-    b = unet.float().eval()(x, t).sample
+    a, b = ref.eval()(x, t), unet.float().eval()(x, t).sample
     err = float((a - b).abs().max())
     scale = float(a.abs().max()) + 1e-6
     if not math.isfinite(err) or err > 1e-3 * max(1.0, scale):
@@ -495,16 +449,7 @@ def verify(sd: dict, unet, arch: dict, groups: int = 32, size: int | None = None
     return err
 
 
-# ---------------------------------------------------------------------------------------------
-# The conversion
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
+# -- The conversion -----------------------------------------------------------------------------
 
 def build_unet(sd: dict, sample_size: int | None = None, norm_num_groups: int = 32, *, ch=None, ch_mult=None,
                num_res_blocks=None, attn_resolutions=None):
@@ -541,6 +486,7 @@ def convert(ckpt, out, *, sample_size: int | None = None, norm_num_groups: int =
     """Convert ``ckpt`` (original DDPM layout) to a diffusers folder ``out``; returns the record
     written to ``out/conversion.json``. Nothing is left in ``out`` when the conversion fails."""
     from diffusers import DDPMScheduler
+    from .cache import file_sha256
     ckpt, out = Path(ckpt), Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConversionError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--force)")
@@ -549,7 +495,7 @@ def convert(ckpt, out, *, sample_size: int | None = None, norm_num_groups: int =
                                  num_res_blocks=num_res_blocks, attn_resolutions=attn_resolutions)
     err = verify(sd, unet, arch, norm_num_groups) if do_verify else None
     sch = dict(DDPM_SCHEDULER, **(scheduler or {}))
-    record = {"source": str(ckpt), "source_sha256": _sha256(ckpt), "architecture": arch,
+    record = {"source": str(ckpt), "source_sha256": file_sha256(ckpt), "architecture": arch,
               "sample_size": cfg["sample_size"], "sample_size_inferred": sample_size is None,
               "norm_num_groups": norm_num_groups, "ema": ema, "key": key, "scheduler": sch,
               "verified_max_abs_diff": err, "parameters": sum(v.numel() for v in sd.values())}
@@ -568,8 +514,7 @@ def convert(ckpt, out, *, sample_size: int | None = None, norm_num_groups: int =
     return record
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line: ``diffstyle-lab convert`` (hooked up by cli.py through :func:`register`)
+# -- Command line: ``diffstyle-lab convert`` (hooked up by cli.py through :func:`register`) -----
 
 def _ints(s: str) -> list[int]:
     try:

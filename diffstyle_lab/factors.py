@@ -34,14 +34,10 @@ def label_space() -> dict[str, list[str]]:
 
 
 def labels_of(factors, space) -> dict[str, torch.Tensor]:
-    out = {}
-    for head in HEADS:
-        names = []
-        for f in factors:
-            v = getattr(f, head)
-            names.append(v if head in ("family", "background") else f"{f.family}:{v}")
-        out[head] = torch.tensor([space[head].index(n) for n in names])
-    return out
+    """Class indices per head (in ``space``) of a list of :class:`avatars` factors."""
+    def name(f, head):
+        return getattr(f, head) if head in ("family", "background") else f"{f.family}:{getattr(f, head)}"
+    return {head: torch.tensor([space[head].index(name(f, head)) for f in factors]) for head in HEADS}
 
 
 class FactorNet(nn.Module):
@@ -107,7 +103,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def train_classifier(n_train: int = 6000, epochs: int = 5, seed: int = 0, progress: bool = True) -> tuple[FactorNet, dict]:
+def train_classifier(n_train: int = 6000, epochs: int = 5, seed: int = 0,
+                     progress: bool = True) -> tuple[FactorNet, dict]:
     """Train on fresh renders (seed ``seed``); report per-head accuracy on 1,000 held-out renders."""
     from tqdm.auto import tqdm
     torch.manual_seed(seed)

@@ -62,15 +62,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
 
 def colour_stats_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Distance between per-channel mean and standard deviation (the colour statistics), [0, 255] units."""
-    fa = torch.cat([a.flatten(2).mean(2), a.flatten(2).std(2)], 1)
-    fb = torch.cat([b.flatten(2).mean(2), b.flatten(2).std(2)], 1)
+    fa, fb = (torch.cat([x.flatten(2).mean(2), x.flatten(2).std(2)], 1) for x in (a, b))
     return (fa - fb).norm(dim=1) * 127.5
 
-
-# =============================================================================================
-# Evaluation metrics (issue 6): pixel/SSIM distances, Gram matrices on a small network's features,
-# and slots for the paper's metrics (ArcFace identity, VGG Gram, Inception FID) that run when the
-# user has those weights locally.
 
 def pixel_rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Root-mean-square pixel difference with images mapped to [0, 1] (0 = identical, 1 = black vs white)."""
@@ -102,21 +96,26 @@ def gram_distance(feats_a, feats_b) -> torch.Tensor:
 CLASSIFIER_GRAM_LAYERS = (1, 3, 6, 8, 11)
 
 
+def _layer_outputs(seq, x: torch.Tensor, layers) -> list[torch.Tensor]:
+    """The outputs of the modules of ``seq`` (an ``nn.Sequential``) whose index is in ``layers``."""
+    want, out, last = set(layers), [], max(layers)
+    for k, mod in seq.named_children():
+        x = mod(x)
+        if int(k) in want:
+            out.append(x)
+        if int(k) >= last:
+            break
+    if len(out) != len(want):
+        raise ValueError(f"layers={layers}: the network has {len(seq)} modules")
+    return out
+
+
 @torch.no_grad()
 def classifier_activations(net, x: torch.Tensor, layers=CLASSIFIER_GRAM_LAYERS) -> list[torch.Tensor]:
     """Intermediate activations of the factor classifier's conv stack (``net.body``) at ``layers``."""
     if x.shape[-1] != 32:
         x = F.interpolate(x, size=(32, 32), mode="area")
-    want, out, last = set(layers), [], max(layers)
-    for i, mod in enumerate(net.body):
-        x = mod(x)
-        if i in want:
-            out.append(x)
-        if i >= last:
-            break
-    if len(out) != len(want):
-        raise ValueError(f"layers={layers}: net.body has {len(net.body)} modules")
-    return out
+    return _layer_outputs(net.body, x, layers)
 
 
 def classifier_gram_distance(net, a: torch.Tensor, b: torch.Tensor, layers=CLASSIFIER_GRAM_LAYERS) -> torch.Tensor:
@@ -130,10 +129,6 @@ def cosine_similarity(fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
     return (fa * fb).sum(1) / (fa.norm(dim=1) * fb.norm(dim=1)).clamp_min(1e-12)
 
 
-# =============================================================================================
-# Image measures of the notebooks (helper "notebooks", issue 13 §4: moved here from notebook.py;
-# no downloaded networks)
-
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels, in [0, 255] units (clamped images)."""
     x = x.clamp(-1, 1)
@@ -143,17 +138,11 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 def measures(result: torch.Tensor, content: torch.Tensor | None = None, style: torch.Tensor | None = None):
-    """Per-image measures of a batch of results against their content and style images
-    (a pandas DataFrame, one row per image), from the measures above:
-
-    * ``struct_content`` / ``struct_style`` — structure similarity (edge-map correlation, blind to
-      colour) with the content / style image;
-    * ``bg_dist_content`` / ``bg_dist_style`` — distance of the border (background) colour, 0–441;
-    * ``colour_dist_content`` / ``colour_dist_style`` — distance of per-channel colour mean and s.d.;
-    * ``psnr_content`` / ``psnr_style`` — PSNR in dB;
-    * ``out_of_range`` — share of raw output values outside [−1, 1] (before clamping);
-    * ``tv`` — total variation (mean neighbour difference, 0–255): noise and blotches raise it.
-    """
+    """Per-image measures (a pandas DataFrame, one row per image) of ``result`` against its content and style
+    images (``*`` = ``content`` / ``style``): ``struct_*`` edge-map correlation (blind to colour), ``bg_dist_*``
+    border (background) colour distance (0–441), ``colour_dist_*`` distance of per-channel mean and s.d.,
+    ``psnr_*`` PSNR in dB; ``out_of_range`` share of raw values outside [−1, 1] (before clamping); ``tv`` total
+    variation (mean neighbour difference, 0–255: noise and blotches raise it)."""
     import numpy as np
     import pandas as pd
     r = result.detach().float().cpu()

@@ -8,6 +8,7 @@ The metrics that need no downloaded network are in :mod:`diffstyle_lab.metrics`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .metrics import cosine_similarity, gram_distance
+from .metrics import _layer_outputs, cosine_similarity, gram_distance
+
 
 class MissingWeightsError(FileNotFoundError):
     """A paper metric's network weights are not on this machine; the message says which file and where."""
@@ -35,7 +37,8 @@ PAPER_WEIGHTS = {
         "ArcFace identity similarity (the paper's content/ID metric)",
         "ArcFace IR-SE50 face recogniser (InsightFace_Pytorch by TreB1eN, as used by DiffusionCLIP/Asyrp/InjectFusion)",
         "model_ir_se50.pth", "DIFFSTYLE_LAB_ARCFACE",
-        "the 'model_ir_se50.pth' file distributed with TreB1eN/InsightFace_Pytorch (also shipped by DiffusionCLIP and Asyrp)"),
+        "the 'model_ir_se50.pth' file distributed with TreB1eN/InsightFace_Pytorch "
+        "(also shipped by DiffusionCLIP and Asyrp)"),
     "vgg": WeightsSpec(
         "VGG Gram-matrix style loss (the paper's style metric)",
         "VGG-19 (or VGG-16) ImageNet classifier in torchvision's state-dict layout (keys 'features.N.weight')",
@@ -129,22 +132,14 @@ def _load_strict(module: nn.Module, sd: dict, path, name: str, ignore_prefixes=(
 
 # -- ArcFace IR-SE50 --------------------------------------------------------------------------
 
-class _Flatten(nn.Module):
-    def forward(self, x):
-        return x.flatten(1)
-
-
 class _SE(nn.Module):
     def __init__(self, c, r=16):
         super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(c, c // r, 1, bias=False)
-        self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Conv2d(c // r, c, 1, bias=False)
-        self.sigmoid = nn.Sigmoid()
 
     def forward(self, x):
-        return x * self.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
 
 
 class _BottleneckIRSE(nn.Module):
@@ -171,7 +166,7 @@ class IRSE50(nn.Module):
             units.append(_BottleneckIRSE(cin, depth, 2))
             units += [_BottleneckIRSE(depth, depth, 1) for _ in range(n - 1)]
         self.body = nn.Sequential(*units)
-        self.output_layer = nn.Sequential(nn.BatchNorm2d(512), nn.Dropout(0.6), _Flatten(),
+        self.output_layer = nn.Sequential(nn.BatchNorm2d(512), nn.Dropout(0.6), nn.Flatten(),
                                           nn.Linear(512 * 7 * 7, 512), nn.BatchNorm1d(512))
 
     def forward(self, x):
@@ -217,42 +212,20 @@ class VGGFeatures(nn.Module):
     def __init__(self, conv_shapes: dict[int, tuple[int, int]]):
         super().__init__()
         idx = sorted(conv_shapes)
-        layers, self.taps = {}, []
-        block_start = True
+        self.features, self.taps = nn.Sequential(), []
         for n, i in enumerate(idx):
             cout, cin = conv_shapes[i]
-            layers[str(i)] = nn.Conv2d(cin, cout, 3, padding=1)
-            layers[str(i + 1)] = nn.ReLU(inplace=False)
-            if block_start:
+            if n == 0 or i - idx[n - 1] == 3:          # the first conv after a max-pool starts a block
                 self.taps.append(i + 1)
-            nxt = idx[n + 1] if n + 1 < len(idx) else None
-            block_start = nxt is not None and nxt - i == 3
-            if block_start:
-                layers[str(i + 2)] = nn.MaxPool2d(2, 2)
-        self.features = nn.Sequential()
-        for k in sorted(layers, key=int):
-            self.features.add_module(k, layers[k])
+            self.features.add_module(str(i), nn.Conv2d(cin, cout, 3, padding=1))
+            self.features.add_module(str(i + 1), nn.ReLU(inplace=False))
+            if n + 1 < len(idx) and idx[n + 1] - i == 3:
+                self.features.add_module(str(i + 2), nn.MaxPool2d(2, 2))
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
-        x = ((x + 1) / 2 - self.mean) / self.std
-        out, last = [], max(self.taps)
-        for k, mod in self.features.named_children():
-            x = mod(x)
-            if int(k) in self.taps:
-                out.append(x)
-            if int(k) >= last:
-                break
-        return out
-
-
-def vgg_conv_shapes(sd: dict) -> dict[int, tuple[int, int]]:
-    shapes = {}
-    for k, v in sd.items():
-        if k.startswith("features.") and k.endswith(".weight") and v.dim() == 4:
-            shapes[int(k.split(".")[1])] = (v.shape[0], v.shape[1])
-    return shapes
+        return _layer_outputs(self.features, ((x + 1) / 2 - self.mean) / self.std, self.taps)
 
 
 class VGGGram:
@@ -263,7 +236,8 @@ class VGGGram:
     def __init__(self, weights=None, size: int = 256):
         self.path = weights_path("vgg", weights)
         sd = load_state_dict_file(self.path)
-        shapes = vgg_conv_shapes(sd)
+        shapes = {int(k.split(".")[1]): tuple(v.shape[:2]) for k, v in sd.items()
+                  if k.startswith("features.") and k.endswith(".weight") and v.dim() == 4}
         if len(shapes) not in (13, 16):
             raise ValueError(f"{self.path}: found {len(shapes)} conv layers under 'features.'; expected VGG-16 (13) "
                              "or VGG-19 (16) in torchvision's layout")
@@ -298,97 +272,62 @@ class _BasicConv(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
 
-def _avg3(x):
-    return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+_avg3 = functools.partial(F.avg_pool2d, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+_max3 = functools.partial(F.max_pool2d, kernel_size=3, stride=2)
 
 
-class _InceptionA(nn.Module):
-    def __init__(self, cin, pool):
+class _Mixed(nn.Module):
+    """One Inception-v3 block with torchvision's layer names. Each branch is a list of steps: a pooling
+    function, a convolution ``(name, cin, cout, kernel[, stride, padding])``, or a list of convolutions
+    applied side by side to the same input and concatenated (the E blocks); the branches are concatenated."""
+
+    def __init__(self, *branches):
         super().__init__()
-        self.branch1x1 = _BasicConv(cin, 64, kernel_size=1)
-        self.branch5x5_1 = _BasicConv(cin, 48, kernel_size=1)
-        self.branch5x5_2 = _BasicConv(48, 64, kernel_size=5, padding=2)
-        self.branch3x3dbl_1 = _BasicConv(cin, 64, kernel_size=1)
-        self.branch3x3dbl_2 = _BasicConv(64, 96, kernel_size=3, padding=1)
-        self.branch3x3dbl_3 = _BasicConv(96, 96, kernel_size=3, padding=1)
-        self.branch_pool = _BasicConv(cin, pool, kernel_size=1)
+        self.branches = [[self._build(step) for step in b] for b in branches]
+
+    def _build(self, step):
+        if isinstance(step, list):
+            return [self._build(s) for s in step]
+        if callable(step):
+            return step
+        name, cin, cout, k, stride, padding = (*step, 1, 0) if len(step) == 4 else step
+        self.add_module(name, _BasicConv(cin, cout, kernel_size=k, stride=stride, padding=padding))
+        return self.get_submodule(name)
 
     def forward(self, x):
-        return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-                          self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                          self.branch_pool(_avg3(x))], 1)
+        out = []
+        for branch in self.branches:
+            y = x
+            for step in branch:
+                y = torch.cat([conv(y) for conv in step], 1) if isinstance(step, list) else step(y)
+            out.append(y)
+        return torch.cat(out, 1)
 
 
-class _InceptionB(nn.Module):
-    def __init__(self, cin):
-        super().__init__()
-        self.branch3x3 = _BasicConv(cin, 384, kernel_size=3, stride=2)
-        self.branch3x3dbl_1 = _BasicConv(cin, 64, kernel_size=1)
-        self.branch3x3dbl_2 = _BasicConv(64, 96, kernel_size=3, padding=1)
-        self.branch3x3dbl_3 = _BasicConv(96, 96, kernel_size=3, stride=2)
-
-    def forward(self, x):
-        return torch.cat([self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                          F.max_pool2d(x, 3, 2)], 1)
+def _inception_a(cin, pool):
+    return _Mixed([("branch1x1", cin, 64, 1)],
+                  [("branch5x5_1", cin, 48, 1), ("branch5x5_2", 48, 64, 5, 1, 2)],
+                  [("branch3x3dbl_1", cin, 64, 1), ("branch3x3dbl_2", 64, 96, 3, 1, 1),
+                   ("branch3x3dbl_3", 96, 96, 3, 1, 1)],
+                  [_avg3, ("branch_pool", cin, pool, 1)])
 
 
-class _InceptionC(nn.Module):
-    def __init__(self, cin, c7):
-        super().__init__()
-        self.branch1x1 = _BasicConv(cin, 192, kernel_size=1)
-        self.branch7x7_1 = _BasicConv(cin, c7, kernel_size=1)
-        self.branch7x7_2 = _BasicConv(c7, c7, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7_3 = _BasicConv(c7, 192, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_1 = _BasicConv(cin, c7, kernel_size=1)
-        self.branch7x7dbl_2 = _BasicConv(c7, c7, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_3 = _BasicConv(c7, c7, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7dbl_4 = _BasicConv(c7, c7, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_5 = _BasicConv(c7, 192, kernel_size=(1, 7), padding=(0, 3))
-        self.branch_pool = _BasicConv(cin, 192, kernel_size=1)
-
-    def forward(self, x):
-        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        d = self.branch7x7dbl_1(x)
-        for m in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
-            d = m(d)
-        return torch.cat([self.branch1x1(x), b7, d, self.branch_pool(_avg3(x))], 1)
+def _inception_c(c7):
+    h, v = ((1, 7), 1, (0, 3)), ((7, 1), 1, (3, 0))           # 1×7 and 7×1 convolutions
+    return _Mixed([("branch1x1", 768, 192, 1)],
+                  [("branch7x7_1", 768, c7, 1), ("branch7x7_2", c7, c7, *h), ("branch7x7_3", c7, 192, *v)],
+                  [("branch7x7dbl_1", 768, c7, 1), ("branch7x7dbl_2", c7, c7, *v), ("branch7x7dbl_3", c7, c7, *h),
+                   ("branch7x7dbl_4", c7, c7, *v), ("branch7x7dbl_5", c7, 192, *h)],
+                  [_avg3, ("branch_pool", 768, 192, 1)])
 
 
-class _InceptionD(nn.Module):
-    def __init__(self, cin):
-        super().__init__()
-        self.branch3x3_1 = _BasicConv(cin, 192, kernel_size=1)
-        self.branch3x3_2 = _BasicConv(192, 320, kernel_size=3, stride=2)
-        self.branch7x7x3_1 = _BasicConv(cin, 192, kernel_size=1)
-        self.branch7x7x3_2 = _BasicConv(192, 192, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7x3_3 = _BasicConv(192, 192, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7x3_4 = _BasicConv(192, 192, kernel_size=3, stride=2)
-
-    def forward(self, x):
-        b = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), b, F.max_pool2d(x, 3, 2)], 1)
-
-
-class _InceptionE(nn.Module):
-    def __init__(self, cin, max_pool: bool):
-        super().__init__()
-        self.max_pool = max_pool
-        self.branch1x1 = _BasicConv(cin, 320, kernel_size=1)
-        self.branch3x3_1 = _BasicConv(cin, 384, kernel_size=1)
-        self.branch3x3_2a = _BasicConv(384, 384, kernel_size=(1, 3), padding=(0, 1))
-        self.branch3x3_2b = _BasicConv(384, 384, kernel_size=(3, 1), padding=(1, 0))
-        self.branch3x3dbl_1 = _BasicConv(cin, 448, kernel_size=1)
-        self.branch3x3dbl_2 = _BasicConv(448, 384, kernel_size=3, padding=1)
-        self.branch3x3dbl_3a = _BasicConv(384, 384, kernel_size=(1, 3), padding=(0, 1))
-        self.branch3x3dbl_3b = _BasicConv(384, 384, kernel_size=(3, 1), padding=(1, 0))
-        self.branch_pool = _BasicConv(cin, 192, kernel_size=1)
-
-    def forward(self, x):
-        b3 = self.branch3x3_1(x)
-        d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        pool = F.max_pool2d(x, 3, 1, 1) if self.max_pool else _avg3(x)
-        return torch.cat([self.branch1x1(x), self.branch3x3_2a(b3), self.branch3x3_2b(b3),
-                          self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d), self.branch_pool(pool)], 1)
+def _inception_e(cin, pool):
+    h, v = ((1, 3), 1, (0, 1)), ((3, 1), 1, (1, 0))           # 1×3 and 3×1 convolutions
+    return _Mixed([("branch1x1", cin, 320, 1)],
+                  [("branch3x3_1", cin, 384, 1), [("branch3x3_2a", 384, 384, *h), ("branch3x3_2b", 384, 384, *v)]],
+                  [("branch3x3dbl_1", cin, 448, 1), ("branch3x3dbl_2", 448, 384, 3, 1, 1),
+                   [("branch3x3dbl_3a", 384, 384, *h), ("branch3x3dbl_3b", 384, 384, *v)]],
+                  [pool, ("branch_pool", cin, 192, 1)])
 
 
 class FIDInception(nn.Module):
@@ -401,19 +340,22 @@ class FIDInception(nn.Module):
         self.Conv2d_2b_3x3 = _BasicConv(32, 64, kernel_size=3, padding=1)
         self.Conv2d_3b_1x1 = _BasicConv(64, 80, kernel_size=1)
         self.Conv2d_4a_3x3 = _BasicConv(80, 192, kernel_size=3)
-        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = _InceptionA(192, 32), _InceptionA(256, 64), _InceptionA(288, 64)
-        self.Mixed_6a = _InceptionB(288)
-        self.Mixed_6b = _InceptionC(768, 128)
-        self.Mixed_6c, self.Mixed_6d = _InceptionC(768, 160), _InceptionC(768, 160)
-        self.Mixed_6e = _InceptionC(768, 192)
-        self.Mixed_7a = _InceptionD(768)
-        self.Mixed_7b, self.Mixed_7c = _InceptionE(1280, False), _InceptionE(2048, True)
+        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = (_inception_a(c, p) for c, p in ((192, 32), (256, 64), (288, 64)))
+        self.Mixed_6a = _Mixed([("branch3x3", 288, 384, 3, 2, 0)],
+                               [("branch3x3dbl_1", 288, 64, 1), ("branch3x3dbl_2", 64, 96, 3, 1, 1),
+                                ("branch3x3dbl_3", 96, 96, 3, 2, 0)], [_max3])
+        self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e = (_inception_c(c) for c in (128, 160, 160, 192))
+        self.Mixed_7a = _Mixed([("branch3x3_1", 768, 192, 1), ("branch3x3_2", 192, 320, 3, 2, 0)],
+                               [("branch7x7x3_1", 768, 192, 1), ("branch7x7x3_2", 192, 192, (1, 7), 1, (0, 3)),
+                                ("branch7x7x3_3", 192, 192, (7, 1), 1, (3, 0)), ("branch7x7x3_4", 192, 192, 3, 2, 0)],
+                               [_max3])
+        self.Mixed_7b = _inception_e(1280, _avg3)
+        self.Mixed_7c = _inception_e(2048, functools.partial(F.max_pool2d, kernel_size=3, stride=1, padding=1))
 
     def forward(self, x):
         x = F.interpolate(x.float(), size=(299, 299), mode="bilinear", align_corners=False)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
-        x = F.max_pool2d(x, 3, 2)
-        x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, 2)
+        x = _max3(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(_max3(x))))
         for m in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c,
                   self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
             x = m(x)
