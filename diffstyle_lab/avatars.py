@@ -1,19 +1,14 @@
 """Procedural cartoon faces with known factors (the embedded default model's data).
 
-Faces come from DiceBear (``dicebear-core`` + ``dicebear-styles``) rasterised offline with
-``resvg-py`` — the optional ``[data]`` extra; the core package does not need it. Every face is a
-pure function of its :class:`Factors`, so a data set is reproducible from a seed and each image
-carries its ground truth:
+Faces come from DiceBear (``dicebear-core`` + ``dicebear-styles``) rasterised offline with ``resvg-py``
+(the optional ``[data]`` extra). Every face is a pure function of its :class:`Factors`, so a data set
+is reproducible from a seed and each image carries its ground truth: **content** factors (family,
+hair, eyes, mouth, clothes: *who* the face is; and its **pose**: rotation, scale, position, mirror),
+what the paper expects to live in h; **style** factors (background, skin, hair and clothing colours),
+what it expects x_T and the skip connections to carry.
 
-* **content** factors — style family, hair, eyes, mouth (and clothes for pixel-art): *who* the
-  face is — and its **pose** (rotation, scale, position, mirror: DiceBear's ``rotate``, ``scale``,
-  ``translateX/Y``, ``flip``), a layout with a global footprint; what the paper expects to live in h;
-* **style** factors — background, skin, hair and clothing colours: what the paper expects to be
-  carried by x_T and the skip connections.
-
-Licences (attribute them wherever derived weights are shipped):
-``big-smile`` — CC BY 4.0, remix of "Custom Avatar" by Ashley Seo;
-``pixel-art`` — CC0 1.0, "Pixel Art" by DiceBear.
+Licences (attribute them wherever derived weights are shipped): ``big-smile`` — CC BY 4.0, remix of
+"Custom Avatar" by Ashley Seo; ``pixel-art`` — CC0 1.0, "Pixel Art" by DiceBear.
 """
 
 from __future__ import annotations
@@ -26,11 +21,6 @@ from functools import lru_cache
 import numpy as np
 
 FAMILIES = ("big-smile", "pixel-art")
-
-LICENCES = {
-    "big-smile": "CC BY 4.0 — remix of 'Custom Avatar' by Ashley Seo (figma.com/community/file/881358461963645496)",
-    "pixel-art": "CC0 1.0 — 'Pixel Art' by DiceBear (figma.com/community/file/1198754108850888330)",
-}
 
 # Style palettes (hex, no '#'). Fixed lists so a classifier can name the colour of every face.
 BACKGROUNDS = ("ffd5dc", "c0aede", "b6e3f4", "d1f4d9", "ffdfbf", "f4f1a6",
@@ -80,25 +70,17 @@ class Factors:
     def style(self) -> dict:
         return {k: getattr(self, k) for k in STYLE_KEYS}
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-
-def _require():
+@lru_cache(maxsize=None)
+def _style(family: str):
+    from importlib.resources import files
     try:
-        from dicebear import Style  # noqa: F401
+        from dicebear import Style
         import resvg_py  # noqa: F401
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         raise ImportError(
             "rendering faces needs the optional data extra: pip install 'diffstyle_lab[data]' "
             "(dicebear-core, dicebear-styles, resvg-py)") from e
-
-
-@lru_cache(maxsize=None)
-def _style(family: str):
-    _require()
-    from importlib.resources import files
-    from dicebear import Style
     if family not in FAMILIES:
         raise ValueError(f"unknown face family {family!r}; choose one of {FAMILIES}")
     return Style(json.loads(files("dicebear_styles").joinpath(family + ".json").read_text("utf-8")))
@@ -109,35 +91,32 @@ def variants(family: str) -> dict:
     """The feature variants a family offers: {'hair': (...), 'eyes': (...), ...}."""
     from dicebear import OptionsDescriptor
     desc = OptionsDescriptor(_style(family)).to_json()
-    out = {}
-    for key in ("hair", "eyes", "mouth", "clothes"):
-        d = desc.get(key + "Variant")
-        out[key] = tuple(d["values"]) if d else ("",)
-    return out
+    return {k: tuple(desc[k + "Variant"]["values"]) if desc.get(k + "Variant") else ("",)
+            for k in ("hair", "eyes", "mouth", "clothes")}
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[rng.integers(len(options))]
 
 
 def random_pose(rng: np.random.Generator) -> dict:
     """One of the 162 discrete poses, uniformly."""
-    return {"rotate": int(ROTATIONS[rng.integers(len(ROTATIONS))]), "scale": float(SCALES[rng.integers(len(SCALES))]),
-            "shift_x": int(SHIFTS[rng.integers(len(SHIFTS))]), "shift_y": int(SHIFTS[rng.integers(len(SHIFTS))]),
-            "flip": FLIPS[rng.integers(len(FLIPS))]}
+    return {"rotate": _pick(rng, ROTATIONS), "scale": _pick(rng, SCALES), "shift_x": _pick(rng, SHIFTS),
+            "shift_y": _pick(rng, SHIFTS), "flip": _pick(rng, FLIPS)}
 
 
 def random_content(rng: np.random.Generator, family: str | None = None, pose: bool = True) -> dict:
     """Random content factors; ``pose=False`` keeps the upright, centred pose (the first data set's draw)."""
-    family = family or FAMILIES[rng.integers(len(FAMILIES))]
+    family = family or _pick(rng, FAMILIES)
     v = variants(family)
-    out = {"family": family, **{k: v[k][rng.integers(len(v[k]))] for k in ("hair", "eyes", "mouth", "clothes")}}
+    out = {"family": family, **{k: _pick(rng, v[k]) for k in ("hair", "eyes", "mouth", "clothes")}}
     return {**out, **random_pose(rng)} if pose else out
 
 
 def random_style(rng: np.random.Generator, family: str) -> dict:
-    return {
-        "background": BACKGROUNDS[rng.integers(len(BACKGROUNDS))],
-        "skin": SKINS[family][rng.integers(len(SKINS[family]))],
-        "hair_colour": HAIR_COLOURS[family][rng.integers(len(HAIR_COLOURS[family]))],
-        "clothing": CLOTHING[rng.integers(len(CLOTHING))] if family == "pixel-art" else "",
-    }
+    return {"background": _pick(rng, BACKGROUNDS), "skin": _pick(rng, SKINS[family]),
+            "hair_colour": _pick(rng, HAIR_COLOURS[family]),
+            "clothing": _pick(rng, CLOTHING) if family == "pixel-art" else ""}
 
 
 def random_factors(rng: np.random.Generator, family: str | None = None, pose: bool = True) -> Factors:
@@ -166,8 +145,7 @@ def render(f: Factors, size: int = 32) -> np.ndarray:
 
 
 def make_faces(n: int, seed: int, size: int = 32, pose: bool = True) -> tuple[np.ndarray, list[Factors]]:
-    """``n`` random faces (uint8 N×H×W×3) and their factors, deterministic in ``seed``.
-
+    """``n`` random faces (uint8 N×H×W×3) and their factors, deterministic in ``seed``;
     ``pose=False`` draws the first shipped model's data (upright, centred faces)."""
     rng = np.random.default_rng(seed)
     fs = [random_factors(rng, pose=pose) for _ in range(n)]
@@ -184,23 +162,27 @@ def other_identity_same_colours(f: Factors, rng: np.random.Generator, pose: bool
     return Factors(**random_content(rng, f.family, pose), **f.style())
 
 
+def recolour(f: Factors, key: str, donor: Factors) -> Factors:
+    """``f`` with colour ``key`` taken from ``donor``; skin and hair colours are per family, so across
+    families they map by palette index."""
+    v = getattr(donor, key)
+    if key in ("skin", "hair_colour") and donor.family != f.family:
+        pal = SKINS if key == "skin" else HAIR_COLOURS
+        v = pal[f.family][pal[donor.family].index(v)]
+    return dataclasses.replace(f, **{key: v})
+
+
 def ideal(content: Factors, style: Factors) -> Factors:
     """The ground truth of content injection: ``content``'s content factors (identity and pose)
-    in ``style``'s colours. Colours are per family, so a colour the content family lacks keeps
-    the content face's colour at the same palette index."""
-    st = {}
-    for k, pal in (("skin", SKINS), ("hair_colour", HAIR_COLOURS)):
-        v = getattr(style, k)
-        st[k] = v if content.family == style.family else pal[content.family][pal[style.family].index(v)]
+    in ``style``'s colours (:func:`recolour`)."""
     clothing = (style.clothing or content.clothing) if content.family == "pixel-art" else ""
-    return Factors(**content.content(), background=style.background, clothing=clothing, **st)
+    f = dataclasses.replace(content, background=style.background, clothing=clothing)
+    return recolour(recolour(f, "skin", style), "hair_colour", style)
 
 
 def content_style_pairs(n: int, seed: int, size: int = 32, pose: bool = True):
-    """``n`` (content, style) pairs of faces with different content *and* different colours.
-
-    Returns ``(content_images, style_images, content_factors, style_factors)``.
-    """
+    """``n`` (content, style) pairs of faces with different content *and* different backgrounds:
+    ``(content_images, style_images, content_factors, style_factors)``."""
     rng = np.random.default_rng(seed)
     cf, sf = [], []
     while len(cf) < n:
@@ -214,9 +196,4 @@ def content_style_pairs(n: int, seed: int, size: int = 32, pose: bool = True):
 
 def save_factors(path, factors: list[Factors]) -> None:
     with open(path, "w") as fh:
-        json.dump([f.to_dict() for f in factors], fh)
-
-
-def load_factors(path) -> list[Factors]:
-    with open(path) as fh:
-        return [Factors(**d) for d in json.load(fh)]
+        json.dump([dataclasses.asdict(f) for f in factors], fh)

@@ -1,12 +1,10 @@
 """Ground truth for content injection on the procedural faces: the *ideal* result of every pair.
 
 The ideal of a (content, style) pair is the content image's content factors (identity and pose)
-rendered in the style image's colours (:func:`diffstyle_lab.avatars.ideal`). Because every face is
-a pure function of its factors, each factor can also be judged by a *counterfactual* render: the
-ideal with that one factor taken from the other image. A result "has the content's pose" when it
-is nearer the ideal than the ideal with the style image's pose; it "keeps the style's background"
-when it is nearer the ideal than the ideal with the content image's background. Only the pixels
-that differ between the two renders decide, so each factor is judged on its own footprint.
+rendered in the style image's colours (:func:`diffstyle_lab.avatars.ideal`). Each factor is judged
+by a *counterfactual* render, the ideal with that one factor taken from the other image: a result
+"has the content's pose" when, on the pixels where the two renders differ, it is nearer the ideal
+than the ideal with the style image's pose.
 
 Scores (pixel units 0…255): RMSE to the ideal, SSIM, background-region colour error, and the
 *gap closed* (RMSE(style, ideal) − RMSE(result, ideal)) / (RMSE(style, ideal) − floor), where the
@@ -35,15 +33,6 @@ COLOUR_FACTORS = ("background", "skin", "hair_colour")
 
 def _to_tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def _recolour(f: A.Factors, key: str, donor: A.Factors) -> A.Factors:
-    """``f`` with colour ``key`` taken from ``donor`` (mapped by palette index across families)."""
-    v = getattr(donor, key)
-    if key in ("skin", "hair_colour") and donor.family != f.family:
-        pal = A.SKINS if key == "skin" else A.HAIR_COLOURS
-        v = pal[f.family][pal[donor.family].index(v)]
-    return dataclasses.replace(f, **{key: v})
 
 
 @dataclasses.dataclass
@@ -80,8 +69,8 @@ class GroundTruthPairs:
         add(HAIR, lambda i, f: dataclasses.replace(f, hair=sf[i].hair) if cf[i].family == sf[i].family else f,
             lambda i: cf[i].family == sf[i].family and cf[i].hair != sf[i].hair)
         for k in COLOUR_FACTORS:
-            add(k, lambda i, f, k=k: _recolour(f, k, cf[i]),
-                lambda i, k=k: getattr(_recolour(ideals[i], k, cf[i]), k) != getattr(ideals[i], k))
+            add(k, lambda i, f, k=k: A.recolour(f, k, cf[i]),
+                lambda i, k=k: getattr(A.recolour(ideals[i], k, cf[i]), k) != getattr(ideals[i], k))
         return cls(_to_tensor(c), _to_tensor(s), _to_tensor(np.stack([A.render(f, size) for f in ideals])),
                    cf, sf, cfs)
 
@@ -114,12 +103,6 @@ def reinhard(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     return ((content - mc) / sc.clamp_min(1e-6) * ss + ms).clamp(-1, 1)
 
 
-def background_mask(gt: GroundTruthPairs) -> torch.Tensor:
-    """Pixels that belong to the background of the ideal (they change when only its background does)."""
-    alt = gt.counterfactuals["background"][0]
-    return (gt.ideal - alt).abs().amax(1) > 1e-3
-
-
 def score(result: torch.Tensor, gt: GroundTruthPairs) -> dict[str, np.ndarray]:
     """Per-pair scores of ``result`` against the ground truth.
 
@@ -129,11 +112,13 @@ def score(result: torch.Tensor, gt: GroundTruthPairs) -> dict[str, np.ndarray]:
     agree on that factor (no evidence). A pixel vote, so a face that moved over part of the
     footprint does not decide a colour."""
     result = result.float().clamp(-1, 1)
-    bg = background_mask(gt)
+    # each factor's footprint: where the ideal and its counterfactual differ (background: the background)
+    regions = {name: (gt.ideal - alt).abs().amax(1) > 1e-3 for name, (alt, _) in gt.counterfactuals.items()}
+    bg = regions["background"]
     out = {"rmse": rmse255(result, gt.ideal).numpy(), "ssim": ssim(result, gt.ideal).numpy(),
            "rmse_bg": rmse255(result, gt.ideal, bg).numpy(), "rmse_fg": rmse255(result, gt.ideal, ~bg).numpy()}
     for name, (alt, differs) in gt.counterfactuals.items():
-        region = (gt.ideal - alt).abs().amax(1) > 1e-3          # the factor's footprint
+        region = regions[name]
         nearer = (result - gt.ideal).pow(2).sum(1) < (result - alt).pow(2).sum(1)
         votes = (nearer & region).flatten(1).sum(1).float() / region.flatten(1).sum(1).clamp_min(1)
         v = (votes > 0.5).float().numpy()

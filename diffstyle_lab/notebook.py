@@ -1,41 +1,22 @@
-"""Figures and widgets for the notebooks in ``notebooks/`` (plus loading the model and the sample
-images, and inversions cached once per notebook): matplotlib image grids, and interactive views
-that also have a **static path** (a grid of fixed settings drawn as a figure), so a notebook executed by
-papermill shows the same figures a reader gets by moving the sliders.
-
-Typical use inside a notebook::
-
-    from diffstyle_lab import notebook as nb
-    model = nb.load(None)                                  # None → the embedded default model
-    content, c_names = nb.sample_images("content", model.sample_size)
-    store = nb.InversionStore(model, steps=50)             # inversions computed once per image
-    ci = store(content)
-
-    def render(gamma, pair):
-        ...
-        return {"content": c, "style": s, "result": r}     # panels of one row, left to right
-
-    view = nb.Explorer(render, {"gamma": widgets.FloatSlider(...), "pair": widgets.Dropdown(...)})
-    view.show()                                            # the widget (re-renders on change)
-    nb.show(view.static_figure([{"gamma": g} for g in (0, .3, .6)]))   # the static path
-
-Only :class:`Explorer` and :func:`mask_toggles` need ipywidgets (the ``notebooks`` extra); the
-static path works without it. The U-Net's layout table is :func:`diffstyle_lab.hooks.block_table`,
-the image measures :func:`diffstyle_lab.metrics.measures`, the procedural out-of-domain images
-:mod:`diffstyle_lab.procedural`; the device rule is :func:`diffstyle_lab.devices.pick_device`.
+"""Figures and widgets for the notebooks in ``notebooks/`` (plus loading the model, the sample images
+and per-notebook cached inversions). Every interactive view also has a **static path** (a grid of
+fixed settings drawn as one figure), so a notebook executed by papermill shows the figures a reader
+gets by moving the sliders. Only :class:`Explorer` and :func:`mask_toggles` need ipywidgets (the
+``notebooks`` extra).
 """
 
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["load", "injection_defaults", "data_path", "sample_images", "sample_pairs", "load_folder", "InversionStore", "to_rgb",
-           "grid_figure", "row_figure", "png_bytes", "show", "save_figure", "Explorer", "mask_toggles",
+__all__ = ["load", "injection_defaults", "data_path", "sample_images", "sample_pairs", "load_folder", "InversionStore",
+           "to_rgb", "grid_figure", "row_figure", "png_bytes", "show", "save_figure", "Explorer", "mask_toggles",
            "mask_from_cells", "upsample_mask", "h_shape", "ood_folder", "stopwatch"]
 
 
@@ -46,10 +27,8 @@ def load(model=None, device: str | None = None, threads: int | None = None):
     """The model a notebook runs on: ``None`` (or ``"default"``) → the embedded default model,
     anything else → :func:`diffstyle_lab.load_model` (a local folder or a pinned hub id).
 
-    ``threads`` sets torch's CPU thread count (``torch.set_num_threads``) for the kernel; None
-    leaves torch's default. The small default model gains nothing from several threads, and on a
-    busy machine several threads waiting for each other at every operation can make a step many
-    times slower than one thread."""
+    ``threads``: torch's CPU thread count for the kernel (None: torch's default). The small default
+    model gains nothing from several threads, and on a busy machine they can make a step far slower."""
     from .devices import pick_device
     from .models import load_default_model, load_model
     if threads:
@@ -62,8 +41,7 @@ def load(model=None, device: str | None = None, threads: int | None = None):
 
 def injection_defaults(model, t_edit: int | None = None, t_boost: int | None = None) -> tuple[int, int]:
     """``(t_edit, t_boost)``: the values given, and for those left None the model's own defaults
-    (:meth:`InjectionConfig.for_model`, read from the model folder where it has them; the
-    :class:`InjectionConfig` defaults otherwise)."""
+    (:meth:`InjectionConfig.for_model`)."""
     from .sampling import InjectionConfig
     cfg = InjectionConfig.for_model(model)
     return int(cfg.t_edit if t_edit is None else t_edit), int(cfg.t_boost if t_boost is None else t_boost)
@@ -73,6 +51,11 @@ def data_path(*parts) -> Path:
     """A path under the project's ``data/`` folder (``$DIFFSTYLE_LAB_DATA`` overrides)."""
     from .models import data_dir
     return data_dir().joinpath(*parts)
+
+
+def ood_folder() -> Path:
+    """``data/ood`` (the shipped out-of-domain style images, made by :mod:`diffstyle_lab.procedural`)."""
+    return data_path("ood")
 
 
 def load_folder(folder, size: int, fit: str = "crop") -> tuple[torch.Tensor, list[str]]:
@@ -115,47 +98,33 @@ class stopwatch:
 # Inversions, once per image
 
 class InversionStore:
-    """DDIM inversions kept in memory per image (and on disk with ``disk``), so a widget that
-    re-renders never inverts again.
+    """DDIM inversions kept in memory per image, so a widget that re-renders never inverts again.
 
-    ``store(images)`` returns an :class:`~diffstyle_lab.sampling.Inversion` for the batch; images
-    seen before are not inverted again (``hits``/``misses`` count them). ``disk``: ``None``/``False``
-    — memory only; ``True`` — the default :class:`~diffstyle_lab.cache.InversionCache` folder;
-    a path — an ``InversionCache`` there.
+    ``store(images)`` returns an :class:`~diffstyle_lab.sampling.Inversion` for the batch (``hits``/
+    ``misses`` count the images seen before or not). ``disk``: ``None``/``False`` — memory only;
+    ``True`` — also the default :class:`~diffstyle_lab.cache.InversionCache`; a path — one there.
     """
 
     def __init__(self, model, steps: int = 50, spacing: str = "authors", record_last: bool = True, disk=None):
         from .cache import InversionCache
         self.model, self.steps, self.spacing, self.record_last = model, int(steps), spacing, record_last
-        if disk is True:
-            self.disk = InversionCache()
-        elif disk:
-            self.disk = InversionCache(disk)
-        else:
-            self.disk = None
+        self.disk = (InversionCache() if disk is True else InversionCache(disk)) if disk else None
         self._mem: dict[str, object] = {}
-        self.hits = 0
-        self.misses = 0
-        self.seconds = 0.0
-
-    def _key(self, x: torch.Tensor) -> str:
-        from .cache import InversionCache
-        return InversionCache.key(self.model, x, self.steps, self.spacing, self.record_last)
+        self.hits, self.misses, self.seconds = 0, 0, 0.0
 
     def __call__(self, images: torch.Tensor):
+        from .cache import InversionCache
         from .sampling import Inversion, check_images, ddim_invert
         x = check_images(self.model, images)
-        keys = [self._key(x[i]) for i in range(len(x))]
-        miss = [i for i, k in enumerate(keys) if k not in self._mem]
-        # the same image twice in one batch is inverted once
-        todo = list(dict.fromkeys(keys[i] for i in miss))
-        first = [keys.index(k) for k in todo]
+        keys = [InversionCache.key(self.model, xi, self.steps, self.spacing, self.record_last) for xi in x]
+        miss = [k for k in keys if k not in self._mem]
         self.hits += len(keys) - len(miss)
         self.misses += len(miss)
-        if first:
+        todo = list(dict.fromkeys(miss))            # the same image twice in one batch is inverted once
+        if todo:
             t0 = time.perf_counter()
-            inv = ddim_invert(self.model, x[first], self.steps, self.spacing, record_last=self.record_last,
-                              progress=False, cache=self.disk)
+            inv = ddim_invert(self.model, x[[keys.index(k) for k in todo]], self.steps, self.spacing,
+                              record_last=self.record_last, progress=False, cache=self.disk)
             self.seconds += time.perf_counter() - t0
             for j, k in enumerate(todo):
                 self._mem[k] = inv.select([j])
@@ -182,9 +151,7 @@ def to_rgb(x) -> np.ndarray:
         a = ((x.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
         return np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a
     a = np.asarray(x)
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    return a.astype(np.float32)
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
 
 
 def _draw(ax, img, cmap="magma"):
@@ -196,19 +163,15 @@ def _draw(ax, img, cmap="magma"):
         ax.axis("off")
         return
     a = to_rgb(img)
-    if a.ndim == 2:
-        ax.imshow(a, cmap=cmap, interpolation="nearest")
-    else:
-        ax.imshow(a, interpolation="nearest")
+    ax.imshow(a, cmap=cmap if a.ndim == 2 else None, interpolation="nearest")
 
 
 def grid_figure(rows: Sequence[Sequence], row_labels: Sequence[str] | None = None,
                 col_labels: Sequence[str] | None = None, title: str | None = None, cell: float = 1.35,
-                cmap: str = "magma", titles: Sequence[Sequence[str]] | None = None):
+                cmap: str = "magma"):
     """A matplotlib figure of images: ``rows`` is a list of rows, each a list of images (image
     tensors in [−1, 1], uint8 arrays, 2-D maps drawn with ``cmap``, or None for a blank cell).
-    ``col_labels`` go above the first row, ``row_labels`` left of each row; ``titles`` (same layout
-    as ``rows``) put a title over individual cells."""
+    ``col_labels`` go above the first row, ``row_labels`` left of each row."""
     import matplotlib.pyplot as plt
     nr = len(rows)
     nc = max((len(r) for r in rows), default=1)
@@ -217,18 +180,11 @@ def grid_figure(rows: Sequence[Sequence], row_labels: Sequence[str] | None = Non
                              squeeze=False)
     for i, r in enumerate(rows):
         for j in range(nc):
-            ax = axes[i, j]
-            _draw(ax, r[j] if j < len(r) else None, cmap)
-            if titles is not None and i < len(titles) and j < len(titles[i]) and titles[i][j]:
-                ax.set_title(titles[i][j], fontsize=7)
-            elif i == 0 and col_labels is not None and j < len(col_labels):
-                ax.set_title(col_labels[j], fontsize=8)
+            _draw(axes[i, j], r[j] if j < len(r) else None, cmap)
+            if i == 0 and col_labels is not None and j < len(col_labels):
+                axes[i, j].set_title(col_labels[j], fontsize=8)
         if row_labels is not None and i < len(row_labels):
-            axes[i, 0].axis("on")
-            axes[i, 0].set_xticks([])
-            axes[i, 0].set_yticks([])
-            for s in axes[i, 0].spines.values():
-                s.set_visible(False)
+            axes[i, 0].axis("on")                  # a blank cell still shows its label (_draw hid ticks and spines)
             axes[i, 0].set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -250,8 +206,8 @@ def png_bytes(fig, dpi: int = 100) -> bytes:
 
 
 def show(fig, dpi: int = 100) -> None:
-    """Display a figure once, as a PNG, and close it. Works whatever matplotlib backend the kernel
-    has set up, and returns None, so a cell ending with ``nb.show(fig)`` shows it only once."""
+    """Display a figure once, as a PNG, and close it, whatever the kernel's matplotlib backend
+    (returns None, so a cell ending with ``nb.show(fig)`` shows it only once)."""
     import matplotlib.pyplot as plt
     try:
         from IPython import get_ipython
@@ -277,8 +233,6 @@ def save_figure(fig, out_dir, name: str, dpi: int = 130) -> Path | None:
 # Interactive views with a static path
 
 def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
     if torch.is_tensor(a) and torch.is_tensor(b):
         return a.shape == b.shape and bool(torch.equal(a, b))
     return a is b
@@ -295,21 +249,12 @@ def _label(setting: Mapping) -> str:
 
 
 class Explorer:
-    """An interactive view (ipywidgets controls + re-rendered row of images) and its static path.
+    """An interactive view (ipywidgets controls + a re-rendered row of images) and its static path.
 
     ``render(**values)`` gets one keyword per control (plus ``fixed``) and returns the panels of one
-    row, ``{title: image}`` (tensors in [−1, 1] or 2-D maps). Every render is timed
-    (``latencies``, seconds, including drawing).
-
-    * :meth:`show` displays the controls and renders the current values (in a live notebook the
-      row re-renders when a control changes);
-    * :meth:`set` changes controls from code (what a slider move does) and returns the latency of
-      that re-render;
-    * :meth:`static_figure` renders a list of fixed settings, one row each, as one matplotlib figure
-      — the static path that papermill runs and exported HTML show. Panels that are the same in
-      every row (e.g. the input images) are drawn in the first row only;
-    * :meth:`sweep_figure` renders one control over a list of values (columns) for a few other
-      settings (rows), keeping chosen panels (the inputs) once per row.
+    row, ``{title: image}`` (tensors in [−1, 1] or 2-D maps). Every render is timed (``latencies``,
+    seconds, including drawing). :meth:`static_figure` and :meth:`sweep_figure` are the static path
+    that papermill runs and exported HTML show.
     """
 
     def __init__(self, render: Callable[..., Mapping[str, object]], controls: Mapping[str, object],
@@ -320,9 +265,7 @@ class Explorer:
         self.title = title
         self.cell = cell
         self.latencies: list[float] = []
-        self._widget = None
-        self._image = None
-        self._status = None
+        self._widget = self._image = self._status = None
 
     # -- values --------------------------------------------------------------------------------
     def values(self) -> dict:
@@ -342,27 +285,22 @@ class Explorer:
             self._image = W.Image(format="png", layout=W.Layout(max_width="100%"))
             self._status = W.HTML()
             for c in self.controls.values():
-                c.observe(self._changed, names="value")
+                c.observe(lambda change: self.update(), names="value")
             box = W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap"))
             self._widget = W.VBox([box, self._status, self._image])
         return self._widget
 
-    def _changed(self, change):
-        self.update()
-
     def update(self) -> float:
         """Render the current values into the widget's output; returns the seconds it took."""
-        self.widget  # noqa: B018  (builds the output area on first use)
-        t0 = time.perf_counter()
-        fig = row_figure(self.panels(), title=self.title, cell=self.cell)
         import matplotlib.pyplot as plt
-        png = png_bytes(fig)
-        plt.close(fig)
-        self._image.value = png
-        dt = time.perf_counter() - t0
-        self.latencies.append(dt)
-        self._status.value = f"<small>rendered in {dt:.2f} s</small>"
-        return dt
+        self.widget  # noqa: B018  (builds the output area on first use)
+        with stopwatch() as sw:
+            fig = row_figure(self.panels(), title=self.title, cell=self.cell)
+            self._image.value = png_bytes(fig)
+            plt.close(fig)
+        self.latencies.append(sw.seconds)
+        self._status.value = f"<small>rendered in {sw.seconds:.2f} s</small>"
+        return sw.seconds
 
     def show(self):
         """Display the controls and the rendered current values (one timed render)."""
@@ -372,10 +310,8 @@ class Explorer:
         return self
 
     def set(self, **values) -> float:
-        """Move controls from code (as a reader would); returns the latency of the re-render.
-
-        A value equal to the current one triggers no re-render in a widget, so this renders
-        explicitly in that case."""
+        """Move controls from code (as a reader would); returns the latency of the re-render (done
+        explicitly when no value changed, as a widget does not re-render then)."""
         self.widget  # noqa: B018  (observers attached)
         n = len(self.latencies)
         for k, v in values.items():
@@ -388,21 +324,19 @@ class Explorer:
 
     # -- the static path -----------------------------------------------------------------------
     def static_rows(self, settings: Sequence[Mapping]) -> tuple[list[list], list[str], list[str]]:
-        rows, labels, names = [], [], None
-        for s in settings:
-            p = self.panels(**s)
-            names = names or list(p.keys())
-            rows.append(list(p.values()))           # by position: titles may carry the setting
-            labels.append(_label(s))
+        panels = [self.panels(**s) for s in settings]
+        names = list(panels[0].keys()) if panels else []
+        rows = [list(p.values()) for p in panels]          # by position: titles may carry the setting
         # draw panels that never change once (first row only)
-        for j in range(len(names or [])):
+        for j in range(len(names)):
             if len(rows) > 1 and all(_same(rows[0][j], r[j]) for r in rows[1:]):
                 for r in rows[1:]:
                     r[j] = None
-        return rows, labels, names or []
+        return rows, [_label(s) for s in settings], names
 
     def static_figure(self, settings: Sequence[Mapping], title: str | None = None, row_labels=None):
-        """One row per setting (each a dict of control values), as a matplotlib figure."""
+        """One row per setting (each a dict of control values), as a matplotlib figure; panels that
+        are the same in every row (e.g. the inputs) are drawn in the first row only."""
         if not settings:
             raise ValueError("static_figure: give at least one setting")
         rows, labels, names = self.static_rows(settings)
@@ -414,25 +348,25 @@ class Explorer:
         """A sweep of one control as a figure: one row per setting in ``rows``; the columns are the
         panels named in ``keep`` (from the first value, e.g. the inputs) and then the ``result``
         panel (name or position) for each value of control ``name``."""
-        grid, labels, heads = [], [], None
+        grid, labels = [], []
         for r in rows:
-            line, kept = [], []
-            for k, v in enumerate(values):
-                p = self.panels(**{**r, name: v})
-                keys = list(p.keys())
-                if k == 0:
-                    kept = [p[n] for n in keep]
-                line.append(p[result] if isinstance(result, str) else p[keys[result]])
-            heads = list(keep) + [fmt.format(name=name, value=f"{v:g}" if isinstance(v, float) else v)
-                                  for v in values]
-            grid.append(kept + line)
+            ps = [self.panels(**{**r, name: v}) for v in values]
+            line = [p[result] if isinstance(result, str) else list(p.values())[result] for p in ps]
+            grid.append([ps[0][n] for n in keep] + line)
             labels.append(_label(r))
+        heads = list(keep) + [fmt.format(name=name, value=f"{v:g}" if isinstance(v, float) else v) for v in values]
         return grid_figure(grid, row_labels=row_labels or (labels if any(labels) else None), col_labels=heads,
                            title=title or self.title, cell=self.cell * 0.8)
 
 
 # ---------------------------------------------------------------------------------------------
-# Masks on the h grid
+# The h grid: its shape, masks on it
+
+def h_shape(model) -> tuple[int, ...]:
+    """C×H×W of h for ``model`` at its own image size."""
+    from .cache import h_shape as shape_of_h
+    return shape_of_h(model, (model.in_channels, model.sample_size, model.sample_size))
+
 
 def mask_from_cells(cells, shape: tuple[int, int] | None = None) -> torch.Tensor:
     """An h×w float mask of 0/1 from rows of values (``cells[i][j]``, truthy = inside), or from a
@@ -456,74 +390,52 @@ def upsample_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(m[None, None], size=(size, size), mode="nearest")[0, 0]
 
 
-_MASK_CLASS = None
+@lru_cache(maxsize=None)
+def _mask_toggles_class():
+    import ipywidgets as W
+    import traitlets
+
+    class MaskToggles(W.GridBox):
+        value = traitlets.Tuple()
+
+        def __init__(self, h, w, initial, cell_px):
+            self._buttons = [[W.ToggleButton(value=bool(initial[i][j]) if initial is not None else False,
+                                             layout=W.Layout(width=f"{cell_px}px", height=f"{cell_px}px"),
+                                             tooltip=f"h cell ({i}, {j})")
+                              for j in range(w)] for i in range(h)]
+            super().__init__(children=[b for r in self._buttons for b in r],
+                             layout=W.Layout(grid_template_columns=f"repeat({w}, {cell_px + 4}px)"))
+            self.value = self._read()
+            for r in self._buttons:
+                for b in r:
+                    b.observe(self._toggled, names="value")
+
+        def _read(self):
+            return tuple(tuple(int(b.value) for b in r) for r in self._buttons)
+
+        def _toggled(self, change):
+            if not getattr(self, "_syncing", False):
+                self.value = self._read()
+
+        @traitlets.observe("value")
+        def _set_buttons(self, change):
+            self._syncing = True
+            try:
+                for r, vals in zip(self._buttons, change["new"]):
+                    for b, v in zip(r, vals):
+                        b.value = bool(v)
+            finally:
+                self._syncing = False
+
+    return MaskToggles
 
 
 def mask_toggles(h: int, w: int, initial=None, cell_px: int = 30):
     """An h×w grid of ToggleButtons (one per cell of h) whose ``value`` is a tuple of rows of 0/1;
     it fires ``observe(..., names="value")`` like any control, so it plugs into :class:`Explorer`.
     Turn it into a mask with :func:`mask_from_cells`."""
-    global _MASK_CLASS
-    import ipywidgets as W
-    import traitlets
-
-    if _MASK_CLASS is None:
-        class MaskToggles(W.GridBox):
-            value = traitlets.Tuple()
-
-            def __init__(self, h, w, initial, cell_px):
-                self._buttons = [[W.ToggleButton(value=bool(initial[i][j]) if initial is not None else False,
-                                                 layout=W.Layout(width=f"{cell_px}px", height=f"{cell_px}px"),
-                                                 tooltip=f"h cell ({i}, {j})")
-                                  for j in range(w)] for i in range(h)]
-                super().__init__(children=[b for r in self._buttons for b in r],
-                                 layout=W.Layout(grid_template_columns=f"repeat({w}, {cell_px + 4}px)"))
-                self.value = self._read()
-                for r in self._buttons:
-                    for b in r:
-                        b.observe(self._toggled, names="value")
-                self._syncing = False
-
-            def _read(self):
-                return tuple(tuple(int(b.value) for b in r) for r in self._buttons)
-
-            def _toggled(self, change):
-                if not getattr(self, "_syncing", False):
-                    self.value = self._read()
-
-            @traitlets.observe("value")
-            def _set_buttons(self, change):
-                self._syncing = True
-                try:
-                    for r, vals in zip(self._buttons, change["new"]):
-                        for b, v in zip(r, vals):
-                            b.value = bool(v)
-                finally:
-                    self._syncing = False
-
-        _MASK_CLASS = MaskToggles
     if initial is not None:
         initial = mask_from_cells(initial).tolist()
         if len(initial) != h or any(len(r) != w for r in initial):
             raise ValueError(f"initial mask must be {h}×{w}")
-    return _MASK_CLASS(h, w, initial, cell_px)
-
-
-# ---------------------------------------------------------------------------------------------
-# The U-Net's layout
-
-def h_shape(model) -> tuple[int, ...]:
-    """C×H×W of h for ``model`` (one forward pass on zeros)."""
-    x = torch.zeros(1, model.in_channels, model.sample_size, model.sample_size, device=model.device,
-                    dtype=model.hooked.dtype)
-    with torch.no_grad(), model.hooked.record("h") as rec:
-        model.hooked.eps(x, 0)
-    return tuple(rec["h"].shape[1:])
-
-
-# ---------------------------------------------------------------------------------------------
-# Out-of-domain style images (made by diffstyle_lab.procedural)
-
-def ood_folder() -> Path:
-    """``data/ood`` (the shipped out-of-domain style images)."""
-    return data_path("ood")
+    return _mask_toggles_class()(h, w, initial, cell_px)

@@ -47,9 +47,7 @@ def h_influence(model, content: torch.Tensor, style: torch.Tensor, steps: int = 
     tc, tsy = trajectory(model, content, steps), trajectory(model, style, steps)
     acp, hu = model.alphas_cumprod, model.hooked
     rows = []
-    for t in sorted(tsy):
-        if ts is not None and t not in ts:
-            continue
+    for t in sorted(t for t in tsy if ts is None or t in ts):
         (xs, hs), (xc, hc) = tsy[t], tc[t]
         a_t = float(acp[t])
         eps_s, eps_c = hu.eps(xs, t), hu.eps(xc, t)

@@ -1,9 +1,6 @@
 """Procedural images made by this package, free to redistribute: the out-of-domain "paintings" and
 textures of ``data/ood/`` (notebook 07), from fractal value noise, colour ramps and simple geometry.
 No third-party pixels.
-
-    from diffstyle_lab.procedural import ood_images, write_ood_images
-    write_ood_images("data/ood")          # how data/ood/ was made (deterministic in seed)
 """
 
 from __future__ import annotations
@@ -28,10 +25,8 @@ def value_noise(size: int, rng: np.random.Generator, octaves: int = 5, base: int
         i = np.floor(u).astype(int)
         f = u - i
         f = f * f * (3 - 2 * f)
-        a = lat[i][:, i]
-        b = lat[i][:, i + 1]
-        c = lat[i + 1][:, i]
-        d = lat[i + 1][:, i + 1]
+        a, b = lat[i][:, i], lat[i][:, i + 1]
+        c, d = lat[i + 1][:, i], lat[i + 1][:, i + 1]
         fx, fy = f[None, :], f[:, None]
         out += amp * ((a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy)
         total += amp
@@ -52,7 +47,7 @@ def palette(t: np.ndarray, colours: Sequence[Sequence[int]]) -> np.ndarray:
 def ood_images(size: int = 128, seed: int = 0) -> dict[str, np.ndarray]:
     """Six procedural "paintings" and textures (uint8 size×size×3), deterministic in ``seed``:
     stripes, a sunset gradient, clouds (fractal value noise), a checkerboard, a swirl and a
-    stained-glass mosaic (Voronoi cells). Made by this module — no third-party pixels."""
+    stained-glass mosaic (Voronoi cells)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
     imgs = {}
@@ -95,9 +90,7 @@ def write_ood_images(folder, size: int = 128, seed: int = 0) -> list[Path]:
     from PIL import Image
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name, a in ood_images(size, seed).items():
-        p = folder / f"{name}.png"
-        Image.fromarray(a).save(p, optimize=True)
-        out.append(p)
-    return out
+    images = ood_images(size, seed)
+    for name, a in images.items():
+        Image.fromarray(a).save(folder / f"{name}.png", optimize=True)
+    return [folder / f"{name}.png" for name in images]

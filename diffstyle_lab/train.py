@@ -50,9 +50,9 @@ class TrainConfig:
     progress: bool = True
     pose: bool = True          # data: faces in random poses (False: the first model's upright faces)
     init: str = ""             # start from this diffusers model folder's U-Net (fine-tuning) instead of random
-    loss: str = "eps"          # "eps": plain ε-MSE (DDPM); "min_snr5": ε-MSE weighted min(SNR, 5)/SNR (Hang et al. 2023)
+    loss: str = "eps"          # "eps": plain ε-MSE (DDPM); "min_snr5": weighted min(SNR, 5)/SNR (Hang et al. 2023)
     snapshot_every: int = 0    # also export the EMA weights every N steps to DIR/snapshots/step_N (0: never)
-    skip_drop: float = 0.0     # training only: drop the skips of the coarsest up blocks with this probability per sample
+    skip_drop: float = 0.0     # training only: per sample, drop the coarsest up blocks' skips with this probability
     skip_drop_levels: int = 2  # ... of this many up blocks (2: the 4x4 and 8x8 levels of "h4")
     skip_drop_tmin: int = 100  # ... at noise levels t >= this (inference always keeps every skip)
     skip_drop_mode: str = "zero"  # a dropped skip becomes 0 ("zero") or its spatial mean per channel ("mean")
@@ -90,7 +90,7 @@ def _save_state(path: Path, model, ema, opt, step: int, cfg: TrainConfig):
     path.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
-    for i, st in opt.state.items() if False else enumerate(opt.state.values()):
+    for i, st in enumerate(opt.state.values()):
         for k, v in st.items():
             if torch.is_tensor(v):
                 tensors[f"opt.{i}.{k}"] = v.contiguous()
@@ -123,20 +123,17 @@ def loss_weights(loss: str, snr: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"loss={loss!r} is unknown; choose 'eps' or 'min_snr5'")
 
 
-SKIP_DROP_MODES = ("zero", "mean")
-
-
 def _check_skip_drop_mode(mode: str) -> None:
-    if mode not in SKIP_DROP_MODES:
+    if mode not in ("zero", "mean"):
         raise ValueError(f"skip_drop_mode={mode!r}: choose 'zero' or 'mean' (keep each channel's spatial mean)")
 
 
 class SkipDropout:
     """Training-time regulariser: zero the skip connections feeding the ``levels`` coarsest up blocks for a
-    random subset of the batch (one mask per sample), so the decoder must rebuild coarse structure from the
-    bottleneck h (``mode="mean"``: keep each dropped skip's spatial mean, i.e. its colour statistics, and
-    drop only where things are). Like ScaleLong / Skip-Tuning's scaled skips, but only in training; the exported model is a
-    plain ``UNet2DModel``. Set ``mask`` (shape (B,), 1 keep / 0 drop) before each forward."""
+    random subset of the batch (one mask per sample), so the decoder must rebuild coarse structure from h
+    (``mode="mean"``: keep each dropped skip's spatial mean, i.e. its colour statistics). Like ScaleLong /
+    Skip-Tuning's scaled skips, but only in training: the exported model is a plain ``UNet2DModel``.
+    Set ``mask`` (shape (B,), 1 keep / 0 drop) before each forward."""
 
     def __init__(self, unet, levels: int, mode: str = "zero"):
         _check_skip_drop_mode(mode)
@@ -177,8 +174,7 @@ def train(cfg: TrainConfig):
         from .models import load_unet_folder
         model.load_state_dict(load_unet_folder(Path(cfg.init) / "unet").state_dict(), strict=True)
     ema = copy.deepcopy(model).requires_grad_(False)
-    sched = build_scheduler()
-    acp = sched.alphas_cumprod
+    acp = build_scheduler().alphas_cumprod
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     ck = out / "checkpoint"
     step = _load_state(ck, model, ema, opt) if (ck / "state.json").exists() else 0
