@@ -8,7 +8,6 @@ The metrics that need no downloaded network are in :mod:`diffstyle_lab.metrics`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from pathlib import Path
 
@@ -272,62 +271,97 @@ class _BasicConv(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
 
-_avg3 = functools.partial(F.avg_pool2d, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-_max3 = functools.partial(F.max_pool2d, kernel_size=3, stride=2)
+def _avg3(x):
+    return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
 
 
-class _Mixed(nn.Module):
-    """One Inception-v3 block with torchvision's layer names. Each branch is a list of steps: a pooling
-    function, a convolution ``(name, cin, cout, kernel[, stride, padding])``, or a list of convolutions
-    applied side by side to the same input and concatenated (the E blocks); the branches are concatenated."""
-
-    def __init__(self, *branches):
+class _InceptionA(nn.Module):
+    def __init__(self, cin, pool):
         super().__init__()
-        self.branches = [[self._build(step) for step in b] for b in branches]
-
-    def _build(self, step):
-        if isinstance(step, list):
-            return [self._build(s) for s in step]
-        if callable(step):
-            return step
-        name, cin, cout, k, stride, padding = (*step, 1, 0) if len(step) == 4 else step
-        self.add_module(name, _BasicConv(cin, cout, kernel_size=k, stride=stride, padding=padding))
-        return self.get_submodule(name)
+        self.branch1x1 = _BasicConv(cin, 64, kernel_size=1)
+        self.branch5x5_1 = _BasicConv(cin, 48, kernel_size=1)
+        self.branch5x5_2 = _BasicConv(48, 64, kernel_size=5, padding=2)
+        self.branch3x3dbl_1 = _BasicConv(cin, 64, kernel_size=1)
+        self.branch3x3dbl_2 = _BasicConv(64, 96, kernel_size=3, padding=1)
+        self.branch3x3dbl_3 = _BasicConv(96, 96, kernel_size=3, padding=1)
+        self.branch_pool = _BasicConv(cin, pool, kernel_size=1)
 
     def forward(self, x):
-        out = []
-        for branch in self.branches:
-            y = x
-            for step in branch:
-                y = torch.cat([conv(y) for conv in step], 1) if isinstance(step, list) else step(y)
-            out.append(y)
-        return torch.cat(out, 1)
+        return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
+                          self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                          self.branch_pool(_avg3(x))], 1)
 
 
-def _inception_a(cin, pool):
-    return _Mixed([("branch1x1", cin, 64, 1)],
-                  [("branch5x5_1", cin, 48, 1), ("branch5x5_2", 48, 64, 5, 1, 2)],
-                  [("branch3x3dbl_1", cin, 64, 1), ("branch3x3dbl_2", 64, 96, 3, 1, 1),
-                   ("branch3x3dbl_3", 96, 96, 3, 1, 1)],
-                  [_avg3, ("branch_pool", cin, pool, 1)])
+class _InceptionB(nn.Module):
+    def __init__(self, cin):
+        super().__init__()
+        self.branch3x3 = _BasicConv(cin, 384, kernel_size=3, stride=2)
+        self.branch3x3dbl_1 = _BasicConv(cin, 64, kernel_size=1)
+        self.branch3x3dbl_2 = _BasicConv(64, 96, kernel_size=3, padding=1)
+        self.branch3x3dbl_3 = _BasicConv(96, 96, kernel_size=3, stride=2)
+
+    def forward(self, x):
+        return torch.cat([self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                          F.max_pool2d(x, 3, 2)], 1)
 
 
-def _inception_c(c7):
-    h, v = ((1, 7), 1, (0, 3)), ((7, 1), 1, (3, 0))           # 1×7 and 7×1 convolutions
-    return _Mixed([("branch1x1", 768, 192, 1)],
-                  [("branch7x7_1", 768, c7, 1), ("branch7x7_2", c7, c7, *h), ("branch7x7_3", c7, 192, *v)],
-                  [("branch7x7dbl_1", 768, c7, 1), ("branch7x7dbl_2", c7, c7, *v), ("branch7x7dbl_3", c7, c7, *h),
-                   ("branch7x7dbl_4", c7, c7, *v), ("branch7x7dbl_5", c7, 192, *h)],
-                  [_avg3, ("branch_pool", 768, 192, 1)])
+class _InceptionC(nn.Module):
+    def __init__(self, cin, c7):
+        super().__init__()
+        self.branch1x1 = _BasicConv(cin, 192, kernel_size=1)
+        self.branch7x7_1 = _BasicConv(cin, c7, kernel_size=1)
+        self.branch7x7_2 = _BasicConv(c7, c7, kernel_size=(1, 7), padding=(0, 3))
+        self.branch7x7_3 = _BasicConv(c7, 192, kernel_size=(7, 1), padding=(3, 0))
+        self.branch7x7dbl_1 = _BasicConv(cin, c7, kernel_size=1)
+        self.branch7x7dbl_2 = _BasicConv(c7, c7, kernel_size=(7, 1), padding=(3, 0))
+        self.branch7x7dbl_3 = _BasicConv(c7, c7, kernel_size=(1, 7), padding=(0, 3))
+        self.branch7x7dbl_4 = _BasicConv(c7, c7, kernel_size=(7, 1), padding=(3, 0))
+        self.branch7x7dbl_5 = _BasicConv(c7, 192, kernel_size=(1, 7), padding=(0, 3))
+        self.branch_pool = _BasicConv(cin, 192, kernel_size=1)
+
+    def forward(self, x):
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        d = self.branch7x7dbl_1(x)
+        for m in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
+            d = m(d)
+        return torch.cat([self.branch1x1(x), b7, d, self.branch_pool(_avg3(x))], 1)
 
 
-def _inception_e(cin, pool):
-    h, v = ((1, 3), 1, (0, 1)), ((3, 1), 1, (1, 0))           # 1×3 and 3×1 convolutions
-    return _Mixed([("branch1x1", cin, 320, 1)],
-                  [("branch3x3_1", cin, 384, 1), [("branch3x3_2a", 384, 384, *h), ("branch3x3_2b", 384, 384, *v)]],
-                  [("branch3x3dbl_1", cin, 448, 1), ("branch3x3dbl_2", 448, 384, 3, 1, 1),
-                   [("branch3x3dbl_3a", 384, 384, *h), ("branch3x3dbl_3b", 384, 384, *v)]],
-                  [pool, ("branch_pool", cin, 192, 1)])
+class _InceptionD(nn.Module):
+    def __init__(self, cin):
+        super().__init__()
+        self.branch3x3_1 = _BasicConv(cin, 192, kernel_size=1)
+        self.branch3x3_2 = _BasicConv(192, 320, kernel_size=3, stride=2)
+        self.branch7x7x3_1 = _BasicConv(cin, 192, kernel_size=1)
+        self.branch7x7x3_2 = _BasicConv(192, 192, kernel_size=(1, 7), padding=(0, 3))
+        self.branch7x7x3_3 = _BasicConv(192, 192, kernel_size=(7, 1), padding=(3, 0))
+        self.branch7x7x3_4 = _BasicConv(192, 192, kernel_size=3, stride=2)
+
+    def forward(self, x):
+        b = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
+        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), b, F.max_pool2d(x, 3, 2)], 1)
+
+
+class _InceptionE(nn.Module):
+    def __init__(self, cin, max_pool: bool):
+        super().__init__()
+        self.max_pool = max_pool
+        self.branch1x1 = _BasicConv(cin, 320, kernel_size=1)
+        self.branch3x3_1 = _BasicConv(cin, 384, kernel_size=1)
+        self.branch3x3_2a = _BasicConv(384, 384, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3_2b = _BasicConv(384, 384, kernel_size=(3, 1), padding=(1, 0))
+        self.branch3x3dbl_1 = _BasicConv(cin, 448, kernel_size=1)
+        self.branch3x3dbl_2 = _BasicConv(448, 384, kernel_size=3, padding=1)
+        self.branch3x3dbl_3a = _BasicConv(384, 384, kernel_size=(1, 3), padding=(0, 1))
+        self.branch3x3dbl_3b = _BasicConv(384, 384, kernel_size=(3, 1), padding=(1, 0))
+        self.branch_pool = _BasicConv(cin, 192, kernel_size=1)
+
+    def forward(self, x):
+        b3 = self.branch3x3_1(x)
+        d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        pool = F.max_pool2d(x, 3, 1, 1) if self.max_pool else _avg3(x)
+        return torch.cat([self.branch1x1(x), self.branch3x3_2a(b3), self.branch3x3_2b(b3),
+                          self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d), self.branch_pool(pool)], 1)
 
 
 class FIDInception(nn.Module):
@@ -340,22 +374,19 @@ class FIDInception(nn.Module):
         self.Conv2d_2b_3x3 = _BasicConv(32, 64, kernel_size=3, padding=1)
         self.Conv2d_3b_1x1 = _BasicConv(64, 80, kernel_size=1)
         self.Conv2d_4a_3x3 = _BasicConv(80, 192, kernel_size=3)
-        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = (_inception_a(c, p) for c, p in ((192, 32), (256, 64), (288, 64)))
-        self.Mixed_6a = _Mixed([("branch3x3", 288, 384, 3, 2, 0)],
-                               [("branch3x3dbl_1", 288, 64, 1), ("branch3x3dbl_2", 64, 96, 3, 1, 1),
-                                ("branch3x3dbl_3", 96, 96, 3, 2, 0)], [_max3])
-        self.Mixed_6b, self.Mixed_6c, self.Mixed_6d, self.Mixed_6e = (_inception_c(c) for c in (128, 160, 160, 192))
-        self.Mixed_7a = _Mixed([("branch3x3_1", 768, 192, 1), ("branch3x3_2", 192, 320, 3, 2, 0)],
-                               [("branch7x7x3_1", 768, 192, 1), ("branch7x7x3_2", 192, 192, (1, 7), 1, (0, 3)),
-                                ("branch7x7x3_3", 192, 192, (7, 1), 1, (3, 0)), ("branch7x7x3_4", 192, 192, 3, 2, 0)],
-                               [_max3])
-        self.Mixed_7b = _inception_e(1280, _avg3)
-        self.Mixed_7c = _inception_e(2048, functools.partial(F.max_pool2d, kernel_size=3, stride=1, padding=1))
+        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = _InceptionA(192, 32), _InceptionA(256, 64), _InceptionA(288, 64)
+        self.Mixed_6a = _InceptionB(288)
+        self.Mixed_6b = _InceptionC(768, 128)
+        self.Mixed_6c, self.Mixed_6d = _InceptionC(768, 160), _InceptionC(768, 160)
+        self.Mixed_6e = _InceptionC(768, 192)
+        self.Mixed_7a = _InceptionD(768)
+        self.Mixed_7b, self.Mixed_7c = _InceptionE(1280, False), _InceptionE(2048, True)
 
     def forward(self, x):
         x = F.interpolate(x.float(), size=(299, 299), mode="bilinear", align_corners=False)
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
-        x = _max3(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(_max3(x))))
+        x = F.max_pool2d(x, 3, 2)
+        x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, 2)
         for m in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c,
                   self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b, self.Mixed_7c):
             x = m(x)
