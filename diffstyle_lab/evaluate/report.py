@@ -209,6 +209,13 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
     L.append(f"- reference rows: baselines scored as if they were results ({names}). The content image and the "
              "style image are the ends of each scale. The content image's own *content kept* is the classifier's accuracy on these heads: "
              "the ceiling any result can reach; its *style taken* is the floor (0 with a perfect classifier).\n")
+    ceiling = summary[(summary.x == "content image") & (summary.metric == "content_kept")]["mean"]
+    if len(ceiling) and float(ceiling.iloc[0]) < 0.8:
+        L.append(f"> **Low ceiling.** The classifier finds the content image's own content heads in only "
+                 f"{float(ceiling.iloc[0]):.0%} of cases on these pairs, so *content kept* (and every claim about "
+                 "content) has little power here: the classifier does not read these faces well (e.g. posed faces, "
+                 "when it was trained on upright ones). A score against the ideal renders "
+                 "(`scripts/groundtruth_eval.py`) does not depend on it.\n")
     # paper metrics
     pm = json.loads(run.get("paper_metrics", "{}")) if isinstance(run.get("paper_metrics"), str) else {}
     used = json.loads(run.get("paper_metrics_used", "[]")) if isinstance(run.get("paper_metrics_used"), str) else []
