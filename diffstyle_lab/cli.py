@@ -424,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-drop-tmin", type=int, default=100, help="--skip-drop only at noise levels t >= this")
     t.add_argument("--skip-drop-mode", default="zero", choices=["zero", "mean"],
                    help="a dropped skip becomes 0, or its spatial mean per channel (keeps colour statistics)")
+    t.add_argument("--colour-swap", type=float, default=0.0,
+                   help="share of samples whose h comes from the same face in other colours (training only)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(fn=cmd_train)
 

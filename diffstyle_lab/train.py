@@ -56,6 +56,7 @@ class TrainConfig:
     skip_drop_levels: int = 2  # ... of this many up blocks (2: the 4x4 and 8x8 levels of "h4")
     skip_drop_tmin: int = 100  # ... at noise levels t >= this (inference always keeps every skip)
     skip_drop_mode: str = "zero"  # a dropped skip becomes 0 ("zero") or its spatial mean per channel ("mean")
+    colour_swap: float = 0.0   # training only: per sample, h comes from the same face in other colours (a twin)
 
 
 def build_unet(layout: str = "h4", image_size: int = 32):
@@ -82,7 +83,24 @@ def _training_data(cfg: TrainConfig) -> torch.Tensor:
         x, fs = make_faces(cfg.n_train, cfg.data_seed, cfg.image_size, pose=cfg.pose)
         np.savez_compressed(cache, images=x)
         save_factors(str(cache) + ".factors.json", fs)
+    return _to_tensor(x)
+
+
+def _to_tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _colour_twins(cfg: TrainConfig) -> torch.Tensor:
+    """Each training face again with the same content factors (identity, pose) in freshly drawn colours."""
+    data = Path(cfg.out) / f"train_faces_{cfg.n_train}_{cfg.data_seed}_{cfg.image_size}{'_pose' if cfg.pose else ''}.npz"
+    cache = data.with_name(data.stem + "_twins.npz")
+    if not cache.exists():
+        from .avatars import Factors, render, same_identity_other_colours
+        rng = np.random.default_rng([cfg.data_seed, 2])
+        fs = [Factors(**d) for d in json.loads(Path(str(data) + ".factors.json").read_text())]
+        np.savez_compressed(cache, images=np.stack([render(same_identity_other_colours(f, rng), cfg.image_size)
+                                                    for f in fs]))
+    return _to_tensor(np.load(cache, allow_pickle=False)["images"])
 
 
 def _save_state(path: Path, model, ema, opt, step: int, cfg: TrainConfig):
@@ -155,6 +173,35 @@ class SkipDropout:
             h.remove()
 
 
+class ColourSwap:
+    """Training-time regulariser: for the chosen samples, h (the mid block's output) is computed from the
+    same face in other colours (its *twin*, same t and noise) while the skips and the target stay the
+    image's own, so colour must come from the skips and h is only worth its layout and identity.
+    Call :meth:`prepare` before each forward; the exported model is a plain ``UNet2DModel``."""
+
+    def __init__(self, unet, twins: torch.Tensor):
+        from .hooks import HookedUNet
+        self.hooked, self.twins, self.h = HookedUNet(unet), twins, None
+        self.handle = unet.mid_block.register_forward_hook(self._hook)
+
+    def prepare(self, idx, t, eps, a, chosen):
+        self.chosen, self.h = chosen, None
+        if chosen.any():
+            xt = a[chosen].sqrt() * self.twins[idx[chosen]] + (1 - a[chosen]).sqrt() * eps[chosen]
+            self.h = self.hooked.down_mid(xt, t[chosen])[0]
+
+    def _hook(self, module, args, out):
+        if self.h is None:
+            return None
+        out = out.clone()
+        out[self.chosen] = self.h
+        self.h = None                      # used once: by the forward that follows prepare()
+        return out
+
+    def remove(self):
+        self.handle.remove()
+
+
 def train(cfg: TrainConfig):
     """Train (or resume) and return the EMA U-Net. Writes into ``cfg.out``."""
     loss_weights(cfg.loss, torch.ones(1))
@@ -163,6 +210,8 @@ def train(cfg: TrainConfig):
     if cfg.skip_drop and not 1 <= cfg.skip_drop_levels <= len(LAYOUTS[cfg.layout]["up_block_types"]):
         raise ValueError(f"skip_drop_levels={cfg.skip_drop_levels!r}: between 1 and the layout's number of levels")
     _check_skip_drop_mode(cfg.skip_drop_mode)      # all options checked before anything is written
+    if not 0.0 <= cfg.colour_swap <= 1.0:
+        raise ValueError(f"colour_swap={cfg.colour_swap!r}: a probability in [0, 1] (0 switches it off)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -189,6 +238,7 @@ def train(cfg: TrainConfig):
     if new_log:
         w.writerow(["step", "loss", "lr", "seconds"])
     drop = SkipDropout(model, cfg.skip_drop_levels, cfg.skip_drop_mode) if cfg.skip_drop > 0 else None
+    swap = ColourSwap(model, _colour_twins(cfg)) if cfg.colour_swap > 0 else None
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="train")
     t0 = time.time()
     while step < cfg.steps:
@@ -205,6 +255,8 @@ def train(cfg: TrainConfig):
         if drop is not None:
             u = torch.rand(cfg.batch_size, generator=g)
             drop.mask = ((u >= cfg.skip_drop) | (t < cfg.skip_drop_tmin)).float()
+        if swap is not None:
+            swap.prepare(idx, t, eps, a, torch.rand(cfg.batch_size, generator=g) < cfg.colour_swap)
         per = F.mse_loss(model(xt, t).sample, eps, reduction="none").mean(dim=(1, 2, 3))
         loss = (loss_weights(cfg.loss, a / (1 - a)).view(-1) * per).mean()
         opt.zero_grad(set_to_none=True)
@@ -227,8 +279,9 @@ def train(cfg: TrainConfig):
             export(ema, out / "snapshots" / f"step_{step:06d}")
     bar.close()
     fh.close()
-    if drop is not None:
-        drop.remove()
+    for reg in (drop, swap):
+        if reg is not None:
+            reg.remove()
     return ema
 
 

@@ -117,3 +117,36 @@ def test_bad_skip_dropout_options_write_nothing(tmp_path):
         with pytest.raises(ValueError, match="skip_drop"):
             train(TrainConfig(out=str(tmp_path / "run"), steps=1, batch_size=2, n_train=4, progress=False, **bad))
         assert not (tmp_path / "run").exists(), bad
+
+
+def test_colour_swap_gives_the_chosen_samples_their_twins_h_and_leaves_the_others_alone():
+    from diffstyle_lab.hooks import HookedUNet
+    from diffstyle_lab.train import ColourSwap, build_unet
+    torch.manual_seed(0)
+    unet = build_unet("h4").double().eval()
+    x, twins = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    idx, t = torch.tensor([5, 0, 2, 3]), torch.tensor([900, 500, 100, 700])
+    eps, a = torch.randn_like(x), torch.rand(4, 1, 1, 1, dtype=torch.float64) * 0.9 + 0.05
+    chosen = torch.tensor([True, False, True, False])
+    hu = HookedUNet(unet)
+    with torch.no_grad():
+        plain = unet(x, t).sample
+        swap = ColourSwap(unet, twins)
+        swap.prepare(idx, t, eps, a, chosen)
+        with hu.record("h") as rec:
+            out = unet(x, t).sample
+        swap.remove()
+        twin_h = hu.down_mid(a.sqrt() * twins[idx] + (1 - a).sqrt() * eps, t)[0]
+        with hu.hooks(h=lambda h: torch.where(chosen.view(-1, 1, 1, 1), twin_h, h)):
+            want = unet(x, t).sample
+    torch.testing.assert_close(rec["h"][chosen], twin_h[chosen], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)           # skips are the image's own
+    torch.testing.assert_close(out[~chosen], plain[~chosen], rtol=1e-12, atol=1e-12)
+    assert (out[chosen] - plain[chosen]).abs().max() > 1e-6
+    assert not unet.mid_block._forward_hooks                                # removed
+
+
+def test_colour_swap_must_be_a_probability(tmp_path):
+    with pytest.raises(ValueError, match="colour_swap=1.5"):
+        train(TrainConfig(out=str(tmp_path / "x"), colour_swap=1.5))
+    assert not (tmp_path / "x").exists()
