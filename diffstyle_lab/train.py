@@ -73,9 +73,13 @@ def build_scheduler():
                          clip_sample=True)
 
 
-def _training_data(cfg: TrainConfig) -> torch.Tensor:
+def _data_cache(cfg: TrainConfig) -> Path:
     tag = "_pose" if cfg.pose else ""
-    cache = Path(cfg.out) / f"train_faces_{cfg.n_train}_{cfg.data_seed}_{cfg.image_size}{tag}.npz"
+    return Path(cfg.out) / f"train_faces_{cfg.n_train}_{cfg.data_seed}_{cfg.image_size}{tag}.npz"
+
+
+def _training_data(cfg: TrainConfig) -> torch.Tensor:
+    cache = _data_cache(cfg)
     if cache.exists():
         x = np.load(cache, allow_pickle=False)["images"]
     else:
@@ -92,7 +96,7 @@ def _to_tensor(x: np.ndarray) -> torch.Tensor:
 
 def _colour_twins(cfg: TrainConfig) -> torch.Tensor:
     """Each training face again with the same content factors (identity, pose) in freshly drawn colours."""
-    data = Path(cfg.out) / f"train_faces_{cfg.n_train}_{cfg.data_seed}_{cfg.image_size}{'_pose' if cfg.pose else ''}.npz"
+    data = _data_cache(cfg)
     cache = data.with_name(data.stem + "_twins.npz")
     if not cache.exists():
         from .avatars import Factors, render, same_identity_other_colours
