@@ -144,6 +144,12 @@ def render(f: Factors, size: int = 32) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
+def to_tensor(images: np.ndarray):
+    """N×H×W×3 uint8 faces → N×3×H×W float tensor in [−1, 1]."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
 def make_faces(n: int, seed: int, size: int = 32, pose: bool = True) -> tuple[np.ndarray, list[Factors]]:
     """``n`` random faces (uint8 N×H×W×3) and their factors, deterministic in ``seed``;
     ``pose=False`` draws the first shipped model's data (upright, centred faces)."""

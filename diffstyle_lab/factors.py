@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import avatars
+from .avatars import to_tensor  # noqa: F401  (factors.to_tensor is public)
 
 HEADS = ("family", "hair", "eyes", "mouth", "background", "skin", "hair_colour")
 CONTENT_HEADS = ("family", "hair", "eyes", "mouth")
@@ -97,10 +98,6 @@ def load(path=None) -> FactorNet:
     net = FactorNet(cfg["space"], width=cfg.get("width", 32))
     net.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
     return net.eval().requires_grad_(False)
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def train_classifier(n_train: int = 6000, epochs: int = 5, seed: int = 0,

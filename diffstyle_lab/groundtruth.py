@@ -31,10 +31,6 @@ HAIR = "hair"
 COLOUR_FACTORS = ("background", "skin", "hair_colour")
 
 
-def _to_tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 @dataclasses.dataclass
 class GroundTruthPairs:
     """Content/style pairs with their ideal and counterfactual renders (tensors in [−1, 1])."""
@@ -58,7 +54,7 @@ class GroundTruthPairs:
 
         def add(name, fn, differs):
             imgs = np.stack([A.render(fn(i, ideal), size) for i, ideal in enumerate(ideals)])
-            cfs[name] = (_to_tensor(imgs), np.array([differs(i) for i in range(n)]))
+            cfs[name] = (A.to_tensor(imgs), np.array([differs(i) for i in range(n)]))
         for k in LAYOUT_FACTORS:
             add(k, lambda i, f, k=k: dataclasses.replace(f, **{k: getattr(sf[i], k)}),
                 lambda i, k=k: getattr(cf[i], k) != getattr(sf[i], k))
@@ -71,7 +67,7 @@ class GroundTruthPairs:
         for k in COLOUR_FACTORS:
             add(k, lambda i, f, k=k: A.recolour(f, k, cf[i]),
                 lambda i, k=k: getattr(A.recolour(ideals[i], k, cf[i]), k) != getattr(ideals[i], k))
-        return cls(_to_tensor(c), _to_tensor(s), _to_tensor(np.stack([A.render(f, size) for f in ideals])),
+        return cls(A.to_tensor(c), A.to_tensor(s), A.to_tensor(np.stack([A.render(f, size) for f in ideals])),
                    cf, sf, cfs)
 
     def subset(self, idx) -> "GroundTruthPairs":

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .avatars import to_tensor
+
 LAYOUTS = {
     # h at 4×4 (four levels); attention at 8×8 and in the middle block.
     "h4": dict(block_out_channels=(32, 64, 64, 128),
@@ -87,24 +89,21 @@ def _training_data(cfg: TrainConfig) -> torch.Tensor:
         x, fs = make_faces(cfg.n_train, cfg.data_seed, cfg.image_size, pose=cfg.pose)
         np.savez_compressed(cache, images=x)
         save_factors(str(cache) + ".factors.json", fs)
-    return _to_tensor(x)
-
-
-def _to_tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return to_tensor(x)
 
 
 def _colour_twins(cfg: TrainConfig) -> torch.Tensor:
     """Each training face again with the same content factors (identity, pose) in freshly drawn colours."""
     data = _data_cache(cfg)
     cache = data.with_name(data.stem + "_twins.npz")
-    if not cache.exists():
+    fs = json.loads(Path(str(data) + ".factors.json").read_text())
+    twins = np.load(cache, allow_pickle=False)["images"] if cache.exists() else None
+    if twins is None or twins.shape != (len(fs), cfg.image_size, cfg.image_size, 3):   # verified before use
         from .avatars import Factors, render, same_identity_other_colours
         rng = np.random.default_rng([cfg.data_seed, 2])
-        fs = [Factors(**d) for d in json.loads(Path(str(data) + ".factors.json").read_text())]
-        np.savez_compressed(cache, images=np.stack([render(same_identity_other_colours(f, rng), cfg.image_size)
-                                                    for f in fs]))
-    return _to_tensor(np.load(cache, allow_pickle=False)["images"])
+        twins = np.stack([render(same_identity_other_colours(Factors(**d), rng), cfg.image_size) for d in fs])
+        np.savez_compressed(cache, images=twins)
+    return to_tensor(twins)
 
 
 def _save_state(path: Path, model, ema, opt, step: int, cfg: TrainConfig):
