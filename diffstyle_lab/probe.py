@@ -70,3 +70,53 @@ def peak(rows: list[dict], lo: int = 0, hi: int = 999, key: str = "r") -> tuple[
         raise ValueError(f"no probed t in [{lo}, {hi}]")
     best = max(sel, key=lambda r: r[key])
     return best["t"], best[key]
+
+
+@torch.no_grad()
+def colour_in_h(model, faces: torch.Tensor, twins: torch.Tensor, steps: int = 50, ts=None) -> list[dict]:
+    """How much *colour* h carries: :func:`h_influence` between each face and its recoloured twin (the same
+    content factors in other colours, :func:`diffstyle_lab.avatars.same_identity_other_colours`).
+
+    ``r`` here is the share of the colour change between the two predictions that swapping h alone
+    brings: 0 is the paper's split (colour stays with x_t and the skips), 1 means h carries all of it."""
+    return h_influence(model, twins, faces, steps, ts=ts)
+
+
+@torch.no_grad()
+def skip_influence(model, content: torch.Tensor, style: torch.Tensor, steps: int = 50, ts=None) -> list[dict]:
+    """Which skip levels the decoder reads the difference between two images from: on the style image's
+    own trajectory, the skips feeding one up block (level 0 = the coarsest, next to h) are replaced by the
+    content image's at the same t; ``r`` is the P_t ratio of :func:`h_influence`. With a recoloured twin as
+    ``content`` this says where the decoder reads colour. Rows ``{"t", "level", "side", "r", "n"}``;
+    level ``"h"`` is the h swap itself, for comparison."""
+    if content.shape != style.shape:
+        raise ValueError(f"content {tuple(content.shape)} and style {tuple(style.shape)} must pair up one to one")
+    tc, tsy = trajectory(model, content, steps), trajectory(model, style, steps)
+    acp, hu = model.alphas_cumprod, model.hooked
+    ups = hu.unet.up_blocks
+    rows = []
+    for t in sorted(t for t in tsy if ts is None or t in ts):
+        (xs, hs), (xc, hc) = tsy[t], tc[t]
+        a_t = float(acp[t])
+        eps_s, eps_c = hu.eps(xs, t), hu.eps(xc, t)
+        p_s, p_c = maths.pred_x0(xs, eps_s, a_t), maths.pred_x0(xc, eps_c, a_t)
+        denom = _rmse(p_c, p_s).clamp_min(1e-12)
+        with hu.hooks(h=lambda h, v=hc: v):
+            r_h = _rmse(maths.pred_x0(xs, hu.eps(xs, t), a_t), p_s) / denom
+        rows.append({"t": t, "level": "h", "side": hs.shape[-1], "r": float(r_h.mean()), "n": int(r_h.numel())})
+        for k, block in enumerate(ups):
+            kept = {}
+            handle = block.register_forward_pre_hook(lambda m, args: kept.__setitem__("skips", args[1]))
+            try:
+                hu.eps(xc, t)
+            finally:
+                handle.remove()
+            handle = block.register_forward_pre_hook(lambda m, args: (args[0], kept["skips"]) + tuple(args[2:]))
+            try:
+                eps_i = hu.eps(xs, t)
+            finally:
+                handle.remove()
+            r = _rmse(maths.pred_x0(xs, eps_i, a_t), p_s) / denom
+            rows.append({"t": t, "level": k, "side": kept["skips"][-1].shape[-1], "r": float(r.mean()),
+                         "n": int(r.numel())})
+    return rows

@@ -59,6 +59,7 @@ class TrainConfig:
     skip_drop_tmin: int = 100  # ... at noise levels t >= this (inference always keeps every skip)
     skip_drop_mode: str = "zero"  # a dropped skip becomes 0 ("zero") or its spatial mean per channel ("mean")
     colour_swap: float = 0.0   # training only: per sample, h comes from the same face in other colours (a twin)
+    schedule: str = "constant"  # learning rate after the warm-up: "constant" or "cosine" (down to lr/10 at the end)
 
 
 def build_unet(layout: str = "h4", image_size: int = 32):
@@ -197,7 +198,7 @@ class ColourSwap:
         if self.h is None:
             return None
         out = out.clone()
-        out[self.chosen] = self.h
+        out[self.chosen] = self.h.to(out.dtype)     # under autocast the two may differ
         self.h = None                      # used once: by the forward that follows prepare()
         return out
 
@@ -205,31 +206,113 @@ class ColourSwap:
         self.handle.remove()
 
 
-def train(cfg: TrainConfig):
-    """Train (or resume) and return the EMA U-Net. Writes into ``cfg.out``."""
+def check_config(cfg: TrainConfig) -> None:
+    """Every option checked before anything is written (one-line errors naming the option)."""
     loss_weights(cfg.loss, torch.ones(1))
     if not 0.0 <= cfg.skip_drop < 1.0:
         raise ValueError(f"skip_drop={cfg.skip_drop!r}: a probability in [0, 1) (0 switches skip dropout off)")
     if cfg.skip_drop and not 1 <= cfg.skip_drop_levels <= len(LAYOUTS[cfg.layout]["up_block_types"]):
         raise ValueError(f"skip_drop_levels={cfg.skip_drop_levels!r}: between 1 and the layout's number of levels")
-    _check_skip_drop_mode(cfg.skip_drop_mode)      # all options checked before anything is written
+    _check_skip_drop_mode(cfg.skip_drop_mode)
     if not 0.0 <= cfg.colour_swap <= 1.0:
         raise ValueError(f"colour_swap={cfg.colour_swap!r}: a probability in [0, 1] (0 switches it off)")
+    if cfg.schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule={cfg.schedule!r}: choose 'constant' or 'cosine' (to lr/10 at the last step)")
+
+
+@dataclasses.dataclass
+class Batch:
+    """One step's draw: which faces, which t, which noise, and the per-sample coin flips of the regularisers."""
+    idx: torch.Tensor
+    t: torch.Tensor
+    eps: torch.Tensor
+    u_drop: torch.Tensor | None
+    u_swap: torch.Tensor | None
+
+
+def draw_batch(step: int, seed: int, n_data: int, batch_size: int, shape, drop: bool, swap: bool,
+               device="cpu") -> Batch:
+    """The batch of ``step``, from its own random stream (so a resumed run draws what it would have drawn)."""
+    g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+    idx = torch.randint(n_data, (batch_size,), generator=g, device=device)
+    t = torch.randint(0, 1000, (batch_size,), generator=g, device=device)
+    eps = torch.randn((batch_size, *shape), generator=g, device=device)
+    u_drop = torch.rand(batch_size, generator=g, device=device) if drop else None
+    u_swap = torch.rand(batch_size, generator=g, device=device) if swap else None
+    return Batch(idx, t, eps, u_drop, u_swap)
+
+
+class Trainer:
+    """One model's training state and its step: the DDPM ε-loss with the configured regularisers, AdamW,
+    gradient clipping and the EMA. :func:`train` drives one; ``scripts/gpu_train.py`` drives several in
+    lock-step on the same batches (equal compute, common random numbers)."""
+
+    def __init__(self, cfg: TrainConfig, data: torch.Tensor, twins: torch.Tensor | None = None, device="cpu"):
+        self.cfg, self.data, self.device = cfg, data, torch.device(device)
+        self.model = build_unet(cfg.layout, cfg.image_size)
+        if cfg.init:
+            from .models import load_unet_folder
+            self.model.load_state_dict(load_unet_folder(Path(cfg.init) / "unet").state_dict(), strict=True)
+        self.model.to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.acp = build_scheduler().alphas_cumprod.to(self.device)
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0, **fused)
+        self.drop = SkipDropout(self.model, cfg.skip_drop_levels, cfg.skip_drop_mode) if cfg.skip_drop > 0 else None
+        self.swap = ColourSwap(self.model, twins) if cfg.colour_swap > 0 else None
+
+    def lr(self, step: int) -> float:
+        cfg = self.cfg
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        if cfg.schedule == "cosine" and step >= cfg.warmup:
+            done = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+            lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, done))))
+        return lr
+
+    def step(self, step: int, b: Batch, amp: bool = False) -> float:
+        """One optimiser step on batch ``b``; returns the loss."""
+        cfg = self.cfg
+        x0 = self.data[b.idx]
+        a = self.acp[b.t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * b.eps
+        lr = self.lr(step)
+        for pg in self.opt.param_groups:
+            pg["lr"] = lr
+        if self.drop is not None:
+            self.drop.mask = ((b.u_drop >= cfg.skip_drop) | (b.t < cfg.skip_drop_tmin)).float()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            if self.swap is not None:
+                self.swap.prepare(b.idx, b.t, b.eps, a, b.u_swap < cfg.colour_swap)
+            pred = self.model(xt, b.t).sample
+        per = F.mse_loss(pred.float(), b.eps, reduction="none").mean(dim=(1, 2, 3))
+        loss = (loss_weights(cfg.loss, a / (1 - a)).view(-1) * per).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        d = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - d)
+        return loss.detach()
+
+    def close(self):
+        for reg in (self.drop, self.swap):
+            if reg is not None:
+                reg.remove()
+
+
+def train(cfg: TrainConfig):
+    """Train (or resume) and return the EMA U-Net. Writes into ``cfg.out``."""
+    check_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data = _training_data(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_unet(cfg.layout, cfg.image_size)
-    if cfg.init:
-        from .models import load_unet_folder
-        model.load_state_dict(load_unet_folder(Path(cfg.init) / "unet").state_dict(), strict=True)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    acp = build_scheduler().alphas_cumprod
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    tr = Trainer(cfg, data, _colour_twins(cfg) if cfg.colour_swap > 0 else None)
     ck = out / "checkpoint"
-    step = _load_state(ck, model, ema, opt) if (ck / "state.json").exists() else 0
+    step = _load_state(ck, tr.model, tr.ema, tr.opt) if (ck / "state.json").exists() else 0
     log = out / "loss.csv"
     new_log = not log.exists() or step == 0
     if not new_log:  # drop rows written after the checkpoint we resume from
@@ -240,52 +323,26 @@ def train(cfg: TrainConfig):
     w = csv.writer(fh)
     if new_log:
         w.writerow(["step", "loss", "lr", "seconds"])
-    drop = SkipDropout(model, cfg.skip_drop_levels, cfg.skip_drop_mode) if cfg.skip_drop > 0 else None
-    swap = ColourSwap(model, _colour_twins(cfg)) if cfg.colour_swap > 0 else None
     bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="train")
     t0 = time.time()
     while step < cfg.steps:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # per-step stream: resumable
-        idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
-        x0 = data[idx]
-        t = torch.randint(0, 1000, (cfg.batch_size,), generator=g)
-        eps = torch.randn(x0.shape, generator=g)
-        a = acp[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
-        for pg in opt.param_groups:
-            pg["lr"] = lr
-        if drop is not None:
-            u = torch.rand(cfg.batch_size, generator=g)
-            drop.mask = ((u >= cfg.skip_drop) | (t < cfg.skip_drop_tmin)).float()
-        if swap is not None:
-            swap.prepare(idx, t, eps, a, torch.rand(cfg.batch_size, generator=g) < cfg.colour_swap)
-        per = F.mse_loss(model(xt, t).sample, eps, reduction="none").mean(dim=(1, 2, 3))
-        loss = (loss_weights(cfg.loss, a / (1 - a)).view(-1) * per).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        d = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - d)
+        b = draw_batch(step, cfg.seed, len(data), cfg.batch_size, data.shape[1:], tr.drop is not None,
+                       tr.swap is not None)
+        loss = float(tr.step(step, b))
         step += 1
-        w.writerow([step, f"{loss.item():.5f}", f"{lr:.2e}", f"{time.time() - t0:.1f}"])
+        w.writerow([step, f"{loss:.5f}", f"{tr.lr(step - 1):.2e}", f"{time.time() - t0:.1f}"])
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss:.4f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             fh.flush()
-            _save_state(ck, model, ema, opt, step, cfg)
-            export(ema, out / "model")
+            _save_state(ck, tr.model, tr.ema, tr.opt, step, cfg)
+            export(tr.ema, out / "model")
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-            export(ema, out / "snapshots" / f"step_{step:06d}")
+            export(tr.ema, out / "snapshots" / f"step_{step:06d}")
     bar.close()
     fh.close()
-    for reg in (drop, swap):
-        if reg is not None:
-            reg.remove()
-    return ema
+    tr.close()
+    return tr.ema
 
 
 def export(unet, path) -> None:

@@ -1,0 +1,176 @@
+"""Train several candidate default models in lock-step on one GPU: equal compute, the same batches.
+
+    python scripts/gpu_train.py --out $OUT --budget 420          # on a lent H100/H200 (scripts/gpu_train.sh)
+    python scripts/gpu_train.py --out /tmp/g --device cpu --tiny  # the CPU path (tests/test_gpu_train.py)
+
+1. Renders the training faces on every core (posed and upright faces, each with its recoloured twin for
+   the colour swap), deterministic in ``--data-seed``: nothing has to be carried but the code.
+2. Builds one :class:`diffstyle_lab.train.Trainer` per candidate (``CANDIDATES``: the control and the
+   skip-dropout / colour-swap variants) and runs them in lock-step: step k of every candidate sees the
+   same faces, t, noise and coin flips (``train.draw_batch``), so differences between them are the
+   recipes' own. bf16 autocast on CUDA.
+3. Times the first steps, then fixes the step count that fits ``--budget`` seconds of training (the cosine
+   learning-rate schedule needs it), and trains to it.
+4. Writes into ``--out`` (flat, as the device tool brings back): ``<name>.safetensors`` per candidate (the
+   EMA U-Net, fp16, re-exported every ``--export-every`` seconds so a cut-off run still returns weights),
+   ``gpu_train.json`` (configs, steps, images seen, timings, loss curve) and the log on stdout.
+   ``python scripts/gpu_import.py OUT runs/gpu`` turns them into diffusers model folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from diffstyle_lab import train as T  # noqa: E402
+
+V1 = str(ROOT / "data" / "models" / "faces32_v1")
+SKIP = dict(skip_drop=0.8, skip_drop_levels=3)
+# name -> TrainConfig fields; every candidate shares the data, batches, schedule and step count
+CANDIDATES = {
+    "ctl": dict(init=V1),                                                    # control: plain ε fine-tune
+    "zero": dict(init=V1, **SKIP, skip_drop_mode="zero"),                    # the v2 recipe
+    "mean": dict(init=V1, **SKIP, skip_drop_mode="mean"),                    # dropped skips keep their means
+    "mean_cs25": dict(init=V1, **SKIP, skip_drop_mode="mean", colour_swap=0.25),   # + h from a recoloured twin
+    "mean_scratch": dict(init="", **SKIP, skip_drop_mode="mean"),            # the same from random weights
+}
+
+
+def _render_chunk(args):
+    seed, chunk, n, size, pose = args
+    from diffstyle_lab import avatars as A
+    rng = np.random.default_rng([seed, int(pose), chunk])
+    fs = [A.random_factors(rng, pose=pose) for _ in range(n)]
+    twins = [A.same_identity_other_colours(f, rng) for f in fs]
+    return (np.stack([A.render(f, size) for f in fs]), np.stack([A.render(f, size) for f in twins]))
+
+
+def render_data(n_posed: int, n_upright: int, seed: int, size: int, workers: int, chunk: int = 500):
+    """Faces (uint8 N×H×W×3) and their recoloured twins, rendered in parallel, deterministic in ``seed``."""
+    jobs = [(seed, i, min(chunk, n - i * chunk), size, pose) for n, pose in ((n_posed, True), (n_upright, False))
+            for i in range((n + chunk - 1) // chunk)]
+    with get_context("fork").Pool(workers) as pool:
+        parts = pool.map(_render_chunk, jobs)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def save_fp16(unet, path: Path) -> None:
+    from safetensors.torch import save_file
+    sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in unet.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(sd, str(tmp))
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--budget", type=float, default=420, help="seconds of training (after rendering and set-up)")
+    p.add_argument("--max-steps", type=int, default=40_000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--n-posed", type=int, default=48_000)
+    p.add_argument("--n-upright", type=int, default=16_000)
+    p.add_argument("--data-seed", type=int, default=11)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--only", nargs="*", default=None, help="candidate names (default: all)")
+    p.add_argument("--export-every", type=float, default=90, help="seconds between weight exports")
+    p.add_argument("--probe-steps", type=int, default=30, help="steps timed before the step count is fixed")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast also off CUDA (on CUDA it is always on)")
+    p.add_argument("--tiny", action="store_true", help="the CPU check: 64 faces, batch 4, a few steps")
+    a = p.parse_args(argv)
+    if a.tiny:
+        a.n_posed, a.n_upright, a.batch_size, a.budget, a.max_steps, a.probe_steps = 48, 16, 4, 8, 40, 8
+    names = a.only or list(CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        p.error(f"--only: unknown candidate(s) {unknown}; choose from {list(CANDIDATES)}")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    def say(msg):
+        print(f"[{time.time() - t_start:6.1f} s] {msg}", flush=True)
+
+    faces, twins = render_data(a.n_posed, a.n_upright, a.data_seed, 32, a.workers)   # before CUDA is touched
+    say(f"rendered {len(faces)} faces and their twins on {a.workers} workers")
+    dev = torch.device(a.device)
+    amp = dev.type == "cuda" or a.amp
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    data, tw = T.to_tensor(faces).to(dev), T.to_tensor(twins).to(dev)
+    trainers = {}
+    for name in names:
+        cfg = T.TrainConfig(out=str(out / name), steps=a.max_steps, batch_size=a.batch_size, lr=a.lr,
+                            seed=a.seed, schedule="cosine", progress=False, **CANDIDATES[name])
+        T.check_config(cfg)
+        torch.manual_seed(a.seed)
+        trainers[name] = T.Trainer(cfg, data, tw if cfg.colour_swap > 0 else None, device=dev)
+    say(f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}), torch {torch.__version__}, "
+        f"candidates {names}, batch {a.batch_size}")
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    losses = {n: [] for n in names}
+    curve, step, n_steps, t_train, last_export = [], 0, a.max_steps, time.time(), time.time()
+    probe_steps, t_probe = min(a.probe_steps, a.max_steps), None
+    while step < n_steps:
+        b = T.draw_batch(step, a.seed, len(data), a.batch_size, data.shape[1:], True, True, device=dev)
+        for name, tr in trainers.items():
+            losses[name].append(tr.step(step, b, amp=amp))
+        step += 1
+        if step == min(5, probe_steps - 1):
+            sync()
+            t_probe = time.time()
+        if step == probe_steps and step < n_steps:     # fix the step count that fits the budget
+            sync()
+            per_step = (time.time() - t_probe) / max(1, probe_steps - min(5, probe_steps - 1))
+            left = a.budget - (time.time() - t_train)
+            n_steps = int(min(a.max_steps, step + max(0, left) / per_step * 0.97))
+            for tr in trainers.values():
+                tr.cfg.steps = n_steps
+            say(f"{per_step * 1000:.1f} ms per lock-step ({len(names)} models): training {n_steps} steps "
+                f"= {n_steps * a.batch_size:,} images per model")
+        if step % 250 == 0 or step == n_steps:
+            row = {"step": step, "seconds": round(time.time() - t_train, 1),
+                   **{n: round(float(torch.stack(v).mean()), 5) for n, v in losses.items() if v}}
+            losses = {n: [] for n in names}
+            curve.append(row)
+            say(" ".join(f"{k} {v}" for k, v in row.items()))
+        if time.time() - last_export > a.export_every or step == n_steps:
+            for name, tr in trainers.items():
+                save_fp16(tr.ema, out / f"{name}.safetensors")
+            last_export = time.time()
+            summary = {"steps": step, "planned_steps": n_steps, "batch_size": a.batch_size,
+                       "images_per_model": step * a.batch_size, "train_seconds": round(time.time() - t_train, 1),
+                       "total_seconds": round(time.time() - t_start, 1), "device": str(dev),
+                       "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "", "torch": torch.__version__,
+                       "amp_bf16": amp, "data": {"posed": a.n_posed, "upright": a.n_upright, "seed": a.data_seed},
+                       "unet_config": dict(next(iter(trainers.values())).ema.config),
+                       "candidates": {n: {k: v for k, v in dataclasses.asdict(tr.cfg).items() if k != "out"}
+                                      for n, tr in trainers.items()},
+                       "loss_curve": curve}
+            (out / "gpu_train.json").write_text(json.dumps(summary, indent=1, default=str))
+    say(f"done: {step} steps per model, weights and gpu_train.json in {out}")
+
+
+if __name__ == "__main__":
+    main()
