@@ -44,6 +44,7 @@ CANDIDATES = {
     "zero": dict(init=V1, **SKIP, skip_drop_mode="zero"),                    # the v2 recipe
     "mean": dict(init=V1, **SKIP, skip_drop_mode="mean"),                    # dropped skips keep their means
     "mean_cs25": dict(init=V1, **SKIP, skip_drop_mode="mean", colour_swap=0.25),   # + h from a recoloured twin
+    "mean_cs50": dict(init=V1, **SKIP, skip_drop_mode="mean", colour_swap=0.5),
     "mean_scratch": dict(init="", **SKIP, skip_drop_mode="mean"),            # the same from random weights
 }
 
