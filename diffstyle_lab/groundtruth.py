@@ -46,9 +46,10 @@ class GroundTruthPairs:
         return self.content.shape[0]
 
     @classmethod
-    def make(cls, n: int, seed: int = 90_000, size: int = 32) -> "GroundTruthPairs":
-        """``n`` pairs differing in content and in background colour, deterministic in ``seed``."""
-        c, s, cf, sf = A.content_style_pairs(n, seed, size)
+    def make(cls, n: int, seed: int = 90_000, size: int = 32, pose: bool = True) -> "GroundTruthPairs":
+        """``n`` pairs differing in content and in background colour, deterministic in ``seed``;
+        ``pose=False``: upright faces, so the content differs in identity only (hair, eyes, mouth, clothes)."""
+        c, s, cf, sf = A.content_style_pairs(n, seed, size, pose=pose)
         ideals = [A.ideal(a, b) for a, b in zip(cf, sf)]
         cfs: dict[str, tuple] = {}
 

@@ -112,7 +112,7 @@ def main(argv=None):
     dev = torch.device(a.device)
     amp = dev.type == "cuda" or a.amp
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = False    # the colour swap runs a new batch size every step: no re-tuning
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     data, tw = T.to_tensor(faces).to(dev), T.to_tensor(twins).to(dev)

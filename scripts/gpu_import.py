@@ -1,0 +1,49 @@
+"""Turn what scripts/gpu_train.py brought back into diffusers model folders.
+
+    python scripts/gpu_import.py /work/.device/N runs/gpu     # → runs/gpu/<candidate>/{unet,scheduler}, train.json
+
+Each ``<candidate>.safetensors`` (fp16 EMA weights) is loaded into the U-Net that ``gpu_train.json``
+describes (strict: every key must match) and exported with the training noise schedule; the run's
+record (its candidate config, steps, images seen, loss curve) goes beside it as ``train.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from diffstyle_lab import train as T  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("src", help="the folder gpu_train.py wrote (gpu_train.json and <candidate>.safetensors)")
+    p.add_argument("dest")
+    a = p.parse_args(argv)
+    src, dest = Path(a.src), Path(a.dest)
+    meta_file = src / "gpu_train.json"
+    if not meta_file.exists():
+        sys.exit(f"gpu_import: {meta_file} is missing: point SRC at the folder gpu_train.py wrote")
+    meta = json.loads(meta_file.read_text())
+    for name, cfg in meta["candidates"].items():
+        weights = src / f"{name}.safetensors"
+        if not weights.exists():
+            print(f"gpu_import: {weights} missing, skipped")
+            continue
+        unet = T.build_unet(cfg["layout"], cfg["image_size"])
+        unet.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()}, strict=True)
+        unet.to(torch.float16)
+        T.export(unet, dest / name)
+        record = {k: v for k, v in meta.items() if k not in ("candidates", "unet_config")}
+        (dest / name / "train.json").write_text(json.dumps({"candidate": name, "config": cfg, **record}, indent=1))
+        print(f"{name}: {dest / name}")
+
+
+if __name__ == "__main__":
+    main()
