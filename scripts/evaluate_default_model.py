@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import avatars, factors, metrics
+from diffstyle_lab.faces import avatars
+from diffstyle_lab.faces import factors
+from diffstyle_lab.evaluate import metrics
 from diffstyle_lab.images import grid
 
 

@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     import pandas as pd
     import torch
 
-    from diffstyle_lab import InjectionConfig, stats
+    from diffstyle_lab import InjectionConfig
+    from diffstyle_lab.stats import estimators as stats
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.n < 64 and a.model == "default":

@@ -1,11 +1,12 @@
-"""Probe curve of a fine-tuning run: r(t) (diffstyle_lab.probe, replacement, 16 ground-truth
+"""Probe curve of a fine-tuning run: r(t) (diffstyle_lab.stats.probe, replacement, 16 ground-truth
 pairs, 20-step grid) for the starting weights and the run's snapshots.
 
     python scripts/probe_curve.py ft_eps docs/emergence/ft_eps.csv     # reads runs/ft_eps/snapshots
 """
 import sys, csv, torch
 torch.set_num_threads(1)
-from diffstyle_lab import probe, groundtruth as G
+from diffstyle_lab.stats import probe
+from diffstyle_lab.faces import groundtruth as G
 from diffstyle_lab.models import load_model
 run, out = sys.argv[1], sys.argv[2]
 gt = G.GroundTruthPairs.make(16, seed=90_000)

@@ -55,7 +55,7 @@ def main(argv=None):
 
     import diffstyle_lab as dl
     from diffstyle_lab import evaluate as ev
-    from diffstyle_lab import factors
+    from diffstyle_lab.faces import factors
 
     model = dl.load_model(a.model) if a.model else dl.load_default_model()
     name = Path(a.model).name if a.model else dl.models.DEFAULT_MODEL

@@ -13,7 +13,7 @@ features. The modules, in the order a run uses them: :mod:`.plan` (settings, swe
     ev.export(run, "docs/results"); ev.build_page("docs/results", "docs/results.md")
 """
 
-from ..bootstrap import bootstrap_ci, bootstrap_indices, paired_difference, trend  # noqa: F401
+from ..stats.bootstrap import bootstrap_ci, bootstrap_indices, paired_difference, trend  # noqa: F401
 from .claims import CLAIMS, METRIC_WORDS, SUMMARY_COLUMNS, Claim, assess_claims, metric_summary  # noqa: F401
 from .measures import (CONTENT_HEADS, METRICS_VERSION, PAIR_METRIC_FAMILIES, STYLE_HEADS,  # noqa: F401
                        FrechetReference, PairBatch, classifier_columns, factor_columns, frechet_with_ci,

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..bootstrap import bootstrap_ci, paired_difference, percentile_interval, trend
+from ..stats.bootstrap import bootstrap_ci, paired_difference, percentile_interval, trend
 
 SUMMARY_COLUMNS = ["sweep", "x", "setting_id", "metric", "mean", "ci_low", "ci_high", "n"]
 

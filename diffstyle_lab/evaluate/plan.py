@@ -154,8 +154,8 @@ class PairSet:
     @classmethod
     def from_avatars(cls, n: int, seed: int = 70_000, size: int = 32) -> "PairSet":
         """``n`` DiceBear content/style pairs (different content and colours) with ground truth."""
-        from .. import avatars
-        from ..factors import to_tensor
+        from ..faces import avatars
+        from ..faces.factors import to_tensor
         c, s, cf, sf = avatars.content_style_pairs(n, seed, size)
         return cls(to_tensor(c), to_tensor(s), cf, sf, name=f"avatars(n={n}, seed={seed}, size={size})")
 

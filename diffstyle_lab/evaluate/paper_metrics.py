@@ -2,7 +2,7 @@
 slots that activate when their network weights are on this machine (``data/weights/`` or an
 environment variable per network); without them each raises :class:`MissingWeightsError` saying which
 file to put where. Weights load strictly from safetensors or ``torch.load(weights_only=True)``.
-The metrics that need no downloaded network are in :mod:`diffstyle_lab.metrics`.
+The metrics that need no downloaded network are in :mod:`diffstyle_lab.evaluate.metrics`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ PAPER_WEIGHTS = {
 def weights_dir() -> Path:
     """Where the paper-metric weights are looked for by default: ``<data>/weights`` (``$DIFFSTYLE_LAB_DATA``
     moves ``<data>``)."""
-    from .models import data_dir
+    from ..models import data_dir
     return data_dir() / "weights"
 
 
@@ -408,7 +408,7 @@ class InceptionFID:
         return torch.cat([self.net(x[i:i + batch]) for i in range(0, len(x), batch)])
 
     def fid(self, a: torch.Tensor, b: torch.Tensor) -> float:
-        from .factors import frechet_distance
+        from ..faces.factors import frechet_distance
         return frechet_distance(self.features(a), self.features(b))
 
 

@@ -30,10 +30,10 @@ from typing import Sequence
 
 import torch
 
-from . import maths
-from .hooks import HookedUNet
-from .models import DiffusionModel, alphas_cumprod_from_config, hub_snapshot
-from .sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, injection_config, run_injection
+from .. import maths
+from ..hooks import HookedUNet
+from ..models import DiffusionModel, alphas_cumprod_from_config, hub_snapshot
+from ..sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, injection_config, run_injection
 
 KNOWN_SD = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": {"revision": "main", "resolution": 512},

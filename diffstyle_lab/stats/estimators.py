@@ -1,6 +1,6 @@
 """Estimators of r_homo, r_hetero, r_alt and r_inject per t (docs/method.md §8), with seeded bootstrap intervals.
 
-Input: the per-sample scalars of :class:`~diffstyle_lab.trajectory_norms.NormCollector` (re-exported, with
+Input: the per-sample scalars of :class:`~diffstyle_lab.stats.trajectory_norms.NormCollector` (re-exported, with
 :func:`collect`); output: tidy frames with :data:`FRAME_COLUMNS`. Pairings: r_hetero is the mean over ``n_perm``
 seeded derangements j = π(i); r_alt and r_inject pair i with one derangement π(i) drawn within each batch.
 Typical use: ``summarise(collect(model, n=128, out_dir=...))`` (resumable); see notebooks/03_correlations.py.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .bootstrap import bootstrap_indices, check_level, percentile_interval, recentre, replicates, stream
-from .sampling import Inversion
+from ..sampling import Inversion
 from .trajectory_norms import (MixSetting, NormCollector, NormTable, _short, _TINY, alt_settings,  # noqa: F401
                                batch_bounds, collect, derangement, derangements, noise)
 
@@ -152,7 +152,7 @@ def correlation_frame(table: NormTable, *, n_boot: int = 1000, level: float = 0.
     Percentile intervals at ``level`` over the same seeded resamples for every statistic (so normalised
     Slerp's interval equals r_homo's). r_hetero's replicates centre on the mean over *all* pairings
     (−r_homo/(n−1)) while its value carries its own pairing noise, so they are recentred on the value
-    (:func:`~diffstyle_lab.bootstrap.recentre`) first.
+    (:func:`~diffstyle_lab.stats.bootstrap.recentre`) first.
     """
     check_level(level)
     h, g = _check_pair(table["h"], table["g"], "the table's h and g")

@@ -1,8 +1,8 @@
-"""Per-sample norms of h and g along sampling trajectories: the collector behind :mod:`diffstyle_lab.stats`.
+"""Per-sample norms of h and g along sampling trajectories: the collector behind :mod:`diffstyle_lab.stats.estimators`.
 
 :class:`NormCollector` (a sampler callback) keeps only per-sample scalars, never a feature map;
 :class:`NormTable` holds them (n×T per quantity); :func:`collect` streams the sampler over n samples in
-resumable batches. :mod:`diffstyle_lab.stats` re-exports the public names.
+resumable batches. :mod:`diffstyle_lab.stats.estimators` re-exports the public names.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import maths
-from .sampling import InjectionConfig, Inversion, StepInfo, ddim_invert, generate, reverse, timestep_grid
+from .. import maths
+from ..sampling import InjectionConfig, Inversion, StepInfo, ddim_invert, generate, reverse, timestep_grid
 
 PHASES = {"reverse": ("generate", "inject"), "invert": ("invert",), "generate": ("generate",), "inject": ("inject",)}
 _TINY = 1e-300
