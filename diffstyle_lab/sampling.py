@@ -163,20 +163,17 @@ def eps_provider(model, force_doubling: bool = False):
 
 @torch.no_grad()
 def ddim_invert(model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors",
-                record_last: bool = True, progress: bool = True, callbacks: Sequence[Callback] = (),
-                cache=None) -> Inversion:
+                record_last: bool = True, progress: bool = True, callbacks: Sequence[Callback] = ()) -> Inversion:
     """Deterministic DDIM inversion x_0 → x_T on a grid of ``steps`` points, recording h_t.
 
     ``model``: a :class:`DiffusionModel` or an ε-provider. The model is evaluated at the smaller t
     of each pair (:func:`maths.ddim_inversion_step`). ``record_last=True`` pays one more pass at
     t = T−1 so that h^content exists there (this toolkit's choice; the paper is silent); ``False``
-    is the authors' code, which uses the nearest stored t. With ``cache`` (an
-    :class:`~diffstyle_lab.cache.InversionCache`), results are read from and written to disk per image.
+    is the authors' code, which uses the nearest stored t. Through a disk cache:
+    :func:`diffstyle_lab.cache.cached_invert` (the cache wraps this function).
     """
     net = eps_provider(model)
     x0 = net.check_x0(x0)
-    if cache is not None:
-        return cache.invert(net.model, x0, steps=steps, spacing=spacing, record_last=record_last, progress=progress)
     ts = timestep_grid(steps, spacing, net.model.T)
     acp = net.model.alphas_cumprod
     x, hs = x0.clone(), []
@@ -376,13 +373,16 @@ def inject(model, content, style, config: InjectionConfig | None = None, *,
 
     ``content`` and ``style`` are B×C×H×W images in [−1, 1] or :class:`Inversion` objects (images
     are inverted with ``cfg.inversion_steps`` on ``inversion_spacing``, default ``cfg.spacing``).
-    Keyword overrides set fields of :class:`InjectionConfig` (``gamma=0.4, t_edit=500``…).
+    Keyword overrides set fields of :class:`InjectionConfig` (``gamma=0.4, t_edit=500``…). ``cache``: an
+    :class:`~diffstyle_lab.cache.InversionCache` (anything with its ``invert(model, x0, steps, spacing,
+    record_last=, progress=)``) that inverts the images instead of :func:`ddim_invert`.
     """
     cfg = injection_config(model, config, overrides)
 
     def invert(x, name, is_content):
-        return ddim_invert(model, check_images(model, x, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
-                           record_last=cfg.record_last, progress=progress, cache=cache)
+        run = ddim_invert if cache is None else cache.invert
+        return run(model, check_images(model, x, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
+                   record_last=cfg.record_last, progress=progress)
     return run_injection(model, PixelEps(model, force_doubling), invert, content, style, cfg, pairs=pairs,
                          progress=progress, callbacks=callbacks, sample_seeds=sample_seeds,
                          split_forward=model.hooked.can_split and not force_doubling)

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .metrics import _layer_outputs, cosine_similarity, gram_distance
+from .metrics import layer_outputs, cosine_similarity, gram_distance
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -224,7 +224,7 @@ class VGGFeatures(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
-        return _layer_outputs(self.features, ((x + 1) / 2 - self.mean) / self.std, self.taps)
+        return layer_outputs(self.features, ((x + 1) / 2 - self.mean) / self.std, self.taps)
 
 
 class VGGGram:

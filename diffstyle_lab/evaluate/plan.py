@@ -125,13 +125,13 @@ def quick_plan(base: Setting = Setting()) -> list[PlanEntry]:
     return default_plan(base, gammas=(0.0, 0.3, 0.7, 1.0), t_edits=(200, 400, 600, 800), omegas=(0.0, 0.6, 1.0))
 
 
-def _digest(obj) -> str:
+def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def setting_ids(plan: Sequence[PlanEntry], ctx_hash: str) -> dict:
     """``{entry: setting id}``; entries whose settings are the same injection (canonical key) share an id."""
-    return {e: f"{e.setting.label}-{_digest([e.setting.key(), ctx_hash])[:10]}" for e in plan}
+    return {e: f"{e.setting.label}-{digest([e.setting.key(), ctx_hash])[:10]}" for e in plan}
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .claims import CLAIMS, METRIC_WORDS, Claim, _fmt_x, _match_x, assess_claims, metric_summary
+from .claims import CLAIMS, METRIC_WORDS, Claim, fmt_x, match_x, assess_claims, metric_summary
 from .plan import ABLATION_NAMES, OMEGAS
 from .run import Evaluation
 
@@ -46,9 +46,9 @@ def _example_grids(run: Evaluation, d: Path, k: int):
                       ("omega", OMEGAS)):
         cols = []
         for x in xs:
-            m = _match_x(plan, sweep, x)
+            m = match_x(plan, sweep, x)
             if len(m) and (blocks / f"{m.setting_id.iloc[0]}.npy").is_file():
-                cols.append((_fmt_x(sweep, x), np.load(blocks / f"{m.setting_id.iloc[0]}.npy")[:k]))
+                cols.append((fmt_x(sweep, x), np.load(blocks / f"{m.setting_id.iloc[0]}.npy")[:k]))
         if not cols:
             continue
         cols = sources + cols

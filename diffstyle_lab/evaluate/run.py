@@ -22,10 +22,10 @@ import torch
 
 from ..cache import atomic_write
 from .paper_metrics import ArcFaceIdentity, InceptionFID, VGGGram, paper_metric_status, weights_path
-from ..sampling import ddim_invert, reverse
+from ..sampling import reverse
 from .measures import (METRICS_VERSION, PAIR_METRIC_FAMILIES, FrechetReference, family_names, frechet_with_ci,
                        pair_metrics)
-from .plan import PairSet, PlanEntry, Setting, _digest, fixed_config_fields, setting_ids
+from .plan import PairSet, PlanEntry, Setting, digest, fixed_config_fields, setting_ids
 
 
 # Baselines: images scored as if they were results (the "reference" rows of every table): name → pairs → N×3×H×W.
@@ -227,7 +227,7 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
                "steps": steps, "inversion_steps": inversion_steps, "spacing": spacing, "record_last": record_last,
                "seed": seed, "classifier": clf_hash, "paper": sorted(paper), "families": family_names(families),
                "config": fixed_config_fields(**fixed)}
-    ctx_hash = _digest(context)[:10]
+    ctx_hash = digest(context)[:10]
     entries = list(plan)
     ids = setting_ids(entries, ctx_hash)
     unique = {}
@@ -271,10 +271,10 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
 
     if todo:
         t0 = time.perf_counter()
-        from ..cache import InversionCache
+        from ..cache import InversionCache, cached_invert
         cache = InversionCache(out_dir / "inversions")
-        content_inv, style_inv = (ddim_invert(model, x, inversion_steps, spacing, record_last=record_last,
-                                              progress=progress, cache=cache) for x in (pairs.content, pairs.style))
+        content_inv, style_inv = (cached_invert(model, x, inversion_steps, spacing, record_last=record_last,
+                                                progress=progress, cache=cache) for x in (pairs.content, pairs.style))
         t_inv = time.perf_counter() - t0
         if cache.misses:                      # the time of actually inverting (not of reading the cache)
             timing["inversion"] = t_inv

@@ -109,8 +109,8 @@ class InversionStore:
         self.hits, self.misses, self.seconds = 0, 0, 0.0
 
     def __call__(self, images: torch.Tensor):
-        from ..cache import InversionCache
-        from ..sampling import Inversion, check_images, ddim_invert
+        from ..cache import InversionCache, cached_invert
+        from ..sampling import Inversion, check_images
         x = check_images(self.model, images)
         keys = [InversionCache.key(self.model, xi, self.steps, self.spacing, self.record_last) for xi in x]
         miss = [k for k in keys if k not in self._mem]
@@ -119,8 +119,8 @@ class InversionStore:
         todo = list(dict.fromkeys(miss))            # the same image twice in one batch is inverted once
         if todo:
             t0 = time.perf_counter()
-            inv = ddim_invert(self.model, x[[keys.index(k) for k in todo]], self.steps, self.spacing,
-                              record_last=self.record_last, progress=False, cache=self.disk)
+            inv = cached_invert(self.model, x[[keys.index(k) for k in todo]], self.steps, self.spacing,
+                                record_last=self.record_last, progress=False, cache=self.disk)
             self.seconds += time.perf_counter() - t0
             for j, k in enumerate(todo):
                 self._mem[k] = inv.select([j])

@@ -24,7 +24,7 @@ import torch
 
 from .bootstrap import bootstrap_indices, check_level, percentile_interval, recentre, replicates, stream
 from ..sampling import Inversion
-from .trajectory_norms import (MixSetting, NormCollector, NormTable, _short, _TINY, alt_settings,  # noqa: F401
+from .trajectory_norms import (MixSetting, NormCollector, NormTable, short_grid, TINY, alt_settings,  # noqa: F401
                                batch_bounds, collect, derangement, derangements, noise)
 
 __all__ = ["MixSetting", "alt_settings", "NormCollector", "NormTable", "derangement", "derangements", "pearson",
@@ -207,7 +207,7 @@ def trajectory_cosine(a, b) -> np.ndarray:
     ha = a.h if isinstance(a, Inversion) else a
     hb = b.h if isinstance(b, Inversion) else b
     if isinstance(a, Inversion) and isinstance(b, Inversion) and list(a.ts) != list(b.ts):
-        raise ValueError(f"the inversions recorded h at different timesteps ({_short(a.ts)} vs {_short(b.ts)}); "
+        raise ValueError(f"the inversions recorded h at different timesteps ({short_grid(a.ts)} vs {short_grid(b.ts)}); "
                          "invert both on the same grid")
     if not (torch.is_tensor(ha) and torch.is_tensor(hb)) or ha.dim() < 3:
         raise ValueError("trajectory_cosine: pass two Inversion objects or two B×n×C×H×W tensors")
@@ -215,7 +215,7 @@ def trajectory_cosine(a, b) -> np.ndarray:
         raise ValueError(f"trajectory_cosine: h trajectories have different shapes {tuple(ha.shape)} and "
                          f"{tuple(hb.shape)}")
     fa, fb = ha.flatten(2).double(), hb.flatten(2).double()
-    return ((fa * fb).sum(-1) / (fa.norm(dim=-1) * fb.norm(dim=-1)).clamp_min(_TINY)).cpu().numpy()
+    return ((fa * fb).sum(-1) / (fa.norm(dim=-1) * fb.norm(dim=-1)).clamp_min(TINY)).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from .. import maths
 from ..sampling import InjectionConfig, Inversion, StepInfo, ddim_invert, generate, reverse, timestep_grid
 
 PHASES = {"reverse": ("generate", "inject"), "invert": ("invert",), "generate": ("generate",), "inject": ("inject",)}
-_TINY = 1e-300
+TINY = 1e-300
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,11 +145,11 @@ class NormCollector:
             for s in self.settings:
                 mixed = maths.mix_h(h, hp, s.gamma, s.method)
                 v[f"h_tilde[{s.name}]"] = mixed.norm(dim=1).numpy()
-                v[f"energy[{s.name}]"] = (((mixed - h) ** 2).sum(1) / hn2.clamp_min(_TINY)).numpy()
+                v[f"energy[{s.name}]"] = (((mixed - h) ** 2).sum(1) / hn2.clamp_min(TINY)).numpy()
         if self.injection and info.h_tilde is not None:
             ht = _flat(info.h_tilde)
             v["h_tilde"] = ht.norm(dim=1).numpy()
-            v["energy"] = (((ht - h) ** 2).sum(1) / hn2.clamp_min(_TINY)).numpy()
+            v["energy"] = (((ht - h) ** 2).sum(1) / hn2.clamp_min(TINY)).numpy()
             if info.h_content is not None:
                 v["cos_content"] = _cos(h, _flat(info.h_content).expand_as(h))
         nan = np.full(b, np.nan)
@@ -164,7 +164,7 @@ class NormCollector:
             self._ts = ts
         elif not np.array_equal(ts, self._ts):
             raise ValueError(f"batch starting at sample {self._start} visited {len(ts)} timesteps "
-                             f"{_short(ts)} but the first batch visited {len(self._ts)} {_short(self._ts)}; "
+                             f"{short_grid(ts)} but the first batch visited {len(self._ts)} {short_grid(self._ts)}; "
                              "use one grid (steps, spacing) for every batch of a collector")
         for q in self.quantities:
             self._done[q].append(np.stack([self._cur[t][q] for t in ts], axis=1))
@@ -192,10 +192,10 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(_TINY)).numpy()
+    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(TINY)).numpy()
 
 
-def _short(ts) -> str:
+def short_grid(ts) -> str:
     ts = list(map(int, ts))
     return str(ts) if len(ts) <= 6 else f"[{ts[0]}, {ts[1]}, …, {ts[-1]}]"
 
