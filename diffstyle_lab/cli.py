@@ -53,7 +53,7 @@ def config_field_docs(cls=None) -> dict[str, str]:
 def _choices(name: str):
     from . import maths
     from .sampling import SPACINGS
-    return {"method": maths.MIX_METHODS, "spacing": SPACINGS}.get(name)
+    return {"method": maths.mix_methods(), "spacing": SPACINGS}.get(name)
 
 
 def _plain_type(tp):

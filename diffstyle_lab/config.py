@@ -142,8 +142,8 @@ class InjectionConfig:
             bad("t_boost", self.t_boost, f"must not exceed t_edit={self.t_edit} (boosting follows editing)")
         if not (isinstance(self.omega, (int, float)) and math.isfinite(self.omega) and 0.0 <= self.omega <= 1.0):
             bad("omega", self.omega, "ω must be in [0, 1] (1 removes the injection, ≈0 keeps it)")
-        if self.method not in maths.MIX_METHODS:
-            bad("method", self.method, f"choose one of {maths.MIX_METHODS}")
+        if self.method not in maths.MIX_RULES:
+            bad("method", self.method, f"choose one of {maths.mix_methods()}")
         if self.mask_mode not in MASK_MODES:
             bad("mask_mode", self.mask_mode, f"choose one of {MASK_MODES} ('region': the paper's local mixing)")
         if self.mask_norm not in MASK_NORMS:

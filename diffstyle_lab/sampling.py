@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 from tqdm.auto import tqdm
@@ -108,17 +108,43 @@ def check_images(model: DiffusionModel, x: torch.Tensor, name: str = "images") -
 # ---------------------------------------------------------------------------------------------
 # ε-providers: what the samplers ask of a network
 
-class PixelEps:
-    """The ε-provider of a pixel-space U-Net (:class:`DiffusionModel`), through its
-    :class:`~diffstyle_lab.hooks.HookedUNet`. :func:`reverse` and :func:`ddim_invert` ask a provider
-    for four things; the latent one (conditioning, guidance, v-prediction) is
-    :class:`diffstyle_lab.backends.sd.LatentEps`.
+@runtime_checkable
+class EpsProvider(Protocol):
+    """What :func:`reverse` and :func:`ddim_invert` ask of a network: the extension point for a new kind of
+    model. Implemented by :class:`PixelEps` (pixel U-Nets) and :class:`diffstyle_lab.backends.sd.LatentEps`
+    (Stable Diffusion's latents); a :class:`DiffusionModel` given to a sampler is wrapped in a PixelEps.
 
+    * ``model``: the :class:`DiffusionModel`-like object whose ``T``, ``alphas_cumprod`` and ``device`` it uses;
+    * ``label``: a prefix of progress bars and error messages ("" or e.g. "latent ");
+    * ``check_x0`` / ``check_x_T`` / ``check_content``: validate and move inputs (one-line ``ValueError``);
     * ``eps(x, t, record)`` → ``(ε, h, g)`` (h, g only when ``record``);
-    * ``asymmetric(x, t, edit)`` → ``(ε, ε̃, h, h̃, g)`` with h̃ = ``edit(h)`` (split forward);
+    * ``asymmetric(x, t, edit)`` → ``(ε, ε̃, h, h̃, g)`` with h̃ = ``edit(h)``;
     * ``invert_eps(x, t)`` → ``(ε, h to store, h, g)`` for one inversion step;
     * ``content_h(content, t)`` → h^content at t, in the layout ``edit`` receives h.
     """
+
+    model: object
+    label: str
+
+    def check_x0(self, x0: torch.Tensor, name: str = ...) -> torch.Tensor: ...
+
+    def check_x_T(self, x_T: torch.Tensor, name: str = ...) -> torch.Tensor: ...
+
+    def check_content(self, content: Inversion) -> None: ...
+
+    def eps(self, x: torch.Tensor, t: int, record: bool = False) -> tuple: ...
+
+    def asymmetric(self, x: torch.Tensor, t: int, edit: Callable) -> tuple: ...
+
+    def invert_eps(self, x: torch.Tensor, t: int) -> tuple: ...
+
+    def content_h(self, content: Inversion, t: int) -> torch.Tensor: ...
+
+
+class PixelEps:
+    """The :class:`EpsProvider` of a pixel-space U-Net (:class:`DiffusionModel`), through its
+    :class:`~diffstyle_lab.hooks.HookedUNet` (``asymmetric`` by the split forward where the layout allows);
+    the latent one (conditioning, guidance, v-prediction) is :class:`diffstyle_lab.backends.sd.LatentEps`."""
 
     label = ""
 
@@ -153,9 +179,9 @@ class PixelEps:
 
 
 def eps_provider(model, force_doubling: bool = False):
-    """``model`` itself when it is an ε-provider (e.g. :class:`diffstyle_lab.backends.sd.LatentEps`), else a
-    :class:`PixelEps` over it."""
-    return model if hasattr(model, "asymmetric") else PixelEps(model, force_doubling)
+    """``model`` itself when it is an :class:`EpsProvider` (e.g. :class:`diffstyle_lab.backends.sd.LatentEps`),
+    else a :class:`PixelEps` over it."""
+    return model if isinstance(model, EpsProvider) else PixelEps(model, force_doubling)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -359,7 +359,7 @@ def _check_latents(model: SDModel, z, name="latents"):
 
 
 class LatentEps:
-    """The ε-provider of a latent U-Net (see :class:`diffstyle_lab.sampling.PixelEps`): every call
+    """The :class:`~diffstyle_lab.sampling.EpsProvider` of a latent U-Net (as PixelEps is of a pixel one): every call
     runs under ``cond`` (guided on the doubled batch [uncond; cond] when ``cond.guided``), and the
     output is converted to ε (v- and x_0-prediction). Pass it to :func:`~diffstyle_lab.sampling.reverse`
     and :func:`~diffstyle_lab.sampling.ddim_invert` in place of a pixel model.

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .bootstrap import bootstrap_indices, check_level, percentile_interval, recentre, replicates, stream
+from .. import maths
 from ..sampling import Inversion
 from .trajectory_norms import (MixSetting, NormCollector, NormTable, short_grid, TINY, alt_settings,  # noqa: F401
                                batch_bounds, collect, derangement, derangements, noise)
@@ -237,10 +238,10 @@ def save_frame(df, path) -> Path:
     return path
 
 
-_STYLE = {"r_homo": ("r_homo", "C0", "-"), "r_hetero": ("r_hetero", "C3", "-"),
-          "replace": ("r_alt replace", "C1", "--"), "add": ("r_alt add", "C2", "--"),
-          "lerp": ("r_alt lerp", "C4", ":"), "slerp": ("r_alt slerp", "C5", "-."),
-          "normalised_slerp": ("r_alt normalised Slerp", "k", (0, (1, 2)))}
+def line_styles() -> dict:
+    """(legend label, colour, line style) per statistic and per mixing rule (from :data:`maths.MIX_RULES`)."""
+    return {"r_homo": ("r_homo", "C0", "-"), "r_hetero": ("r_hetero", "C3", "-"),
+            **{r.name: (f"r_alt {r.title or r.label}", *r.line) for r in maths.MIX_RULES.values()}}
 
 
 def plot_correlations(df, path=None, *, title: str | None = None, norms: bool = True):
@@ -258,10 +259,11 @@ def plot_correlations(df, path=None, *, title: str | None = None, norms: bool = 
     fig = Figure(figsize=(6.2 * ncols, 4.2))
     axes = fig.subplots(1, ncols, squeeze=False)
     ax = axes[0, 0]
+    styles = line_styles()
     for (stat, setting), grp in corr.groupby(["statistic", "setting"], sort=False):
         grp = grp.sort_values("t")
         main = stat in ("r_homo", "r_hetero")
-        label, colour, ls = _STYLE.get(stat if main else setting, (f"{stat} {setting}", None, "-"))
+        label, colour, ls = styles.get(stat if main else setting, (f"{stat} {setting}", None, "-"))
         if stat == "r_inject":
             label, ls, colour = f"r measured in injection ({setting})", "-", colour or "C7"
         line, = ax.plot(grp["t"], grp["value"], ls=ls, color=colour, lw=2.2 if main else 1.4, label=label,

@@ -37,8 +37,8 @@ class MixSetting:
     gamma: float
 
     def __post_init__(self):
-        if self.method not in maths.MIX_METHODS:
-            raise ValueError(f"MixSetting {self.name!r}: method={self.method!r}; choose one of {maths.MIX_METHODS}")
+        if self.method not in maths.MIX_RULES:
+            raise ValueError(f"MixSetting {self.name!r}: method={self.method!r}; choose one of {maths.mix_methods()}")
         if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma)):
             raise ValueError(f"MixSetting {self.name!r}: gamma={self.gamma!r} must be a finite number")
         if not self.name or any(c in self.name for c in "[],"):
@@ -46,11 +46,11 @@ class MixSetting:
 
 
 def alt_settings(gamma: float = 0.3) -> tuple[MixSetting, ...]:
-    """The five settings of §6/§8: replace (h̃ = h^(j)), add (h̃ = h^(i) + h^(j), the paper's "add"),
-    lerp, slerp and normalised Slerp with content share γ (the paper's 0.3 by default)."""
-    return (MixSetting("replace", "replace", 1.0), MixSetting("add", "add", 1.0),
-            MixSetting("lerp", "lerp", gamma), MixSetting("slerp", "slerp", gamma),
-            MixSetting("normalised_slerp", "normalised_slerp", gamma))
+    """One setting per mixing rule of :data:`~diffstyle_lab.maths.MIX_RULES` (§6/§8): replace (h̃ = h^(j)),
+    add (h̃ = h^(i) + h^(j), the paper's "add"), lerp, slerp and normalised Slerp with content share γ (the
+    paper's 0.3 by default); a rule's ``ablation`` fixes its γ (γ 1 where the rule ignores it)."""
+    return tuple(MixSetting(r.name, r.name, float(r.ablation.get("gamma", gamma) if r.uses_gamma else 1.0))
+                 for r in maths.MIX_RULES.values() if r.ablation is not None)
 
 
 # ---------------------------------------------------------------------------------------------
