@@ -1,7 +1,7 @@
 """The emergence curve: does h come to carry content as a model trains?
 
     python scripts/emergence.py runs/NAME --init data/models/faces32_v1 --every 2 --t-edits 400 --gammas 0.3 0.6 \
-        --out data/models/faces32/emergence.csv      # appends; one "run" column per run
+        --out diffstyle_lab/data/models/faces32/emergence.csv      # appends; one "run" column per run
 
 For the starting weights (``--init``, step 0) and every snapshot in ``RUN/snapshots/step_*``: the
 h-influence probe r(t) (:mod:`diffstyle_lab.stats.probe`, replacement, 16 pairs, 20-step grid) and a

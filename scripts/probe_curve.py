@@ -14,7 +14,7 @@ steps = [0, 1000, 2000, 3000, 4000, 4500]
 with open(out, "w", newline="") as fh:
     w = csv.writer(fh); w.writerow(["run", "step", "t", "r", "eps_ratio", "cos_h"])
     for s in steps:
-        path = "data/models/faces32" if s == 0 else f"runs/{run}/snapshots/step_{s:06d}"
+        path = "diffstyle_lab/data/models/faces32" if s == 0 else f"runs/{run}/snapshots/step_{s:06d}"
         m = load_model(path)
         rows = probe.h_influence(m, gt.content, gt.style, steps=20)
         for r in rows: w.writerow([run, s, r["t"], round(r["r"], 5), round(r["eps_ratio"], 5), round(r["cos_h"], 4)])

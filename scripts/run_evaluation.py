@@ -25,7 +25,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small development run (12 pairs, 10 steps, fewer sweep points)")
     ap.add_argument("--model", default=None, help="model folder (default: the embedded default model)")
-    ap.add_argument("--classifier", default=None, help="factor classifier folder (default: data/models/factor_classifier)")
+    ap.add_argument("--classifier", default=None, help="factor classifier folder (default: diffstyle_lab/data/models/factor_classifier)")
     ap.add_argument("--pairs", type=int, default=None, help="content/style pairs (default 100; quick 12)")
     ap.add_argument("--pair-seed", type=int, default=70_000)
     ap.add_argument("--steps", type=int, default=None, help="generation steps (default 50; quick 10)")

@@ -70,7 +70,7 @@ def test_probe_is_zero_when_h_is_the_images_own_and_shape_checked():
         probe.h_influence(m, x, x[:1], steps=4)
 
 
-# Measured with this very call (8 posed pairs, 10-step grid; data/models/faces32/README.md has the
+# Measured with this very call (8 posed pairs, 10-step grid; diffstyle_lab/data/models/faces32/README.md has the
 # 16-pair, 20-step figures): the first default model peaks at r = 0.062, the shipped one at 0.279.
 R_FIRST_MAX, R_SHIPPED_MIN = 0.10, 0.18
 

@@ -237,3 +237,22 @@ def test_a_new_hook_site_is_one_entry(monkeypatch):
     with pytest.raises(ValueError, match="unknown hook point"):
         with m.hooked.hooks(nowhere=lambda t: t):
             pass
+
+
+def test_the_readme_layout_table_matches_the_tree():
+    root = PKG.parent
+    text = (root / "README.md").read_text()
+    table = text[text.index("| path | what |"):].split("\n\n")[0]
+    named = set()
+    for row in table.splitlines()[2:]:
+        first = row.split(" | ")[0].strip("| ")
+        paths = [p.strip("`") for p in first.split(", ")]
+        base = Path(paths[0].split(" ")[0].strip("`")).parent
+        for p in paths:
+            p = p.split(" ")[0].strip("`")
+            path = root / (p if "/" in p else base / p)
+            assert path.exists(), f"README's layout names {p}, which is not in the tree"
+            named.add(path.resolve())
+    for p in list(PKG.glob("*.py")) + [d for d in PKG.iterdir() if (d / "__init__.py").is_file()]:
+        if p.name != "__init__.py":
+            assert p.resolve() in named, f"README's layout table does not name {p.relative_to(root)}"

@@ -3,7 +3,7 @@
 Used to judge results without downloaded networks: does an injected face keep the content
 image's hair/eyes/mouth (content) and take the style image's background/skin/hair colour (style)?
 Its penultimate features also give a Fréchet distance for sample quality (a small, domain-specific
-stand-in for FID). Weights ship in ``data/models/factor_classifier`` (safetensors + JSON).
+stand-in for FID). Weights ship in ``diffstyle_lab/data/models/factor_classifier`` (safetensors + JSON).
 """
 
 from __future__ import annotations

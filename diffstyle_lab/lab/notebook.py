@@ -62,7 +62,7 @@ def load_folder(folder, size: int, fit: str = "crop") -> tuple[torch.Tensor, lis
 
 
 def sample_images(kind: str = "content", size: int = 32) -> tuple[torch.Tensor, list[str]]:
-    """The shipped sample faces ``data/samples/<kind>/*.png`` (kind: ``content`` | ``style``)."""
+    """The shipped sample faces ``diffstyle_lab/data/samples/<kind>/*.png`` (kind: ``content`` | ``style``)."""
     if kind not in ("content", "style"):
         raise ValueError(f"kind={kind!r}: choose 'content' or 'style'")
     return load_folder(data_path("samples", kind), size)
