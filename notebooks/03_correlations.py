@@ -8,7 +8,7 @@
 #   **r_homo** (each sample's h with *its own* g) and **r_hetero** (another sample's h with this g);
 # * **r_alt**: the same correlation after mixing another sample's h into h (replace, add, lerp,
 #   Slerp, normalised Slerp) — which injections keep the pairing the U-Net expects and which break it;
-# * how to collect these statistics on any model with `diffstyle_lab.stats.estimators` (a sampler callback
+# * how to collect these statistics on any model with `diffstyle_lab.stats` (a sampler callback
 #   that keeps only per-sample scalars), with bootstrap confidence intervals.
 #
 # The paper reports r_homo clearly positive and r_hetero near 0 on its 256-px models. Whether that
