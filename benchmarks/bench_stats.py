@@ -4,7 +4,7 @@
     python benchmarks/bench_stats.py --batch 2 --steps 2 --threads 1
 
 Prints the time per sample of plain generation with and without a
-:class:`~diffstyle_lab.stats.NormCollector` attached, the overhead of collecting, and the cost of
+:class:`~diffstyle_lab.stats.estimators.NormCollector` attached, the overhead of collecting, and the cost of
 the collector's callback alone (per model evaluation, measured on synthetic 256-px-sized h and g,
 so it is not hidden by the noise of a 5-second forward pass). Timings are wall-clock on whatever
 else the machine is running; the callback-only number is the stable one.
@@ -31,7 +31,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from diffstyle_lab import ddpm256_model, generate, stats
+    from diffstyle_lab import ddpm256_model, generate
+    from diffstyle_lab.stats import estimators as stats
     from diffstyle_lab.sampling import StepInfo
     if a.threads:
         torch.set_num_threads(a.threads)

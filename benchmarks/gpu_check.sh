@@ -123,7 +123,7 @@ EOF
   # shellcheck disable=SC2206
   NB_ARGS+=(--only ${GPU_CHECK_NOTEBOOKS:-01} --model "$NB_OUT/tiny")
 fi
-step "notebooks --quick on $DEVICE" "$OUT/notebooks.txt" "$PY" -m diffstyle_lab.run_notebooks "${NB_ARGS[@]}"
+step "notebooks --quick on $DEVICE" "$OUT/notebooks.txt" "$PY" -m diffstyle_lab.lab.run_notebooks "${NB_ARGS[@]}"
 cp "$NB_OUT/timings.json" "$OUT/notebooks_timings.json" 2>/dev/null || say "no notebooks timings.json"
 
 say "summary:"

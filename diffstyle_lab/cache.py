@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 
+from .config import timestep_grid
+from .sampling import Inversion, ddim_invert, eps_provider
+
 FORMAT = 2
 TENSORS = ("x_T", "h")
 
@@ -64,7 +67,6 @@ def invert_in_batches(model, x0: torch.Tensor, steps: int = 50, spacing: str = "
     exactly ``batch`` images (the last chunk padded by repeating its last image). float32 kernels can
     round differently per batch size, never per position in a batch: fixing the size makes an image's
     inversion a function of the image and ``batch`` alone."""
-    from .sampling import Inversion, ddim_invert
     if batch is None or len(x0) == 0:
         return ddim_invert(model, x0, steps, spacing, record_last=record_last, progress=progress)
     parts = []
@@ -95,7 +97,7 @@ def h_shape(model, image_shape: tuple) -> tuple:
 
 
 class InversionCache:
-    """``InversionCache(dir)``; pass it as ``cache=`` to :func:`ddim_invert` or :func:`inject`."""
+    """``InversionCache(dir)``; pass it as ``cache=`` to :func:`cached_invert` or :func:`~diffstyle_lab.sampling.inject`."""
 
     def __init__(self, directory=None):
         self.dir = Path(directory) if directory is not None else default_cache_dir()
@@ -107,7 +109,6 @@ class InversionCache:
     # -- keys ------------------------------------------------------------------------------
     @staticmethod
     def key(model, image: torch.Tensor, steps: int, spacing: str, record_last: bool, batch: int | None = None) -> str:
-        from .sampling import timestep_grid
         h = hashlib.sha256()
         meta = {"format": FORMAT, "weights": model.weights_hash, "grid": timestep_grid(steps, spacing, model.T),
                 "spacing": spacing, "record_last": record_last, "dtype": str(image.dtype), "batch": batch,
@@ -124,7 +125,6 @@ class InversionCache:
 
     def expected(self, model, image: torch.Tensor, steps: int, spacing: str, record_last: bool) -> dict:
         """What a true entry for ``image`` (C×H×W, in the model's dtype) holds: shapes, dtypes, timesteps."""
-        from .sampling import timestep_grid
         grid = timestep_grid(steps, spacing, model.T)
         ts = grid if record_last else grid[:-1]
         sig = (model.weights_hash, tuple(image.shape), str(image.dtype))
@@ -200,7 +200,6 @@ class InversionCache:
                record_last: bool = True, progress: bool = True, batch: int | None = None):
         """:func:`ddim_invert`, image by image through the cache; misses run as one batch, or with
         ``batch`` in batches of exactly that size (see :func:`invert_in_batches`; the key records it)."""
-        from .sampling import Inversion, timestep_grid
         keys = [self.key(model, img, steps, spacing, record_last, batch) for img in x0]
         expect = None
         found = []
@@ -235,3 +234,14 @@ class InversionCache:
     def clear(self) -> None:
         for f in self.dir.glob("*/*.safetensors"):
             f.unlink()
+
+
+def cached_invert(model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors", record_last: bool = True,
+                  progress: bool = True, cache: InversionCache | None = None) -> Inversion:
+    """:func:`~diffstyle_lab.sampling.ddim_invert` of ``x0`` (checked as the sampler checks it), read from and
+    written to ``cache`` image by image; ``cache=None`` inverts directly."""
+    if cache is None:
+        return ddim_invert(model, x0, steps, spacing, record_last=record_last, progress=progress)
+    net = eps_provider(model)
+    return cache.invert(net.model, net.check_x0(x0), steps=steps, spacing=spacing, record_last=record_last,
+                        progress=progress)

@@ -53,7 +53,7 @@ def config_field_docs(cls=None) -> dict[str, str]:
 def _choices(name: str):
     from . import maths
     from .sampling import SPACINGS
-    return {"method": maths.MIX_METHODS, "spacing": SPACINGS}.get(name)
+    return {"method": maths.mix_methods(), "spacing": SPACINGS}.get(name)
 
 
 def _plain_type(tp):
@@ -368,15 +368,15 @@ def cmd_inject(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from .models import data_dir
-    samples = data_dir() / "samples"
+    from .models import data_path
+    samples = data_path("samples")
     inject_files(samples / "content", samples / "style", a.out, model=a.model, device=a.device, cache="off",
                  quiet=a.quiet)
     return 0
 
 
 def cmd_train(a) -> int:
-    from .train import TrainConfig, train
+    from .faces.train import TrainConfig, train
     same_name = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(a, f.name)}
     train(TrainConfig(**same_name, progress=not a.quiet, pose=not a.upright))
     return 0
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(fn=cmd_demo)
 
-    from .convert import register as _register_convert
+    from .backends.convert import register as _register_convert
     _register_convert(sub)
 
     sub.add_parser("notebooks", help="execute every notebook with papermill into outputs/ (ipynb + HTML); "
@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["notebooks"]:          # everything after it belongs to the papermill runner
-        from .run_notebooks import main as run_notebooks
+        from .lab.run_notebooks import main as run_notebooks
         return run_notebooks(argv[1:])
     a = build_parser().parse_args(argv)
     try:

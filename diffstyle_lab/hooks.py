@@ -1,6 +1,6 @@
 """Named hook points on a diffusers U-Net, and the split forward of the asymmetric step.
 
-Hook points (``docs/method.md`` §3):
+Hook points (``docs/method.md`` §3), stated as data in :data:`HOOK_SITES` (a new point is one entry):
 
 * ``"h"`` — the output of ``unet.mid_block`` (the bottleneck, "h-space");
 * ``"g"`` — the skip connection that the first decoder block concatenates with h: the last entry
@@ -20,13 +20,59 @@ Hooks attach to module boundaries only (``mid_block``, ``up_blocks[0]``) and liv
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from typing import Callable
 
 import torch
 
 HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
-HOOK_POINTS = ("h", "g")
+
+
+@dataclasses.dataclass(frozen=True)
+class HookSite:
+    """Where a named tensor lives: ``module``, a dotted path in the U-Net (``unet.get_submodule``), and
+    ``kind``: ``"output"`` (the module's output) or ``"last_skip"`` (the last residual handed to the module)."""
+    module: str
+    kind: str
+    about: str = ""
+
+
+HOOK_SITES: dict[str, HookSite] = {
+    "h": HookSite("mid_block", "output", "the bottleneck: h-space"),
+    "g": HookSite("up_blocks.0", "last_skip", "the skip connection the first decoder block concatenates with h"),
+}
+HOOK_POINTS = tuple(HOOK_SITES)   # the package's own points; HOOK_SITES is the registry
+
+
+def _on_output(module, fn: HookFn, name: str):
+    def hook(mod, args, out):
+        new = fn(out)
+        if new is not None and new.shape != out.shape:
+            raise ValueError(f"hook {name!r} returned shape {tuple(new.shape)}, expected {tuple(out.shape)}")
+        return new
+    return module.register_forward_hook(hook)
+
+
+def _on_last_skip(module, fn: HookFn, name: str):
+    def hook(mod, args, kwargs):
+        if "res_hidden_states_tuple" in kwargs:
+            res = kwargs["res_hidden_states_tuple"]
+        else:
+            res = args[1]
+        new = fn(res[-1])
+        if new is None:
+            return None
+        if new.shape != res[-1].shape:
+            raise ValueError(f"hook {name!r} returned shape {tuple(new.shape)}, expected {tuple(res[-1].shape)}")
+        res = tuple(res[:-1]) + (new,)
+        if "res_hidden_states_tuple" in kwargs:
+            return args, {**kwargs, "res_hidden_states_tuple": res}
+        return (args[0], res) + tuple(args[2:]), kwargs
+    return module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+ATTACH = {"output": _on_output, "last_skip": _on_last_skip}   # HookSite.kind → how a hook is attached
 
 
 class NoMiddleBlockError(ValueError):
@@ -80,37 +126,21 @@ class HookedUNet:
 
     # -- hooks -------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def hooks(self, h: HookFn | None = None, g: HookFn | None = None):
-        """Attach functions to the hook points for the duration of the block.
+    def hooks(self, h: HookFn | None = None, g: HookFn | None = None, **more: HookFn | None):
+        """Attach functions to the hook points (:data:`HOOK_SITES`) for the duration of the block.
 
         Each function gets the tensor at its point and returns a replacement (same shape) or
         ``None`` to leave it unchanged.
         """
+        fns = {"h": h, "g": g, **more}
+        unknown = sorted(set(fns) - set(HOOK_SITES))
+        if unknown:
+            raise ValueError(f"unknown hook point(s) {unknown}; choose from {tuple(HOOK_SITES)}")
         handles = []
         try:
-            if h is not None:
-                def _h(module, args, out):
-                    new = h(out)
-                    if new is not None and new.shape != out.shape:
-                        raise ValueError(f"hook 'h' returned shape {tuple(new.shape)}, expected {tuple(out.shape)}")
-                    return new
-                handles.append(self.unet.mid_block.register_forward_hook(_h))
-            if g is not None:
-                def _g(module, args, kwargs):
-                    if "res_hidden_states_tuple" in kwargs:
-                        res = kwargs["res_hidden_states_tuple"]
-                    else:
-                        res = args[1]
-                    new = g(res[-1])
-                    if new is None:
-                        return None
-                    if new.shape != res[-1].shape:
-                        raise ValueError(f"hook 'g' returned shape {tuple(new.shape)}, expected {tuple(res[-1].shape)}")
-                    res = tuple(res[:-1]) + (new,)
-                    if "res_hidden_states_tuple" in kwargs:
-                        return args, {**kwargs, "res_hidden_states_tuple": res}
-                    return (args[0], res) + tuple(args[2:]), kwargs
-                handles.append(self.unet.up_blocks[0].register_forward_pre_hook(_g, with_kwargs=True))
+            for name, site in HOOK_SITES.items():
+                if fns.get(name) is not None:
+                    handles.append(ATTACH[site.kind](self.unet.get_submodule(site.module), fns[name], name))
             yield self
         finally:
             for hd in handles:
@@ -120,9 +150,9 @@ class HookedUNet:
     def record(self, *names: str):
         """Record the tensors at ``names`` (default: h and g) of the next forward into a dict."""
         names = names or HOOK_POINTS
-        bad = set(names) - set(HOOK_POINTS)
+        bad = set(names) - set(HOOK_SITES)
         if bad:
-            raise ValueError(f"unknown hook point(s) {sorted(bad)}; choose from {HOOK_POINTS}")
+            raise ValueError(f"unknown hook point(s) {sorted(bad)}; choose from {tuple(HOOK_SITES)}")
         cache: dict[str, torch.Tensor] = {}
 
         def keep(name):
@@ -134,7 +164,7 @@ class HookedUNet:
 
     def has_hooks(self) -> bool:
         """True if any forward hook is attached to the hook points (used by tests)."""
-        mods = [self.unet.mid_block, self.unet.up_blocks[0]]
+        mods = [self.unet.get_submodule(site.module) for site in HOOK_SITES.values()]
         return any(m._forward_hooks or m._forward_pre_hooks for m in mods)
 
     # -- split forward (UNet2DModel) -------------------------------------------------------------

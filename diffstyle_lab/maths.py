@@ -7,6 +7,9 @@ broadcastable against the images.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -98,27 +101,73 @@ def normalised_slerp(h: torch.Tensor, h_content: torch.Tensor, gamma: float, reg
     return slerp(h, target, gamma, region)
 
 
+# ---------------------------------------------------------------------------------------------
+# The mixing rules: one registry, read by the config's validation, the CLI, the evaluation plan
+# (its ablation and setting labels) and the statistics (r_alt's settings). A new rule is one
+# ``register_mix_rule`` call.
+
+@dataclasses.dataclass(frozen=True)
+class MixRule:
+    """One way of making h̃ from h and h^content with content share γ.
+
+    fn:           ``fn(h, h_content, gamma, region)`` → h̃ (``region``: a mask the rule may restrict its norms to).
+    short:        the rule's tag in setting labels (``evaluate.plan``).
+    label:        its row in the paper's ablation and in the plots.
+    uses_gamma:   False when γ is ignored (γ then drops out of a setting's key).
+    ablation:     the fields it changes in the ablation and in r_alt's settings besides ``method`` (the paper's
+                  "add" is γ = 1); None keeps it out of both.
+    title:        its name in figure legends (default: ``label``).
+    line:         its line in figures: (matplotlib colour or None, line style).
+    """
+    name: str
+    fn: Callable
+    short: str
+    label: str
+    uses_gamma: bool = True
+    ablation: dict | None = dataclasses.field(default_factory=dict)
+    title: str | None = None
+    line: tuple = (None, "-")
+
+
+MIX_RULES: dict[str, MixRule] = {}
+
+
+def register_mix_rule(rule: MixRule) -> MixRule:
+    """Add ``rule`` to :data:`MIX_RULES` (a one-line ``ValueError`` if its name is taken)."""
+    if rule.name in MIX_RULES:
+        raise ValueError(f"mixing rule {rule.name!r} exists already; choose another name")
+    MIX_RULES[rule.name] = rule
+    return rule
+
+
+def mix_methods() -> tuple[str, ...]:
+    """The names of the registered mixing rules, in the ablation's order (crudest first, the paper's last)."""
+    return tuple(MIX_RULES)
+
+
 def mix_h(h, h_content, gamma: float, method: str = "normalised_slerp", region=None):
-    """h̃ = f(h, h^content, γ) for the paper's method and its ablations.
+    """h̃ = f(h, h^content, γ) for the paper's method and its ablations (:data:`MIX_RULES`).
 
     ``normalised_slerp`` (the paper), ``slerp`` (no norm rescaling), ``lerp`` ((1−γ)h + γh^content),
     ``replace`` (h^content; γ ignored), ``add`` (h + γ·h^content; the paper's "add" is γ = 1).
     ``region`` restricts the Slerps' norms and angle to a mask (the element-wise rules ignore it).
     """
-    if method == "normalised_slerp":
-        return normalised_slerp(h, h_content, gamma, region)
-    if method == "slerp":
-        return slerp(h, h_content, gamma, region)
-    if method == "lerp":
-        return (1 - gamma) * h + gamma * h_content
-    if method == "replace":
-        return h_content.expand_as(h).clone()
-    if method == "add":
-        return h + gamma * h_content
-    raise ValueError(f"method={method!r} is unknown; choose one of {MIX_METHODS}")
+    rule = MIX_RULES.get(method)
+    if rule is None:
+        raise ValueError(f"method={method!r} is unknown; choose one of {mix_methods()}")
+    return rule.fn(h, h_content, gamma, region)
 
 
-MIX_METHODS = ("normalised_slerp", "slerp", "lerp", "replace", "add")
+for _rule in (MixRule("replace", lambda h, hc, gamma, region: hc.expand_as(h).clone(), "replace", "replace",
+                      uses_gamma=False, line=("C1", "--")),
+              MixRule("add", lambda h, hc, gamma, region: h + gamma * hc, "add", "add", ablation={"gamma": 1.0},
+                      line=("C2", "--")),
+              MixRule("lerp", lambda h, hc, gamma, region: (1 - gamma) * h + gamma * hc, "lerp", "lerp",
+                      line=("C4", ":")),
+              MixRule("slerp", slerp, "slerp", "slerp", line=("C5", "-.")),
+              MixRule("normalised_slerp", normalised_slerp, "nslerp", "normalised slerp", title="normalised Slerp",
+                      line=("k", (0, (1, 2))))):
+    register_mix_rule(_rule)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

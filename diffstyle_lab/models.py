@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .config import InjectionConfig
 from .hooks import HookedUNet
 
 DEFAULT_MODEL = "faces32"
@@ -122,23 +123,37 @@ def alphas_cumprod_from_config(cfg: dict) -> torch.Tensor:
 DEFAULT_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 
 
+def package_data_dir() -> Path:
+    """The data that ships inside the package (and its wheel): the default model, the factor classifier
+    and the sample faces (``diffstyle_lab/data/``)."""
+    return Path(__file__).resolve().parent / "data"
+
+
 def data_dir() -> Path:
-    """The project's ``data/`` folder (``$DIFFSTYLE_LAB_DATA`` overrides)."""
+    """The checkout's ``data/`` folder: the data sets that do not ship in the wheel (out-of-domain images,
+    other models, paper-metric weights); ``$DIFFSTYLE_LAB_DATA`` overrides."""
     env = os.environ.get("DIFFSTYLE_LAB_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[1] / "data"
 
 
+def data_path(*parts) -> Path:
+    """``parts`` under :func:`data_dir` where that exists, else under :func:`package_data_dir` (the
+    shipped copy): a folder given by ``$DIFFSTYLE_LAB_DATA`` can override a shipped file or model."""
+    p = data_dir().joinpath(*parts)
+    return p if p.exists() else package_data_dir().joinpath(*parts)
+
+
 def default_model_path(name: str = DEFAULT_MODEL) -> Path:
-    return data_dir() / "models" / name
+    return data_path("models", name)
 
 
 def load_default_model(name: str = DEFAULT_MODEL, device="cpu") -> DiffusionModel:
-    """The small face model the project trains and ships under ``data/models/<name>``."""
+    """The small face model the project trains and ships in the package (``diffstyle_lab/data/models/<name>``)."""
     p = default_model_path(name)
     if not (p / "unet").is_dir():
         raise FileNotFoundError(
-            f"the embedded default model is not at {p}: run from a checkout of diffstyle_lab "
-            "(pip install -e .), set DIFFSTYLE_LAB_DATA to its data/ folder, or train one with "
+            f"the model {name!r} is neither in the package nor in a data folder ({p}): reinstall diffstyle_lab, "
+            f"set DIFFSTYLE_LAB_DATA to a folder holding models/{name}, or train one with "
             "`diffstyle-lab train --out DIR`")
     return load_model(p, device=device, source=f"diffstyle_lab:{name}")
 
@@ -276,7 +291,6 @@ def read_model_defaults(folder) -> dict:
     :class:`~diffstyle_lab.sampling.InjectionConfig` fields (not ``mask``), values of the field's
     type and range. Anything else is a one-line ``ValueError`` naming the file.
     """
-    from .sampling import InjectionConfig
     path = Path(folder) / MODEL_DEFAULTS_FILE
     try:
         data = json.loads(path.read_text())
@@ -316,7 +330,7 @@ def hub_snapshot(repo_id: str, revision: str, local_files_only: bool | None, pat
     """The local folder of ``repo_id@revision`` (only ``patterns``): the Hugging Face cache first, the
     hub second unless ``local_files_only`` (default: ``$HF_HUB_OFFLINE``). When neither works,
     :class:`ModelUnavailableError` names the download command to run on a connected machine and how
-    to ``use`` the folder here. Shared by :func:`load_model` and :func:`diffstyle_lab.sd.load_sd`."""
+    to ``use`` the folder here. Shared by :func:`load_model` and :func:`diffstyle_lab.backends.sd.load_sd`."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError as e:  # pragma: no cover

@@ -3,53 +3,23 @@ reverse process with content injection (``docs/method.md`` §4–7).
 
 The loops are explicit, diffusers-style (predict, then step); the maths of each step is in
 :mod:`diffstyle_lab.maths`. The network is reached through a small ε-provider (:class:`PixelEps`
-here, :class:`diffstyle_lab.sd.LatentEps` for Stable Diffusion), so one sampler serves pixels and
+here, :class:`diffstyle_lab.backends.sd.LatentEps` for Stable Diffusion), so one sampler serves pixels and
 latents. All images are tensors in [−1, 1], B×C×H×W.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import platform
 import time
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 from tqdm.auto import tqdm
 
 from . import maths
+from .config import MASK_MODES, MASK_NORMS, SPACINGS, InjectionConfig, timestep_grid  # noqa: F401
 from .models import DiffusionModel
-
-SPACINGS = ("authors", "leading", "trailing", "linspace")
-
-
-# ---------------------------------------------------------------------------------------------
-# Timestep grids
-
-def timestep_grid(n: int, spacing: str = "authors", T: int = 1000) -> list[int]:
-    """The ascending grid of ``n`` timesteps a sampler visits.
-
-    * ``authors`` — t_k = int(k/(n−1)·(T−1)): 0, 20, 40, 61, …, 999 for n = 50 (the paper's code);
-    * ``leading`` — diffusers' DDIM default: k·(T//n), k = 0…n−1 (0, 20, …, 980);
-    * ``trailing`` — diffusers' trailing spacing: round(T − k·T/n) − 1 (19, 39, …, 999);
-    * ``linspace`` — round(linspace(0, T−1, n)).
-    """
-    if not isinstance(n, int) or n < 2 or n > T:
-        raise ValueError(f"steps={n!r}: need an integer between 2 and T={T}")
-    if spacing == "authors":
-        ts = [k * (T - 1) // (n - 1) for k in range(n)]
-    elif spacing == "leading":
-        ts = [k * (T // n) for k in range(n)]
-    elif spacing == "trailing":
-        ts = sorted(int(round(T - k * T / n)) - 1 for k in range(n))
-    elif spacing == "linspace":
-        ts = [int(round(k * (T - 1) / (n - 1))) for k in range(n)]
-    else:
-        raise ValueError(f"spacing={spacing!r} is unknown; choose one of {SPACINGS}")
-    if len(set(ts)) != len(ts):
-        raise ValueError(f"{n} steps with spacing={spacing!r} repeat a timestep; use fewer steps")
-    return ts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,17 +108,43 @@ def check_images(model: DiffusionModel, x: torch.Tensor, name: str = "images") -
 # ---------------------------------------------------------------------------------------------
 # ε-providers: what the samplers ask of a network
 
-class PixelEps:
-    """The ε-provider of a pixel-space U-Net (:class:`DiffusionModel`), through its
-    :class:`~diffstyle_lab.hooks.HookedUNet`. :func:`reverse` and :func:`ddim_invert` ask a provider
-    for four things; the latent one (conditioning, guidance, v-prediction) is
-    :class:`diffstyle_lab.sd.LatentEps`.
+@runtime_checkable
+class EpsProvider(Protocol):
+    """What :func:`reverse` and :func:`ddim_invert` ask of a network: the extension point for a new kind of
+    model. Implemented by :class:`PixelEps` (pixel U-Nets) and :class:`diffstyle_lab.backends.sd.LatentEps`
+    (Stable Diffusion's latents); a :class:`DiffusionModel` given to a sampler is wrapped in a PixelEps.
 
+    * ``model``: the :class:`DiffusionModel`-like object whose ``T``, ``alphas_cumprod`` and ``device`` it uses;
+    * ``label``: a prefix of progress bars and error messages ("" or e.g. "latent ");
+    * ``check_x0`` / ``check_x_T`` / ``check_content``: validate and move inputs (one-line ``ValueError``);
     * ``eps(x, t, record)`` → ``(ε, h, g)`` (h, g only when ``record``);
-    * ``asymmetric(x, t, edit)`` → ``(ε, ε̃, h, h̃, g)`` with h̃ = ``edit(h)`` (split forward);
+    * ``asymmetric(x, t, edit)`` → ``(ε, ε̃, h, h̃, g)`` with h̃ = ``edit(h)``;
     * ``invert_eps(x, t)`` → ``(ε, h to store, h, g)`` for one inversion step;
     * ``content_h(content, t)`` → h^content at t, in the layout ``edit`` receives h.
     """
+
+    model: object
+    label: str
+
+    def check_x0(self, x0: torch.Tensor, name: str = ...) -> torch.Tensor: ...
+
+    def check_x_T(self, x_T: torch.Tensor, name: str = ...) -> torch.Tensor: ...
+
+    def check_content(self, content: Inversion) -> None: ...
+
+    def eps(self, x: torch.Tensor, t: int, record: bool = False) -> tuple: ...
+
+    def asymmetric(self, x: torch.Tensor, t: int, edit: Callable) -> tuple: ...
+
+    def invert_eps(self, x: torch.Tensor, t: int) -> tuple: ...
+
+    def content_h(self, content: Inversion, t: int) -> torch.Tensor: ...
+
+
+class PixelEps:
+    """The :class:`EpsProvider` of a pixel-space U-Net (:class:`DiffusionModel`), through its
+    :class:`~diffstyle_lab.hooks.HookedUNet` (``asymmetric`` by the split forward where the layout allows);
+    the latent one (conditioning, guidance, v-prediction) is :class:`diffstyle_lab.backends.sd.LatentEps`."""
 
     label = ""
 
@@ -183,9 +179,9 @@ class PixelEps:
 
 
 def eps_provider(model, force_doubling: bool = False):
-    """``model`` itself when it is an ε-provider (e.g. :class:`diffstyle_lab.sd.LatentEps`), else a
-    :class:`PixelEps` over it."""
-    return model if hasattr(model, "asymmetric") else PixelEps(model, force_doubling)
+    """``model`` itself when it is an :class:`EpsProvider` (e.g. :class:`diffstyle_lab.backends.sd.LatentEps`),
+    else a :class:`PixelEps` over it."""
+    return model if isinstance(model, EpsProvider) else PixelEps(model, force_doubling)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,20 +189,17 @@ def eps_provider(model, force_doubling: bool = False):
 
 @torch.no_grad()
 def ddim_invert(model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors",
-                record_last: bool = True, progress: bool = True, callbacks: Sequence[Callback] = (),
-                cache=None) -> Inversion:
+                record_last: bool = True, progress: bool = True, callbacks: Sequence[Callback] = ()) -> Inversion:
     """Deterministic DDIM inversion x_0 → x_T on a grid of ``steps`` points, recording h_t.
 
     ``model``: a :class:`DiffusionModel` or an ε-provider. The model is evaluated at the smaller t
     of each pair (:func:`maths.ddim_inversion_step`). ``record_last=True`` pays one more pass at
     t = T−1 so that h^content exists there (this toolkit's choice; the paper is silent); ``False``
-    is the authors' code, which uses the nearest stored t. With ``cache`` (an
-    :class:`~diffstyle_lab.cache.InversionCache`), results are read from and written to disk per image.
+    is the authors' code, which uses the nearest stored t. Through a disk cache:
+    :func:`diffstyle_lab.cache.cached_invert` (the cache wraps this function).
     """
     net = eps_provider(model)
     x0 = net.check_x0(x0)
-    if cache is not None:
-        return cache.invert(net.model, x0, steps=steps, spacing=spacing, record_last=record_last, progress=progress)
     ts = timestep_grid(steps, spacing, net.model.T)
     acp = net.model.alphas_cumprod
     x, hs = x0.clone(), []
@@ -224,147 +217,6 @@ def ddim_invert(model, x0: torch.Tensor, steps: int = 50, spacing: str = "author
     return Inversion(x, torch.stack(hs, 1), list(rec_ts), ts, spacing)
 
 
-# ---------------------------------------------------------------------------------------------
-# Parameters
-
-@dataclasses.dataclass
-class InjectionConfig:
-    """Parameters of content injection, in the paper's notation; ``docs/method.md`` says for each
-    whether its default follows the paper, the authors' code or this toolkit. Named presets:
-    :meth:`preset` (``"paper"``, ``"authors"``); a model's own defaults: :meth:`for_model`.
-
-    gamma:     γ, the share of content in h̃ = Slerp(h, ĥ^content·‖h‖, γ) (paper §4.2; 0.3–0.4 advised).
-    t_edit:    inject while t ≥ t_edit (the editing interval [T, t_edit], paper §4.1).
-    t_boost:   quality boosting, stochastic steps (η = ``eta_boost``) for t ≤ t_boost (Asyrp/paper §4.1).
-    omega:     ω, strength of style calibration (paper §4.3); used only when ``calibrate``.
-    calibrate: the explicit switch for style calibration (off by default, as in every published command
-               of the authors; the paper's runs use it with ω = 0.3: ``preset("paper")``).
-    method:    how h̃ is made: normalised_slerp (paper) | slerp | lerp | replace | add.
-    mask:      optional local-mixing mask (any resolution, resized to h's).
-    mask_mode: "region" — the Slerp's angle and norms over the masked elements, h kept outside (the
-               paper and the authors' code); "blend" — h̃ over the whole tensor, then m⊙h̃ + (1−m)⊙h.
-    mask_norm: "normalised" — normalised Slerp under a mask (paper); "none" — plain Slerp under a mask
-               (the authors' local mixing skips the norm rescaling).
-    boost:     "paper" — noise at every step t ≤ t_boost; "authors" — only at injection-grid steps.
-    eta_boost: η of the boosting steps (1: DDPM-like).
-    steps / spacing: the generation grid (see :func:`timestep_grid`).
-    inject_every: inject only at the timesteps of the coarser grid timestep_grid(steps // inject_every)
-               (the authors' content_replace_step; 1000 steps with 20 → their 50-point grid); 1: every step.
-    inversion_steps: points of the DDIM inversion grid (same spacing); 50 in the paper and the authors' code.
-    record_last: also record h^content at t = T−1 (one more pass; this toolkit's choice — the authors'
-               code has none there and uses the nearest stored t).
-    authors_noise_scale: scale D_t by 0.9985 for t ≥ 950 as the authors' code does (off: paper).
-    clip_x0:   clamp P_t to [−1, 1] (diffusers' ``clip_sample``); on plain steps ε is re-derived from
-               the clamped P_t. Helps generation from pure noise with weak models; off keeps DDIM exact.
-    seed:      seeds every random draw (boosting noise).
-    """
-
-    gamma: float = 0.3
-    t_edit: int = 400
-    t_boost: int = 200
-    omega: float = 0.3
-    calibrate: bool = False
-    method: str = "normalised_slerp"
-    mask: object = None
-    mask_mode: str = "region"
-    mask_norm: str = "normalised"
-    boost: str = "paper"
-    eta_boost: float = 1.0
-    steps: int = 50
-    spacing: str = "authors"
-    inject_every: int = 1
-    inversion_steps: int = 50
-    record_last: bool = True
-    authors_noise_scale: bool = False
-    clip_x0: bool = False
-    seed: int = 0
-
-    PRESETS = ("paper", "authors")
-
-    @classmethod
-    def preset(cls, name: str, **overrides) -> "InjectionConfig":
-        """Every field written out for a named setting (then ``overrides``):
-
-        * ``"paper"`` — what the paper states: γ 0.3, t_edit 400, t_boost 200 with noise at every
-          step below it, calibration on with ω 0.3, normalised Slerp (normalised under a mask too).
-          Where the paper is silent (grids, h at t = 999) the toolkit's defaults: 50/50 steps.
-        * ``"authors"`` — the authors' published script: 50 inversion steps, 1000 generation steps,
-          injection (and boost noise) only on their 50-point grid (every 20 steps), γ 0.3,
-          t_boost 200, calibration off (ω 0), no h at t = 999, plain Slerp under a mask.
-        """
-        common = dict(gamma=0.3, t_edit=400, t_boost=200, method="normalised_slerp", mask=None, mask_mode="region",
-                      eta_boost=1.0, spacing="authors", inversion_steps=50, authors_noise_scale=False,
-                      clip_x0=False, seed=0)
-        presets = {
-            "paper": dict(common, omega=0.3, calibrate=True, mask_norm="normalised", boost="paper", steps=50,
-                          inject_every=1, record_last=True),
-            "authors": dict(common, omega=0.0, calibrate=False, mask_norm="none", boost="authors", steps=1000,
-                            inject_every=20, record_last=False),
-        }
-        if name not in presets:
-            raise ValueError(f"preset {name!r} is unknown; choose one of {cls.PRESETS}")
-        return cls(**{**presets[name], **overrides}).validate()
-
-    @classmethod
-    def for_model(cls, model, **overrides) -> "InjectionConfig":
-        """The package defaults, then ``model.defaults`` (its folder's ``diffstyle_lab.json`` or the
-        registry's), then ``overrides``; validated against the model's T."""
-        return cls(**{**getattr(model, "defaults", {}), **overrides}).validate(model.T)
-
-    def validate(self, T: int = 1000) -> "InjectionConfig":
-        def bad(name, val, why):
-            raise ValueError(f"{name}={val!r}: {why}")
-        if not (isinstance(self.gamma, (int, float)) and 0.0 <= self.gamma <= 1.0):
-            bad("gamma", self.gamma, "γ must be in [0, 1] (the share of content; the paper advises 0.3–0.4)")
-        if not isinstance(self.t_edit, int) or not 0 <= self.t_edit < T:
-            bad("t_edit", self.t_edit, f"must be an integer in [0, {T}) (the paper uses 400 of 1000)")
-        if not isinstance(self.t_boost, int) or not 0 <= self.t_boost < T:
-            bad("t_boost", self.t_boost, f"must be an integer in [0, {T}) (0 switches boosting off)")
-        if self.t_boost > self.t_edit:
-            bad("t_boost", self.t_boost, f"must not exceed t_edit={self.t_edit} (boosting follows editing)")
-        if not (isinstance(self.omega, (int, float)) and math.isfinite(self.omega) and 0.0 <= self.omega <= 1.0):
-            bad("omega", self.omega, "ω must be in [0, 1] (1 removes the injection, ≈0 keeps it)")
-        if self.method not in maths.MIX_METHODS:
-            bad("method", self.method, f"choose one of {maths.MIX_METHODS}")
-        if self.mask_mode not in MASK_MODES:
-            bad("mask_mode", self.mask_mode, f"choose one of {MASK_MODES} ('region': the paper's local mixing)")
-        if self.mask_norm not in MASK_NORMS:
-            hint = " ('global' is now 'normalised')" if self.mask_norm == "global" else ""
-            bad("mask_norm", self.mask_norm, f"choose 'normalised' (paper) or 'none' (plain Slerp, authors){hint}")
-        if self.boost not in ("paper", "authors"):
-            bad("boost", self.boost, "choose 'paper' or 'authors'")
-        if not 0.0 <= self.eta_boost <= 1.0:
-            bad("eta_boost", self.eta_boost, "η must be in [0, 1]")
-        timestep_grid(self.steps, self.spacing, T)
-        timestep_grid(self.inversion_steps, self.spacing, T)
-        self.injection_grid(T)
-        return self
-
-    def injection_grid(self, T: int = 1000) -> list[int]:
-        """The timesteps where injection may happen (t ≥ t_edit decides where it does): the
-        generation grid, or with ``inject_every = k`` the grid of steps // k points."""
-        k = self.inject_every
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1 or self.steps % k or self.steps // k < 2:
-            raise ValueError(f"inject_every={k!r}: must be a positive integer dividing steps={self.steps} into "
-                             "at least 2 points (1: every step; the authors' script: 1000 steps, 20)")
-        if k == 1:
-            return timestep_grid(self.steps, self.spacing, T)
-        coarse = timestep_grid(self.steps // k, self.spacing, T)
-        if not set(coarse) <= set(timestep_grid(self.steps, self.spacing, T)):
-            raise ValueError(f"inject_every={k}: the {self.steps // k}-point grid is not part of the "
-                             f"{self.steps}-step {self.spacing!r} grid; use steps=1000 (every t) or inject_every=1")
-        return coarse
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        m = d.pop("mask")
-        d["mask"] = None if m is None else {"shape": list(torch.as_tensor(m).shape),
-                                            "mean": float(torch.as_tensor(m, dtype=torch.float32).mean())}
-        return d
-
-
-MASK_MODES = ("region", "blend")
-MASK_NORMS = ("normalised", "none")
 
 
 @dataclasses.dataclass
@@ -390,7 +242,7 @@ def reverse(model, x_T: torch.Tensor, content: Inversion | None, cfg: InjectionC
     the injection grid (paper §4.1, ``docs/method.md`` §5).
 
     ``model``: a :class:`DiffusionModel` or an ε-provider (:class:`PixelEps`,
-    :class:`diffstyle_lab.sd.LatentEps`). ``content=None`` is plain generation (boosting still
+    :class:`diffstyle_lab.backends.sd.LatentEps`). ``content=None`` is plain generation (boosting still
     applies). Boosting noise is drawn per sample from its own generator, seeded by
     ``sample_seeds[i]`` (default ``cfg.seed + i``), so a sample's result does not depend on its batch.
     """
@@ -547,13 +399,16 @@ def inject(model, content, style, config: InjectionConfig | None = None, *,
 
     ``content`` and ``style`` are B×C×H×W images in [−1, 1] or :class:`Inversion` objects (images
     are inverted with ``cfg.inversion_steps`` on ``inversion_spacing``, default ``cfg.spacing``).
-    Keyword overrides set fields of :class:`InjectionConfig` (``gamma=0.4, t_edit=500``…).
+    Keyword overrides set fields of :class:`InjectionConfig` (``gamma=0.4, t_edit=500``…). ``cache``: an
+    :class:`~diffstyle_lab.cache.InversionCache` (anything with its ``invert(model, x0, steps, spacing,
+    record_last=, progress=)``) that inverts the images instead of :func:`ddim_invert`.
     """
     cfg = injection_config(model, config, overrides)
 
     def invert(x, name, is_content):
-        return ddim_invert(model, check_images(model, x, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
-                           record_last=cfg.record_last, progress=progress, cache=cache)
+        run = ddim_invert if cache is None else cache.invert
+        return run(model, check_images(model, x, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
+                   record_last=cfg.record_last, progress=progress)
     return run_injection(model, PixelEps(model, force_doubling), invert, content, style, cfg, pairs=pairs,
                          progress=progress, callbacks=callbacks, sample_seeds=sample_seeds,
                          split_forward=model.hooked.can_split and not force_doubling)
@@ -569,7 +424,7 @@ def injection_config(model, config: InjectionConfig | None, overrides: dict) -> 
 
 def run_injection(model, net, invert, content, style, cfg: InjectionConfig, *, pairs: str, progress: bool,
                   callbacks: Sequence[Callback], sample_seeds=None, decode=None, **about) -> Result:
-    """The body shared by :func:`inject` and :func:`diffstyle_lab.sd.inject_sd`: invert what is not an
+    """The body shared by :func:`inject` and :func:`diffstyle_lab.backends.sd.inject_sd`: invert what is not an
     :class:`Inversion` yet (``invert(x, name, is_content)``), pair, :func:`reverse` on the ε-provider
     ``net``, ``decode`` the result, and record the run (``about`` goes into the manifest)."""
     t0 = time.perf_counter()

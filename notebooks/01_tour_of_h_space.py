@@ -40,7 +40,7 @@ import torch
 
 import diffstyle_lab as dl
 from diffstyle_lab import hooks, maths
-from diffstyle_lab import notebook as nb
+from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)

@@ -28,7 +28,7 @@ device = None           # None → $DIFFSTYLE_LAB_DEVICE, else cuda if available
 threads = 1             # torch CPU threads (None → torch's default); see nb.load
 inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps
-n_pairs = 4             # (content i, style i) pairs from data/samples
+n_pairs = 4             # (content i, style i) pairs from diffstyle_lab/data/samples
 gamma = 0.3             # γ of normalised Slerp (the paper's default)
 t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
 t_boost = None          # stochastic quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
@@ -44,8 +44,8 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import metrics
-from diffstyle_lab import notebook as nb
+from diffstyle_lab.evaluate import metrics
+from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)

@@ -42,8 +42,8 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import notebook as nb
-from diffstyle_lab import stats
+from diffstyle_lab.lab import notebook as nb
+from diffstyle_lab.stats import estimators as stats
 from diffstyle_lab.images import to_tensor
 
 t_start = time.perf_counter()
@@ -56,7 +56,7 @@ print(f"model: {m.source} on {m.device}; n = {n_samples} samples per source, {st
 #
 # * **generate** — plain DDIM generation from x_T ~ N(0, I) (what the paper measures);
 # * **invert** — DDIM inversion of real images of the model's domain (rendered faces with
-#   `diffstyle_lab.avatars` when the `data` extra is installed; otherwise the shipped sample faces);
+#   `diffstyle_lab.faces.avatars` when the `data` extra is installed; otherwise the shipped sample faces);
 # * **inject** — real content-injection runs (normalised Slerp, γ, t_edit), where the collector also
 #   measures **r_inject**: the correlation of the *injected* |h̃| with the g of the injected trajectory.
 #   Its content h comes from plain generations of the same seeded x_T as the generate source, so
@@ -69,9 +69,9 @@ print(f"model: {m.source} on {m.device}; n = {n_samples} samples per source, {st
 def domain_images(n):
     """n images of the model's domain: rendered faces if possible, else the sample faces (repeated)."""
     try:
-        from diffstyle_lab import avatars
+        from diffstyle_lab.faces import avatars
         faces, _ = avatars.make_faces(n, seed=seed + 1, size=m.sample_size)
-        return torch.cat([to_tensor(f) for f in faces]), "rendered faces (diffstyle_lab.avatars)"
+        return torch.cat([to_tensor(f) for f in faces]), "rendered faces (diffstyle_lab.faces.avatars)"
     except ImportError:
         c, _ = nb.sample_images("content", m.sample_size)
         s, _ = nb.sample_images("style", m.sample_size)

@@ -27,7 +27,7 @@ threads = 1             # torch CPU threads (None → torch's default); see nb.l
 inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps of the measured γ curves
 widget_steps = 12       # generation steps of the interactive view and its static path (fast re-render)
-n_pairs = 4             # (content i, style i) pairs from data/samples
+n_pairs = 4             # (content i, style i) pairs from diffstyle_lab/data/samples
 gamma = 0.3             # the slider's starting value
 gammas = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]   # the static sweep and the measured curves
 t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
@@ -45,8 +45,8 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import metrics
-from diffstyle_lab import notebook as nb
+from diffstyle_lab.evaluate import metrics
+from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)

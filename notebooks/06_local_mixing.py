@@ -26,7 +26,7 @@ threads = 1             # torch CPU threads (None → torch's default); see nb.l
 inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps of the measured table
 widget_steps = 12       # generation steps of the interactive view and its static path
-n_pairs = 4             # (content i, style i) pairs from data/samples
+n_pairs = 4             # (content i, style i) pairs from diffstyle_lab/data/samples
 gamma = 0.5             # content share inside the mask
 mask_norm = "normalised"  # "normalised": normalised Slerp inside the mask; "none": plain Slerp (the authors' code)
 t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
@@ -46,8 +46,8 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import metrics
-from diffstyle_lab import notebook as nb
+from diffstyle_lab.evaluate import metrics
+from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)

@@ -46,9 +46,9 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import metrics
-from diffstyle_lab import notebook as nb
-from diffstyle_lab import procedural
+from diffstyle_lab.evaluate import metrics
+from diffstyle_lab.lab import notebook as nb
+from diffstyle_lab.faces import procedural
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)

@@ -6,9 +6,9 @@
 # * how to run a parametrized sweep of content injection as a batch job — this notebook is meant to
 #   be executed by papermill with other parameters, e.g.
 #   `papermill 08_sweep.ipynb out.ipynb -p gammas "[0.2, 0.4]" -p t_edits "[300, 600]" -p out_dir runs/sweep1`
-#   or `python -m diffstyle_lab.run_notebooks --only 08 -p model=PATH`;
+#   or `python -m diffstyle_lab.lab.run_notebooks --only 08 -p model=PATH`;
 # * how the content share γ and the length of the editing interval (t ≥ t_edit) trade content
-#   against style, measured with `diffstyle_lab.metrics` — structure similarity (edge maps) with
+#   against style, measured with `diffstyle_lab.evaluate.metrics` — structure similarity (edge maps) with
 #   the content and with the style image, background-colour distances, PSNR;
 # * the outputs: a tidy CSV (`sweep.csv`, one row per pair × γ × t_edit), a figure of the means
 #   (`sweep.png`) and an image grid (`sweep_images.png`), all written to `out_dir`.
@@ -25,9 +25,9 @@ device = None           # None → $DIFFSTYLE_LAB_DEVICE, else cuda if available
 threads = 1             # torch CPU threads (None → torch's default); see nb.load
 inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps
-n_pairs = 4             # (content i, style i) pairs from data/samples (or content_dir/style_dir)
-content_dir = None      # a folder of content images; None → data/samples/content
-style_dir = None        # a folder of style images; None → data/samples/style
+n_pairs = 4             # (content i, style i) pairs from diffstyle_lab/data/samples (or content_dir/style_dir)
+content_dir = None      # a folder of content images; None → diffstyle_lab/data/samples/content
+style_dir = None        # a folder of style images; None → diffstyle_lab/data/samples/style
 gammas = [0.0, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
 t_edits = [200, 400, 600]
 t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
@@ -48,8 +48,8 @@ import pandas as pd
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import metrics
-from diffstyle_lab import notebook as nb
+from diffstyle_lab.evaluate import metrics
+from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)

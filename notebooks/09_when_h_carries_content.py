@@ -16,7 +16,7 @@
 # * what the change reaches and what it does not (the closing summary prints the numbers).
 #
 # One probe step is done by hand first (`probe.trajectory`, `hu.hooks(h=…)`, `maths.pred_x0`), then
-# with `diffstyle_lab.probe.h_influence`, and checked to agree.
+# with `diffstyle_lab.stats.probe.h_influence`, and checked to agree.
 
 # %%
 # Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
@@ -42,9 +42,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from diffstyle_lab import groundtruth as G
-from diffstyle_lab import maths, probe
-from diffstyle_lab import notebook as nb
+from diffstyle_lab.faces import groundtruth as G
+from diffstyle_lab import maths
+from diffstyle_lab.stats import probe
+from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 models = {"current": nb.load(model, device, threads)}

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffstyle_lab import avatars as A
-from diffstyle_lab import probe
+from diffstyle_lab.faces import avatars as A
+from diffstyle_lab.stats import probe
 from diffstyle_lab.models import load_model
 
 FIELDS = ["model", "set", "probe", "t", "r"]

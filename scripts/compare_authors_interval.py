@@ -23,7 +23,7 @@ def main():
     a = ap.parse_args()
     m = dl.load_default_model()
     s = m.sample_size
-    root = dl.models.data_dir() / "samples"
+    root = dl.models.data_path("samples")
     c = torch.cat([load_image(root / "content" / f"content{i}.png", s) for i in range(a.pairs)])
     st = torch.cat([load_image(root / "style" / f"style{i}.png", s) for i in range(a.pairs)])
     a1000 = InjectionConfig.preset("authors")

@@ -1,10 +1,10 @@
 """The emergence curve: does h come to carry content as a model trains?
 
     python scripts/emergence.py runs/NAME --init data/models/faces32_v1 --every 2 --t-edits 400 --gammas 0.3 0.6 \
-        --out data/models/faces32/emergence.csv      # appends; one "run" column per run
+        --out diffstyle_lab/data/models/faces32/emergence.csv      # appends; one "run" column per run
 
 For the starting weights (``--init``, step 0) and every snapshot in ``RUN/snapshots/step_*``: the
-h-influence probe r(t) (:mod:`diffstyle_lab.probe`, replacement, 16 pairs, 20-step grid) and a
+h-influence probe r(t) (:mod:`diffstyle_lab.stats.probe`, replacement, 16 pairs, 20-step grid) and a
 quick ground-truth transfer score (24 pairs, 20 steps, normalised Slerp at each γ and t_edit
 given). One CSV row per (snapshot, t) for the probe and per (snapshot, setting) for the transfer:
 value = gap closed, value2 / value3 = layout-as-content / colours-as-style votes pooled over all
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffstyle_lab import groundtruth as G
-from diffstyle_lab import probe
+from diffstyle_lab.faces import groundtruth as G
+from diffstyle_lab.stats import probe
 from diffstyle_lab.models import load_model
 from diffstyle_lab.sampling import InjectionConfig
 

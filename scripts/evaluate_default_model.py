@@ -1,6 +1,6 @@
 """Evidence for the shipped default model (issue 3 §4), one command:
 
-    python scripts/evaluate_default_model.py [--model data/models/faces32] [--pairs 100]
+    python scripts/evaluate_default_model.py [--model diffstyle_lab/data/models/faces32] [--pairs 100]
 
 Writes <model>/evaluation.json, samples.png (64 samples), loss.png (if a loss CSV is given) and
 injection.png, and prints a Markdown summary for the model card.
@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import avatars, factors, metrics
+from diffstyle_lab.faces import avatars
+from diffstyle_lab.faces import factors
+from diffstyle_lab.evaluate import metrics
 from diffstyle_lab.images import grid
 
 

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffstyle_lab import train as T  # noqa: E402
+from diffstyle_lab.faces import train as T  # noqa: E402
 
 
 def main(argv=None):

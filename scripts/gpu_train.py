@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffstyle_lab import train as T  # noqa: E402
+from diffstyle_lab.faces import train as T  # noqa: E402
 
 V1 = str(ROOT / "data" / "models" / "faces32_v1")
 SKIP = dict(skip_drop=0.8, skip_drop_levels=3)
@@ -51,7 +51,7 @@ CANDIDATES = {
 
 def _render_chunk(args):
     seed, chunk, n, size, pose = args
-    from diffstyle_lab import avatars as A
+    from diffstyle_lab.faces import avatars as A
     rng = np.random.default_rng([seed, int(pose), chunk])
     fs = [A.random_factors(rng, pose=pose) for _ in range(n)]
     twins = [A.same_identity_other_colours(f, rng) for f in fs]

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import groundtruth as G
-from diffstyle_lab.bootstrap import bootstrap_ci, paired_statistic
+from diffstyle_lab.faces import groundtruth as G
+from diffstyle_lab.stats.bootstrap import bootstrap_ci, paired_statistic
 from diffstyle_lab.models import load_model
 from diffstyle_lab.sampling import InjectionConfig
 

@@ -1,6 +1,6 @@
 """Regenerate the committed h/g statistics (method.md §8): docs/stats/correlations.csv and .png.
 
-    python scripts/make_stats.py                      # the shipped model (data/models/faces32)
+    python scripts/make_stats.py                      # the shipped model (diffstyle_lab/data/models/faces32)
     python scripts/make_stats.py --model tiny --n 16 --steps 10 --out /tmp/stats    # quick check
 
 Generation from seeded random x_T (plain DDIM, η = 0, the authors' 50-step grid) over n samples
@@ -80,7 +80,7 @@ def summary(df) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="default", help="'default' (data/models/faces32), 'tiny', or a folder / hub id")
+    p.add_argument("--model", default="default", help="'default' (diffstyle_lab/data/models/faces32), 'tiny', or a folder / hub id")
     p.add_argument("--n", type=int, default=128, help="samples (≥ 64 for the committed results)")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--spacing", default="authors")
@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     import pandas as pd
     import torch
 
-    from diffstyle_lab import InjectionConfig, stats
+    from diffstyle_lab import InjectionConfig
+    from diffstyle_lab.stats import estimators as stats
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.n < 64 and a.model == "default":

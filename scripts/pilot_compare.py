@@ -6,7 +6,8 @@ import sys
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab import avatars, metrics
+from diffstyle_lab.faces import avatars
+from diffstyle_lab.evaluate import metrics
 
 torch.set_num_threads(1)
 n = int(__import__("os").environ.get("PILOT_N", 32))

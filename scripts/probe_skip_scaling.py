@@ -4,7 +4,8 @@
 """
 import torch, sys
 torch.set_num_threads(1)
-from diffstyle_lab import probe, groundtruth as G
+from diffstyle_lab.stats import probe
+from diffstyle_lab.faces import groundtruth as G
 import diffstyle_lab as dl
 m = dl.load_default_model()
 gt = G.GroundTruthPairs.make(16, seed=90_000)

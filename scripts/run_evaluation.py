@@ -25,7 +25,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small development run (12 pairs, 10 steps, fewer sweep points)")
     ap.add_argument("--model", default=None, help="model folder (default: the embedded default model)")
-    ap.add_argument("--classifier", default=None, help="factor classifier folder (default: data/models/factor_classifier)")
+    ap.add_argument("--classifier", default=None, help="factor classifier folder (default: diffstyle_lab/data/models/factor_classifier)")
     ap.add_argument("--pairs", type=int, default=None, help="content/style pairs (default 100; quick 12)")
     ap.add_argument("--pair-seed", type=int, default=70_000)
     ap.add_argument("--steps", type=int, default=None, help="generation steps (default 50; quick 10)")
@@ -55,7 +55,7 @@ def main(argv=None):
 
     import diffstyle_lab as dl
     from diffstyle_lab import evaluate as ev
-    from diffstyle_lab import factors
+    from diffstyle_lab.faces import factors
 
     model = dl.load_model(a.model) if a.model else dl.load_default_model()
     name = Path(a.model).name if a.model else dl.models.DEFAULT_MODEL

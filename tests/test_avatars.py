@@ -1,6 +1,6 @@
 import numpy as np
 
-from diffstyle_lab import avatars
+from diffstyle_lab.faces import avatars
 
 
 def test_renders_are_deterministic_and_carry_their_factors():

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from diffstyle_lab import InversionCache, ddim_invert, inject, tiny_model
+from diffstyle_lab.cache import cached_invert
 
 
 @pytest.fixture
@@ -17,13 +18,13 @@ def setup(tmp_path):
 def test_cached_inversion_equals_fresh_and_hits_on_second_call(setup):
     m, x, cache = setup
     fresh = ddim_invert(m, x, steps=6, progress=False)
-    a = ddim_invert(m, x, steps=6, progress=False, cache=cache)
+    a = cached_invert(m, x, steps=6, progress=False, cache=cache)
     assert (cache.hits, cache.misses) == (0, 3)
     real = []   # U-Net calls on real tensors (the cache's shape probe runs on the meta device)
     hd = m.unet.conv_in.register_forward_hook(lambda mod, a, o: real.append(o.device.type) if o.device.type != "meta"
                                               else None)
     try:
-        b = ddim_invert(m, x, steps=6, progress=False, cache=cache)
+        b = cached_invert(m, x, steps=6, progress=False, cache=cache)
     finally:
         hd.remove()
     assert (cache.hits, cache.misses) == (3, 3) and real == []
@@ -52,7 +53,7 @@ def test_key_depends_on_weights_pixels_grid_and_schedule(setup):
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "pickle"])
 def test_corrupt_entries_are_recomputed_not_trusted(setup, damage):
     m, x, cache = setup
-    ref = ddim_invert(m, x[:1], steps=6, progress=False, cache=cache)
+    ref = cached_invert(m, x[:1], steps=6, progress=False, cache=cache)
     p = cache.path(cache.key(m, x[0], 6, "authors", True))
     data = p.read_bytes()
     if damage == "truncate":
@@ -70,7 +71,7 @@ def test_corrupt_entries_are_recomputed_not_trusted(setup, damage):
         p.write_bytes(pickle.dumps(Evil()))
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        again = ddim_invert(m, x[:1], steps=6, progress=False, cache=cache)
+        again = cached_invert(m, x[:1], steps=6, progress=False, cache=cache)
     assert any("recomputing" in str(i.message) for i in w)
     torch.testing.assert_close(again.x_T, ref.x_T)
     assert not (p.parent / "PWNED").exists()
@@ -79,7 +80,7 @@ def test_corrupt_entries_are_recomputed_not_trusted(setup, damage):
 
 def test_an_entry_under_the_wrong_key_is_not_trusted(setup):
     m, x, cache = setup
-    ddim_invert(m, x[:2], steps=6, progress=False, cache=cache)
+    cached_invert(m, x[:2], steps=6, progress=False, cache=cache)
     k0, k1 = (cache.key(m, x[i], 6, "authors", True) for i in range(2))
     cache.path(k0).write_bytes(cache.path(k1).read_bytes())   # x[1]'s inversion stored as x[0]'s
     with pytest.warns(UserWarning, match="recomputing"):

@@ -1,4 +1,4 @@
-"""Original DDPM / SDEdit checkpoints → diffusers folders (diffstyle_lab.convert)."""
+"""Original DDPM / SDEdit checkpoints → diffusers folders (diffstyle_lab.backends.convert)."""
 
 import argparse
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from diffstyle_lab import convert as C
+from diffstyle_lab.backends import convert as C
 from diffstyle_lab.models import load_model
 
 

@@ -11,7 +11,9 @@ import torch
 
 import diffstyle_lab as dl
 from diffstyle_lab import evaluate as ev
-from diffstyle_lab import factors, metrics, paper_metrics
+from diffstyle_lab.faces import factors
+from diffstyle_lab.evaluate import metrics
+from diffstyle_lab.evaluate import paper_metrics
 
 
 @pytest.fixture(autouse=True)

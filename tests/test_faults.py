@@ -174,11 +174,12 @@ def test_3_temporary_names_are_per_process_without_image_suffix(tmp_path, monkey
 
 @pytest.fixture
 def cached(tmp_path):
-    from diffstyle_lab import InversionCache, ddim_invert, tiny_model
+    from diffstyle_lab import InversionCache, tiny_model
+    from diffstyle_lab.cache import cached_invert
     m = tiny_model(levels=2)
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
     cache = InversionCache(tmp_path / "cache")
-    ref = ddim_invert(m, x, steps=4, progress=False, cache=cache)
+    ref = cached_invert(m, x, steps=4, progress=False, cache=cache)
     key = cache.key(m, x[0], 4, "authors", True)
     return m, x, cache, ref, key
 
@@ -199,7 +200,7 @@ def _rewrite(cache, key, tensors, meta_from_entry=True, checksum=False):
 
 @pytest.mark.parametrize("damage", ["h_wrong_shape", "zero_tensors", "wrong_dtype", "extra_tensor"])
 def test_4_the_cache_verifies_shapes_dtypes_and_checksum(cached, damage):
-    from diffstyle_lab import ddim_invert
+    from diffstyle_lab.cache import cached_invert
     m, x, cache, ref, key = cached
     x_T, h = ref.x_T[0], ref.h[0]
     if damage == "h_wrong_shape":            # broadcastable h of another shape, with a matching checksum
@@ -211,17 +212,17 @@ def test_4_the_cache_verifies_shapes_dtypes_and_checksum(cached, damage):
     else:
         _rewrite(cache, key, {"x_T": x_T, "h": h, "extra": torch.ones(1)}, checksum=True)
     with pytest.warns(UserWarning, match="not trusted.*recomputing"):
-        again = ddim_invert(m, x, steps=4, progress=False, cache=cache)
+        again = cached_invert(m, x, steps=4, progress=False, cache=cache)
     assert torch.equal(again.x_T, ref.x_T) and torch.equal(again.h, ref.h)
     assert cache.load(key, cache.expected(m, x[0], 4, "authors", True)) is not None     # rewritten, trusted
 
 
 def test_4_a_true_entry_is_trusted_without_warnings(cached):
-    from diffstyle_lab import ddim_invert
+    from diffstyle_lab.cache import cached_invert
     m, x, cache, ref, key = cached
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        again = ddim_invert(m, x, steps=4, progress=False, cache=cache)
+        again = cached_invert(m, x, steps=4, progress=False, cache=cache)
     assert cache.hits == 1 and torch.equal(again.h, ref.h)
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffstyle_lab import avatars as A
-from diffstyle_lab import groundtruth as G
+from diffstyle_lab.faces import avatars as A
+from diffstyle_lab.faces import groundtruth as G
 
 pytest.importorskip("dicebear", reason="rendering faces needs the [data] extra")
 
@@ -58,7 +58,7 @@ def test_baselines_and_gap():
 
 
 def test_probe_is_zero_when_h_is_the_images_own_and_shape_checked():
-    from diffstyle_lab import probe
+    from diffstyle_lab.stats import probe
     from diffstyle_lab.models import tiny_model
     m = tiny_model(seed=0)
     x = torch.rand(2, 3, m.sample_size, m.sample_size) * 2 - 1
@@ -70,7 +70,7 @@ def test_probe_is_zero_when_h_is_the_images_own_and_shape_checked():
         probe.h_influence(m, x, x[:1], steps=4)
 
 
-# Measured with this very call (8 posed pairs, 10-step grid; data/models/faces32/README.md has the
+# Measured with this very call (8 posed pairs, 10-step grid; diffstyle_lab/data/models/faces32/README.md has the
 # 16-pair, 20-step figures): the first default model peaks at r = 0.062, the shipped one at 0.279.
 R_FIRST_MAX, R_SHIPPED_MIN = 0.10, 0.18
 
@@ -78,7 +78,7 @@ R_FIRST_MAX, R_SHIPPED_MIN = 0.10, 0.18
 @pytest.mark.slow
 def test_the_shipped_model_reads_h_and_the_first_one_did_not():
     """The default model's decoder follows h (the issue's leading indicator), the first one's hardly."""
-    from diffstyle_lab import probe
+    from diffstyle_lab.stats import probe
     from diffstyle_lab.models import load_default_model, load_model
     gt = G.GroundTruthPairs.make(8, seed=90_000)
     peaks = {}

@@ -1,7 +1,7 @@
 """The notebooks: sources and paired .ipynb agree, committed .ipynb carry no outputs, each has a
 papermill ``parameters`` cell and a hosted-setup cell that does nothing locally, and every notebook
 executes with quick parameters (papermill) and shows its figures. Also the helpers of
-``diffstyle_lab.notebook`` and ``diffstyle_lab.run_notebooks``."""
+``diffstyle_lab.lab.notebook`` and ``diffstyle_lab.lab.run_notebooks``."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_committed_ipynb_has_no_outputs(src):
 
 @pytest.mark.parametrize("src", SOURCES, ids=NAMES)
 def test_parameters_cell(src):
-    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.lab import run_notebooks as rn
     nb = jupytext.read(str(src))
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
@@ -111,7 +111,7 @@ def test_hosted_setup_cell_is_short_and_does_nothing_locally(src, monkeypatch):
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     pytest.importorskip("papermill")
-    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.lab import run_notebooks as rn
     out = tmp_path_factory.mktemp("notebooks")
     summary = rn.run_all(out=out, quick=True, html=False, jobs=2, timeout=600, echo=lambda *a: None)
     return out, {r["notebook"]: r for r in summary["notebooks"]}, summary
@@ -144,7 +144,7 @@ def test_notebooks_run_on_another_checkpoint(tmp_path):
     """``model=<folder>`` runs a notebook on any diffusers checkpoint: here a tiny random 16-px
     U-Net whose h grid is 8×8 (not the default model's 4×4)."""
     import nbformat
-    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.lab import run_notebooks as rn
     from diffstyle_lab.models import DEFAULT_SCHEDULER, tiny_unet
     folder = tmp_path / "tiny"
     tiny_unet(seed=1).save_pretrained(str(folder / "unet"))
@@ -166,7 +166,7 @@ def test_notebooks_run_on_another_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_sweep_writes_a_tidy_table(executed):
     import pandas as pd
-    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.lab import run_notebooks as rn
     out, rows, _ = executed
     df = pd.read_csv(out / "08_sweep" / "sweep.csv")
     q = {**rn.QUICK_COMMON, **rn.QUICK["08_sweep"]}
@@ -181,7 +181,7 @@ def test_sweep_writes_a_tidy_table(executed):
 
 @pytest.mark.slow
 def test_timings_and_html(executed, tmp_path):
-    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.lab import run_notebooks as rn
     out, rows, summary = executed
     t = json.loads((out / "timings.json").read_text())
     assert [r["notebook"] for r in t["notebooks"]] == EXPECTED and t["quick"] is True
@@ -194,7 +194,7 @@ def test_timings_and_html(executed, tmp_path):
 # run_notebooks helpers
 
 def test_runner_passes_only_declared_parameters():
-    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.lab import run_notebooks as rn
     nb = jupytext.read(str(NB_DIR / "01_tour_of_h_space.py"))
     p = rn.parameters_for("01_tour_of_h_space", nb, quick=True, extra={"gamma": 0.5, "inversion_steps": 12},
                           out_dir="/x", cache_dir="/c")
@@ -207,7 +207,7 @@ def test_runner_passes_only_declared_parameters():
 
 
 def test_runner_cli(capsys):
-    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.lab import run_notebooks as rn
     assert rn.main(["--list"]) == 0
     listed = capsys.readouterr().out
     assert all(n in listed for n in EXPECTED)
@@ -222,7 +222,7 @@ def test_runner_cli(capsys):
 
 def test_explorer_widget_and_static_path():
     widgets = pytest.importorskip("ipywidgets")
-    from diffstyle_lab import notebook as nb
+    from diffstyle_lab.lab import notebook as nb
     calls = []
     fixed_img = torch.zeros(3, 8, 8)
 
@@ -254,7 +254,7 @@ def test_explorer_widget_and_static_path():
 
 def test_mask_toggles_drive_an_explorer():
     pytest.importorskip("ipywidgets")
-    from diffstyle_lab import notebook as nb
+    from diffstyle_lab.lab import notebook as nb
     t = nb.mask_toggles(2, 3, initial=[[1, 0, 0], [0, 0, 1]])
     assert t.value == ((1, 0, 0), (0, 0, 1))
     seen = []
@@ -275,7 +275,7 @@ def test_mask_toggles_drive_an_explorer():
 
 def test_inversion_store_inverts_each_image_once(tiny, images, tmp_path):
     import diffstyle_lab as dl
-    from diffstyle_lab import notebook as nb
+    from diffstyle_lab.lab import notebook as nb
     store = nb.InversionStore(tiny, steps=5, disk=tmp_path / "c")
     a = store(images)
     assert (store.hits, store.misses) == (0, 2)
@@ -291,8 +291,9 @@ def test_inversion_store_inverts_each_image_once(tiny, images, tmp_path):
 
 
 def test_measures_and_layout(tiny, images):
-    from diffstyle_lab import hooks, metrics
-    from diffstyle_lab import notebook as nb
+    from diffstyle_lab import hooks
+    from diffstyle_lab.evaluate import metrics
+    from diffstyle_lab.lab import notebook as nb
     df = metrics.measures(images, images, images.flip(0))
     assert len(df) == 2
     assert np.allclose(df.struct_content, 1.0) and (df.bg_dist_content.abs() < 1e-4).all()
@@ -327,15 +328,15 @@ def test_block_table_shapes_are_the_blocks_outputs(tiny):
 
 def test_ood_images_are_the_shipped_ones():
     from PIL import Image
-    from diffstyle_lab import notebook as nb
-    from diffstyle_lab.procedural import ood_images
+    from diffstyle_lab.lab import notebook as nb
+    from diffstyle_lab.faces.procedural import ood_images
     made = ood_images()
     assert set(made) == {"stripes", "sunset", "clouds", "checker", "swirl", "mosaic"}
     assert not np.array_equal(made["clouds"], ood_images(seed=1)["clouds"])
     for name, a in made.items():
         assert a.shape == (128, 128, 3) and a.dtype == np.uint8 and a.std() > 10
         shipped = nb.ood_folder() / f"{name}.png"
-        assert shipped.exists(), f"{shipped} missing: python -c 'from diffstyle_lab.procedural import write_ood_images as w; w(\"data/ood\")'"
+        assert shipped.exists(), f"{shipped} missing: python -c 'from diffstyle_lab.faces.procedural import write_ood_images as w; w(\"data/ood\")'"
         assert np.array_equal(np.asarray(Image.open(shipped).convert("RGB")), a)
     assert (nb.ood_folder() / "README.md").exists()
 
@@ -348,7 +349,7 @@ def test_cli_forwards_options_to_the_notebook_runner(capsys):
 
 
 def test_runner_schedules_longest_first_on_free_cores(tmp_path, monkeypatch):
-    from diffstyle_lab import run_notebooks as rn
+    from diffstyle_lab.lab import run_notebooks as rn
     srcs = rn.notebooks()
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
@@ -371,7 +372,7 @@ def test_collect_inject_shares_the_generate_trajectories(tiny):
     """Notebook 03 takes its 'generate' table from the content generations of the 'inject' run
     (``also_generate``): the same table as ``source="generate"``, without generating twice."""
     import diffstyle_lab as dl
-    from diffstyle_lab import trajectory_norms as tn
+    from diffstyle_lab.stats import trajectory_norms as tn
     kw = dict(steps=5, batch_size=3, seed=4, progress=False)
     cfg = dl.InjectionConfig(gamma=0.3, t_edit=400, t_boost=0, steps=5)
     shared = []

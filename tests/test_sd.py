@@ -1,4 +1,4 @@
-"""Stable Diffusion content injection (diffstyle_lab.sd) on tiny random SD components."""
+"""Stable Diffusion content injection (diffstyle_lab.backends.sd) on tiny random SD components."""
 
 import dataclasses
 import json
@@ -9,7 +9,7 @@ import torch
 from diffstyle_lab import InjectionConfig, maths
 from diffstyle_lab.models import ModelUnavailableError, alphas_cumprod_from_config
 from diffstyle_lab.sampling import Inversion, ddim_invert, reverse
-from diffstyle_lab.sd import (Conditioning, LatentEps, SDModel, check_images, decode_latents, encode_images,
+from diffstyle_lab.backends.sd import (Conditioning, LatentEps, SDModel, check_images, decode_latents, encode_images,
                               encode_prompt, inject_sd, load_sd, make_conditioning)
 
 D = 12  # cross_attention_dim of the tiny U-Net

@@ -12,7 +12,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from diffstyle_lab import InjectionConfig, bootstrap, ddim_invert, generate, maths, stats, tiny_model  # noqa: E402
+from diffstyle_lab import InjectionConfig, ddim_invert, generate, maths, tiny_model  # noqa: E402
+from diffstyle_lab.stats import bootstrap  # noqa: E402
+from diffstyle_lab.stats import estimators as stats  # noqa: E402
 from diffstyle_lab.sampling import StepInfo  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab.train import TrainConfig, train
+from diffstyle_lab.faces.train import TrainConfig, train
 
 
 def test_training_runs_resumes_and_is_deterministic(tmp_path):
@@ -24,18 +24,20 @@ def test_training_runs_resumes_and_is_deterministic(tmp_path):
 
 
 def test_unknown_layout():
-    from diffstyle_lab.train import build_unet
+    from diffstyle_lab.faces.train import build_unet
     with pytest.raises(ValueError, match="layout='h2' is unknown"):
         build_unet("h2")
 
 
-# Measured on the shipped model (scripts/evaluate_default_model.py): see data/models/faces32/README.md.
+# Measured on the shipped model (scripts/evaluate_default_model.py): see diffstyle_lab/data/models/faces32/README.md.
 PSNR_FLOOR_DB = 25.0
 
 
 @pytest.mark.slow
 def test_shipped_model_reconstructs_held_out_faces():
-    from diffstyle_lab import avatars, factors, metrics
+    from diffstyle_lab.faces import avatars
+    from diffstyle_lab.faces import factors
+    from diffstyle_lab.evaluate import metrics
     m = dl.load_default_model()
     x = factors.to_tensor(avatars.make_faces(8, seed=31337)[0])
     inv = dl.ddim_invert(m, x, steps=50, progress=False)
@@ -48,7 +50,7 @@ def test_fine_tune_with_min_snr_and_snapshots_from_the_cli(tmp_path):
     import torch
     from diffstyle_lab.cli import main
     from diffstyle_lab.models import load_model
-    from diffstyle_lab.train import loss_weights
+    from diffstyle_lab.faces.train import loss_weights
     base = tmp_path / "base"
     train(TrainConfig(out=str(base), steps=2, batch_size=4, n_train=8, checkpoint_every=2, progress=False, warmup=1))
     out = tmp_path / "ft"
@@ -65,7 +67,7 @@ def test_fine_tune_with_min_snr_and_snapshots_from_the_cli(tmp_path):
 
 
 def test_skip_dropout_zeroes_exactly_the_coarse_skips_of_the_dropped_samples():
-    from diffstyle_lab.train import SkipDropout, build_unet
+    from diffstyle_lab.faces.train import SkipDropout, build_unet
     torch.manual_seed(0)
     unet = build_unet("h4").double().eval()
     x, t = torch.randn(3, 3, 32, 32, dtype=torch.float64), torch.tensor([500, 500, 500])
@@ -91,7 +93,7 @@ def test_skip_dropout_zeroes_exactly_the_coarse_skips_of_the_dropped_samples():
 
 
 def test_skip_dropout_mean_mode_keeps_each_channels_spatial_mean():
-    from diffstyle_lab.train import SkipDropout, build_unet
+    from diffstyle_lab.faces.train import SkipDropout, build_unet
     torch.manual_seed(0)
     unet = build_unet("h4").double().eval()
     x, t = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.tensor([400, 400])
@@ -121,7 +123,7 @@ def test_bad_skip_dropout_options_write_nothing(tmp_path):
 
 def test_colour_swap_gives_the_chosen_samples_their_twins_h_and_leaves_the_others_alone():
     from diffstyle_lab.hooks import HookedUNet
-    from diffstyle_lab.train import ColourSwap, build_unet
+    from diffstyle_lab.faces.train import ColourSwap, build_unet
     torch.manual_seed(0)
     unet = build_unet("h4").double().eval()
     x, twins = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randn(6, 3, 32, 32, dtype=torch.float64)

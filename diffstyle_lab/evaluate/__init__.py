@@ -13,13 +13,14 @@ features. The modules, in the order a run uses them: :mod:`.plan` (settings, swe
     ev.export(run, "docs/results"); ev.build_page("docs/results", "docs/results.md")
 """
 
-from ..bootstrap import bootstrap_ci, bootstrap_indices, paired_difference, trend  # noqa: F401
+from ..stats.bootstrap import bootstrap_ci, bootstrap_indices, paired_difference, trend  # noqa: F401
 from .claims import CLAIMS, METRIC_WORDS, SUMMARY_COLUMNS, Claim, assess_claims, metric_summary  # noqa: F401
 from .measures import (CONTENT_HEADS, METRICS_VERSION, PAIR_METRIC_FAMILIES, STYLE_HEADS,  # noqa: F401
                        FrechetReference, PairBatch, classifier_columns, factor_columns, frechet_with_ci,
                        image_columns, pair_metrics, paper_columns)
-from .plan import (ABLATION_NAMES, GAMMAS, OMEGAS, SWEPT_FIELDS, T_EDITS, PairSet, PlanEntry, Setting,  # noqa: F401
-                   ablation, default_plan, gamma_sweep, omega_sweep, quick_plan, setting_ids, t_edit_sweep)
+from .plan import (GAMMAS, OMEGAS, SWEPT_FIELDS, T_EDITS, PairSet, PlanEntry, Setting,  # noqa: F401
+                   ablation, ablation_names, ablation_rows, default_plan, gamma_sweep, omega_sweep, quick_plan,
+                   setting_ids, t_edit_sweep)
 from .report import METRIC_NOTES, PAGE_METRICS, PLOT_METRICS, build_page, export, load_exported, plot_sweeps  # noqa
 from .run import (BASELINES, Evaluation, classifier_payload, evaluate, load_tables, model_payload,  # noqa: F401
                   parallel_capacity, scaling_demo)

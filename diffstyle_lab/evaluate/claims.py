@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..bootstrap import bootstrap_ci, paired_difference, percentile_interval, trend
+from ..stats.bootstrap import bootstrap_ci, paired_difference, percentile_interval, trend
 
 SUMMARY_COLUMNS = ["sweep", "x", "setting_id", "metric", "mean", "ci_low", "ci_high", "n"]
 
@@ -110,13 +110,13 @@ METRIC_WORDS = {"content_kept": "content kept", "style_taken": "style taken",
                 "vgg_gram_style": "VGG Gram distance to the style image"}
 
 
-def _fmt_x(sweep, x):
+def fmt_x(sweep, x):
     if sweep in ("gamma", "omega"):
         return f"{'γ' if sweep == 'gamma' else 'ω'} = {float(x):g}"
     return f"t_edit = {int(float(x))}" if sweep == "t_edit" else str(x)
 
 
-def _match_x(plan, sweep, x):
+def match_x(plan, sweep, x):
     d = plan[plan.sweep == sweep]
     if x is None:
         return d
@@ -128,7 +128,7 @@ def _match_x(plan, sweep, x):
 
 def _sid(plan, where) -> str:
     """The setting id of (sweep, x) in the plan; LookupError (→ "not measured") when the run has none."""
-    d = _match_x(plan, *where)
+    d = match_x(plan, *where)
     if not len(d):
         raise LookupError
     return d.setting_id.iloc[0]
@@ -176,7 +176,7 @@ def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 
         null = c.threshold if c.kind == "above" else 0.0
         try:
             if c.kind == "trend":
-                d = _match_x(plan, c.a[0], None)
+                d = match_x(plan, c.a[0], None)
                 if len(d) < 3:
                     raise LookupError
                 d = d.assign(xf=d.x.astype(float)).sort_values("xf")
@@ -186,8 +186,8 @@ def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 
                 est, lo, hi = trend(mat, d.xf.to_numpy(), n_boot, level, seed)
                 means = np.nanmean(mat, 1)
                 xs = d.xf.to_numpy()
-                measured = (f"{mw} goes from {means[0]:.3g} at {_fmt_x(c.a[0], xs[0])} to {means[-1]:.3g} at "
-                            f"{_fmt_x(c.a[0], xs[-1])} (levels: " + ", ".join(f"{m:.3g}" for m in means) +
+                measured = (f"{mw} goes from {means[0]:.3g} at {fmt_x(c.a[0], xs[0])} to {means[-1]:.3g} at "
+                            f"{fmt_x(c.a[0], xs[-1])} (levels: " + ", ".join(f"{m:.3g}" for m in means) +
                             f"); Spearman ρ(x, mean) = {est:+.2f}, {pct} CI [{lo:+.2f}, {hi:+.2f}]")
             elif c.kind in ("diff", "above"):
                 sb = _sid(plan, c.b) if c.b is not None else None
@@ -196,19 +196,19 @@ def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 
                     raise LookupError
                 if c.kind == "above":
                     est, lo, hi = bootstrap_ci(va, n_boot, level, seed)
-                    measured = (f"{mw} at {_fmt_x(*c.a)} = {est:.3g}, {pct} CI [{lo:.3g}, {hi:.3g}] "
+                    measured = (f"{mw} at {fmt_x(*c.a)} = {est:.3g}, {pct} CI [{lo:.3g}, {hi:.3g}] "
                                 f"(threshold {c.threshold:g}; n = {int(np.isfinite(va).sum())} pairs)")
                 else:
                     vb = _pair_values(tables, sb, c.metric, n_pairs)
                     est, lo, hi = paired_difference(va, vb, n_boot, level, seed)
-                    measured = (f"{mw}: {np.nanmean(va):.3g} at {_fmt_x(*c.a)} vs {np.nanmean(vb):.3g} at "
-                                f"{_fmt_x(*c.b)}; paired difference {est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] "
+                    measured = (f"{mw}: {np.nanmean(va):.3g} at {fmt_x(*c.a)} vs {np.nanmean(vb):.3g} at "
+                                f"{fmt_x(*c.b)}; paired difference {est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] "
                                 f"(n = {int((np.isfinite(va) & np.isfinite(vb)).sum())} pairs)")
             elif c.kind == "set_diff":
                 (fa, ra), (fb, rb) = (_set_values(tables, _sid(plan, w), c.metric) for w in (c.a, c.b))
                 est = float(fa - fb)
                 lo, hi = percentile_interval(ra - rb, level, axis=None)
-                measured = (f"{mw}: {fa:.3g} at {_fmt_x(*c.a)} vs {fb:.3g} at {_fmt_x(*c.b)}; difference "
+                measured = (f"{mw}: {fa:.3g} at {fmt_x(*c.a)} vs {fb:.3g} at {fmt_x(*c.b)}; difference "
                             f"{est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] (paired bootstrap over the same resampled "
                             "pairs)")
             else:

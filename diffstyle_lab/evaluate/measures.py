@@ -10,8 +10,8 @@ import math
 import numpy as np
 import torch
 
-from .. import metrics
-from ..bootstrap import bootstrap_indices, percentile_interval, recentre
+from . import metrics
+from ..stats.bootstrap import bootstrap_indices, percentile_interval, recentre
 
 CONTENT_HEADS = ("family", "hair", "eyes", "mouth")
 STYLE_HEADS = ("background", "skin", "hair_colour")

@@ -10,12 +10,12 @@ from typing import Sequence
 
 import torch
 
-from ..sampling import InjectionConfig
+from .. import maths
+from ..config import InjectionConfig
 
 GAMMAS = tuple(round(0.1 * k, 1) for k in range(11))
 T_EDITS = (200, 300, 400, 500, 600, 700, 800, 900)
 OMEGAS = (0.0, 0.3, 0.6, 1.0)
-METHOD_SHORT = {"normalised_slerp": "nslerp", "slerp": "slerp", "lerp": "lerp", "replace": "replace", "add": "add"}
 
 SWEPT_FIELDS = ("gamma", "t_edit", "t_boost", "omega", "calibrate", "method")   # of InjectionConfig
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(InjectionConfig)}
@@ -43,7 +43,7 @@ class _SettingMethods:
 
     def key(self) -> dict:
         """Canonical parameters (ω dropped when calibration is off; γ dropped for 'replace')."""
-        return {"gamma": None if self.method == "replace" else round(float(self.gamma), 6),
+        return {"gamma": round(float(self.gamma), 6) if maths.MIX_RULES[self.method].uses_gamma else None,
                 "t_edit": int(self.t_edit), "t_boost": int(self.t_boost),
                 "omega": round(float(self.omega), 6) if self.calibrate else None,
                 "calibrate": bool(self.calibrate), "method": self.method}
@@ -51,7 +51,7 @@ class _SettingMethods:
     @property
     def label(self) -> str:
         k = self.key()
-        s = METHOD_SHORT[self.method] + ("" if k["gamma"] is None else f"_g{k['gamma']:g}")
+        s = maths.MIX_RULES[self.method].short + ("" if k["gamma"] is None else f"_g{k['gamma']:g}")
         s += f"_te{self.t_edit}_tb{self.t_boost}"
         return s + (f"_cal_w{k['omega']:g}" if self.calibrate else "")
 
@@ -99,18 +99,24 @@ def omega_sweep(base: Setting = Setting(), omegas: Sequence[float] = OMEGAS) -> 
                                                              method="normalised_slerp")) for w in omegas]
 
 
-# the ablation's rows: what each changes in normalised Slerp without calibration
-_ABLATION = {"replace": {"method": "replace"}, "add": {"method": "add", "gamma": 1.0},
-             "lerp": {"method": "lerp"}, "slerp": {"method": "slerp"},
-             "normalised slerp": {}, "normalised slerp + calibration": {"calibrate": True}}
-ABLATION_NAMES = tuple(_ABLATION)
+def ablation_rows() -> dict[str, dict]:
+    """The ablation's rows: what each changes in normalised Slerp without calibration. One row per mixing rule
+    of :data:`~diffstyle_lab.maths.MIX_RULES` (its ``label``, its ``ablation`` fields), then the paper's method
+    with calibration."""
+    rows = {r.label: {"method": r.name, **r.ablation} for r in maths.MIX_RULES.values() if r.ablation is not None}
+    return {**rows, "normalised slerp + calibration": {"method": "normalised_slerp", "calibrate": True}}
+
+
+def ablation_names() -> tuple[str, ...]:
+    """The ablation's row names, in the order of the figures."""
+    return tuple(ablation_rows())
 
 
 def ablation(base: Setting = Setting()) -> list[PlanEntry]:
     """The paper's ablation: replace / add (h + h^content, γ = 1) / lerp / Slerp / normalised Slerp /
     normalised Slerp + calibration (ω = base ω); γ and t_edit from ``base``."""
     b = dataclasses.replace(base, calibrate=False, method="normalised_slerp")
-    return [PlanEntry("ablation", name, dataclasses.replace(b, **change)) for name, change in _ABLATION.items()]
+    return [PlanEntry("ablation", name, dataclasses.replace(b, **change)) for name, change in ablation_rows().items()]
 
 
 def default_plan(base: Setting = Setting(), gammas=GAMMAS, t_edits=T_EDITS, omegas=OMEGAS) -> list[PlanEntry]:
@@ -125,13 +131,13 @@ def quick_plan(base: Setting = Setting()) -> list[PlanEntry]:
     return default_plan(base, gammas=(0.0, 0.3, 0.7, 1.0), t_edits=(200, 400, 600, 800), omegas=(0.0, 0.6, 1.0))
 
 
-def _digest(obj) -> str:
+def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def setting_ids(plan: Sequence[PlanEntry], ctx_hash: str) -> dict:
     """``{entry: setting id}``; entries whose settings are the same injection (canonical key) share an id."""
-    return {e: f"{e.setting.label}-{_digest([e.setting.key(), ctx_hash])[:10]}" for e in plan}
+    return {e: f"{e.setting.label}-{digest([e.setting.key(), ctx_hash])[:10]}" for e in plan}
 
 
 @dataclasses.dataclass
@@ -154,8 +160,8 @@ class PairSet:
     @classmethod
     def from_avatars(cls, n: int, seed: int = 70_000, size: int = 32) -> "PairSet":
         """``n`` DiceBear content/style pairs (different content and colours) with ground truth."""
-        from .. import avatars
-        from ..factors import to_tensor
+        from ..faces import avatars
+        from ..faces.factors import to_tensor
         c, s, cf, sf = avatars.content_style_pairs(n, seed, size)
         return cls(to_tensor(c), to_tensor(s), cf, sf, name=f"avatars(n={n}, seed={seed}, size={size})")
 

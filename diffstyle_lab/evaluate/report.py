@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .claims import CLAIMS, METRIC_WORDS, Claim, _fmt_x, _match_x, assess_claims, metric_summary
-from .plan import ABLATION_NAMES, OMEGAS
+from .claims import CLAIMS, METRIC_WORDS, Claim, fmt_x, match_x, assess_claims, metric_summary
+from .plan import OMEGAS, ablation_names
 from .run import Evaluation
 
 TABLE_FILES = {"pairs": "pairs.csv.gz", "plan": "plan.csv", "settings": "settings.csv", "sets": "sets.csv",
@@ -42,13 +42,13 @@ def _example_grids(run: Evaluation, d: Path, k: int):
     z = np.load(preview)
     sources = [("content", z["content"][:k]), ("style", z["style"][:k])]
     size, pad, head = 96, 4, 14                       # images shown at 96×96 (a 32-pixel image 3×)
-    for sweep, xs in (("gamma", (0.0, 0.3, 0.7, 1.0)), ("ablation", ABLATION_NAMES), ("t_edit", (200, 400, 600, 800)),
+    for sweep, xs in (("gamma", (0.0, 0.3, 0.7, 1.0)), ("ablation", ablation_names()), ("t_edit", (200, 400, 600, 800)),
                       ("omega", OMEGAS)):
         cols = []
         for x in xs:
-            m = _match_x(plan, sweep, x)
+            m = match_x(plan, sweep, x)
             if len(m) and (blocks / f"{m.setting_id.iloc[0]}.npy").is_file():
-                cols.append((_fmt_x(sweep, x), np.load(blocks / f"{m.setting_id.iloc[0]}.npy")[:k]))
+                cols.append((fmt_x(sweep, x), np.load(blocks / f"{m.setting_id.iloc[0]}.npy")[:k]))
         if not cols:
             continue
         cols = sources + cols
@@ -113,7 +113,7 @@ def plot_sweeps(summary, fig_dir) -> list[Path]:
         for ax, (m, title) in zip(axes[0], present):
             e = d[d.metric == m]
             if sweep == "ablation":
-                order = [n for n in ABLATION_NAMES if n in set(e.x.astype(str))]
+                order = [n for n in ablation_names() if n in set(e.x.astype(str))]
                 e = e.set_index(e.x.astype(str)).loc[order]
                 pos = np.arange(len(e))
                 ax.bar(pos, e["mean"], color="#8fb3d9")

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from ..cache import atomic_write
-from ..paper_metrics import ArcFaceIdentity, InceptionFID, VGGGram, paper_metric_status, weights_path
-from ..sampling import ddim_invert, reverse
+from .paper_metrics import ArcFaceIdentity, InceptionFID, VGGGram, paper_metric_status, weights_path
+from ..sampling import reverse
 from .measures import (METRICS_VERSION, PAIR_METRIC_FAMILIES, FrechetReference, family_names, frechet_with_ci,
                        pair_metrics)
-from .plan import PairSet, PlanEntry, Setting, _digest, fixed_config_fields, setting_ids
+from .plan import PairSet, PlanEntry, Setting, digest, fixed_config_fields, setting_ids
 
 
 # Baselines: images scored as if they were results (the "reference" rows of every table): name → pairs → N×3×H×W.
@@ -80,7 +80,7 @@ def _resolve(obj):
         if out.weights_hash != obj["hash"]:
             raise RuntimeError("the model rebuilt on a worker does not hash like the one shipped")
     else:
-        from ..factors import FactorNet
+        from ..faces.factors import FactorNet
         out = FactorNet(obj["space"], width=obj["width"])
         out.load_state_dict(load(obj["weights"]), strict=True)
         out = out.eval().requires_grad_(False)
@@ -217,7 +217,7 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
         raise ValueError("config_fields: pass steps, spacing, seed, inversion_steps and record_last as evaluate's "
                          "own arguments")
     if classifier == "default":
-        from .. import factors
+        from ..faces import factors
         classifier = factors.load()
     paper = _paper_selection(paper_metrics, paper_weights)
     families, baselines = tuple(families), dict(baselines)
@@ -227,7 +227,7 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
                "steps": steps, "inversion_steps": inversion_steps, "spacing": spacing, "record_last": record_last,
                "seed": seed, "classifier": clf_hash, "paper": sorted(paper), "families": family_names(families),
                "config": fixed_config_fields(**fixed)}
-    ctx_hash = _digest(context)[:10]
+    ctx_hash = digest(context)[:10]
     entries = list(plan)
     ids = setting_ids(entries, ctx_hash)
     unique = {}
@@ -271,10 +271,10 @@ def evaluate(model, plan: Sequence[PlanEntry], pairs: PairSet, out_dir, *, steps
 
     if todo:
         t0 = time.perf_counter()
-        from ..cache import InversionCache
+        from ..cache import InversionCache, cached_invert
         cache = InversionCache(out_dir / "inversions")
-        content_inv, style_inv = (ddim_invert(model, x, inversion_steps, spacing, record_last=record_last,
-                                              progress=progress, cache=cache) for x in (pairs.content, pairs.style))
+        content_inv, style_inv = (cached_invert(model, x, inversion_steps, spacing, record_last=record_last,
+                                                progress=progress, cache=cache) for x in (pairs.content, pairs.style))
         t_inv = time.perf_counter() - t0
         if cache.misses:                      # the time of actually inverting (not of reading the cache)
             timing["inversion"] = t_inv
@@ -358,8 +358,8 @@ def _paper_selection(paper_metrics, paper_weights) -> dict:
 def _reference_images(reference, seed, size):
     if torch.is_tensor(reference):
         return reference.float()
-    from .. import avatars
-    from ..factors import to_tensor
+    from ..faces import avatars
+    from ..faces.factors import to_tensor
     x, _ = avatars.make_faces(int(reference), seed=seed, size=size)
     return to_tensor(x)
 
@@ -465,7 +465,8 @@ def parallel_capacity(n: int = 2) -> float:
 
 def _warm_worker():
     import diffusers  # noqa: F401
-    from .. import factors, sampling  # noqa: F401
+    from .. import sampling  # noqa: F401
+    from ..faces import factors  # noqa: F401
     return True
 
 
@@ -477,7 +478,7 @@ def scaling_demo(model, plan: Sequence[PlanEntry], pairs: PairSet, workers: Sequ
     (settings on the workers), of the whole call (with the client-side inversion) and with cluster
     start-up, and their ratios."""
     if classifier == "default":
-        from .. import factors
+        from ..faces import factors
         classifier = factors.load()
     ref = _reference_images(200, 90_000, pairs.content.shape[-1])
     res = {}

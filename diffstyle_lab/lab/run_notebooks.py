@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 DEFAULT_OUT = Path("outputs") / "notebooks"
 DEFAULT_TIMEOUT = 1800   # seconds per cell

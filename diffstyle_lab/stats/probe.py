@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from . import maths
-from .sampling import StepInfo, ddim_invert
+from .. import maths
+from ..sampling import StepInfo, ddim_invert
 
 
 @torch.no_grad()

@@ -30,10 +30,10 @@ from typing import Sequence
 
 import torch
 
-from . import maths
-from .hooks import HookedUNet
-from .models import DiffusionModel, alphas_cumprod_from_config, hub_snapshot
-from .sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, injection_config, run_injection
+from .. import maths
+from ..hooks import HookedUNet
+from ..models import DiffusionModel, alphas_cumprod_from_config, hub_snapshot
+from ..sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, injection_config, run_injection
 
 KNOWN_SD = {
     "stable-diffusion-v1-5/stable-diffusion-v1-5": {"revision": "main", "resolution": 512},
@@ -359,7 +359,7 @@ def _check_latents(model: SDModel, z, name="latents"):
 
 
 class LatentEps:
-    """The ε-provider of a latent U-Net (see :class:`diffstyle_lab.sampling.PixelEps`): every call
+    """The :class:`~diffstyle_lab.sampling.EpsProvider` of a latent U-Net (as PixelEps is of a pixel one): every call
     runs under ``cond`` (guided on the doubled batch [uncond; cond] when ``cond.guided``), and the
     output is converted to ε (v- and x_0-prediction). Pass it to :func:`~diffstyle_lab.sampling.reverse`
     and :func:`~diffstyle_lab.sampling.ddim_invert` in place of a pixel model.

@@ -1,6 +1,6 @@
 """Estimators of r_homo, r_hetero, r_alt and r_inject per t (docs/method.md §8), with seeded bootstrap intervals.
 
-Input: the per-sample scalars of :class:`~diffstyle_lab.trajectory_norms.NormCollector` (re-exported, with
+Input: the per-sample scalars of :class:`~diffstyle_lab.stats.trajectory_norms.NormCollector` (re-exported, with
 :func:`collect`); output: tidy frames with :data:`FRAME_COLUMNS`. Pairings: r_hetero is the mean over ``n_perm``
 seeded derangements j = π(i); r_alt and r_inject pair i with one derangement π(i) drawn within each batch.
 Typical use: ``summarise(collect(model, n=128, out_dir=...))`` (resumable); see notebooks/03_correlations.py.
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from .bootstrap import bootstrap_indices, check_level, percentile_interval, recentre, replicates, stream
-from .sampling import Inversion
-from .trajectory_norms import (MixSetting, NormCollector, NormTable, _short, _TINY, alt_settings,  # noqa: F401
+from .. import maths
+from ..sampling import Inversion
+from .trajectory_norms import (MixSetting, NormCollector, NormTable, short_grid, TINY, alt_settings,  # noqa: F401
                                batch_bounds, collect, derangement, derangements, noise)
 
 __all__ = ["MixSetting", "alt_settings", "NormCollector", "NormTable", "derangement", "derangements", "pearson",
@@ -152,7 +153,7 @@ def correlation_frame(table: NormTable, *, n_boot: int = 1000, level: float = 0.
     Percentile intervals at ``level`` over the same seeded resamples for every statistic (so normalised
     Slerp's interval equals r_homo's). r_hetero's replicates centre on the mean over *all* pairings
     (−r_homo/(n−1)) while its value carries its own pairing noise, so they are recentred on the value
-    (:func:`~diffstyle_lab.bootstrap.recentre`) first.
+    (:func:`~diffstyle_lab.stats.bootstrap.recentre`) first.
     """
     check_level(level)
     h, g = _check_pair(table["h"], table["g"], "the table's h and g")
@@ -207,7 +208,7 @@ def trajectory_cosine(a, b) -> np.ndarray:
     ha = a.h if isinstance(a, Inversion) else a
     hb = b.h if isinstance(b, Inversion) else b
     if isinstance(a, Inversion) and isinstance(b, Inversion) and list(a.ts) != list(b.ts):
-        raise ValueError(f"the inversions recorded h at different timesteps ({_short(a.ts)} vs {_short(b.ts)}); "
+        raise ValueError(f"the inversions recorded h at different timesteps ({short_grid(a.ts)} vs {short_grid(b.ts)}); "
                          "invert both on the same grid")
     if not (torch.is_tensor(ha) and torch.is_tensor(hb)) or ha.dim() < 3:
         raise ValueError("trajectory_cosine: pass two Inversion objects or two B×n×C×H×W tensors")
@@ -215,7 +216,7 @@ def trajectory_cosine(a, b) -> np.ndarray:
         raise ValueError(f"trajectory_cosine: h trajectories have different shapes {tuple(ha.shape)} and "
                          f"{tuple(hb.shape)}")
     fa, fb = ha.flatten(2).double(), hb.flatten(2).double()
-    return ((fa * fb).sum(-1) / (fa.norm(dim=-1) * fb.norm(dim=-1)).clamp_min(_TINY)).cpu().numpy()
+    return ((fa * fb).sum(-1) / (fa.norm(dim=-1) * fb.norm(dim=-1)).clamp_min(TINY)).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,10 +238,10 @@ def save_frame(df, path) -> Path:
     return path
 
 
-_STYLE = {"r_homo": ("r_homo", "C0", "-"), "r_hetero": ("r_hetero", "C3", "-"),
-          "replace": ("r_alt replace", "C1", "--"), "add": ("r_alt add", "C2", "--"),
-          "lerp": ("r_alt lerp", "C4", ":"), "slerp": ("r_alt slerp", "C5", "-."),
-          "normalised_slerp": ("r_alt normalised Slerp", "k", (0, (1, 2)))}
+def line_styles() -> dict:
+    """(legend label, colour, line style) per statistic and per mixing rule (from :data:`maths.MIX_RULES`)."""
+    return {"r_homo": ("r_homo", "C0", "-"), "r_hetero": ("r_hetero", "C3", "-"),
+            **{r.name: (f"r_alt {r.title or r.label}", *r.line) for r in maths.MIX_RULES.values()}}
 
 
 def plot_correlations(df, path=None, *, title: str | None = None, norms: bool = True):
@@ -258,10 +259,11 @@ def plot_correlations(df, path=None, *, title: str | None = None, norms: bool = 
     fig = Figure(figsize=(6.2 * ncols, 4.2))
     axes = fig.subplots(1, ncols, squeeze=False)
     ax = axes[0, 0]
+    styles = line_styles()
     for (stat, setting), grp in corr.groupby(["statistic", "setting"], sort=False):
         grp = grp.sort_values("t")
         main = stat in ("r_homo", "r_hetero")
-        label, colour, ls = _STYLE.get(stat if main else setting, (f"{stat} {setting}", None, "-"))
+        label, colour, ls = styles.get(stat if main else setting, (f"{stat} {setting}", None, "-"))
         if stat == "r_inject":
             label, ls, colour = f"r measured in injection ({setting})", "-", colour or "C7"
         line, = ax.plot(grp["t"], grp["value"], ls=ls, color=colour, lw=2.2 if main else 1.4, label=label,

@@ -1,8 +1,8 @@
-"""Per-sample norms of h and g along sampling trajectories: the collector behind :mod:`diffstyle_lab.stats`.
+"""Per-sample norms of h and g along sampling trajectories: the collector behind :mod:`diffstyle_lab.stats.estimators`.
 
 :class:`NormCollector` (a sampler callback) keeps only per-sample scalars, never a feature map;
 :class:`NormTable` holds them (n×T per quantity); :func:`collect` streams the sampler over n samples in
-resumable batches. :mod:`diffstyle_lab.stats` re-exports the public names.
+resumable batches. :mod:`diffstyle_lab.stats.estimators` re-exports the public names.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import maths
-from .sampling import InjectionConfig, Inversion, StepInfo, ddim_invert, generate, reverse, timestep_grid
+from .. import maths
+from ..sampling import InjectionConfig, Inversion, StepInfo, ddim_invert, generate, reverse, timestep_grid
 
 PHASES = {"reverse": ("generate", "inject"), "invert": ("invert",), "generate": ("generate",), "inject": ("inject",)}
-_TINY = 1e-300
+TINY = 1e-300
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,8 +37,8 @@ class MixSetting:
     gamma: float
 
     def __post_init__(self):
-        if self.method not in maths.MIX_METHODS:
-            raise ValueError(f"MixSetting {self.name!r}: method={self.method!r}; choose one of {maths.MIX_METHODS}")
+        if self.method not in maths.MIX_RULES:
+            raise ValueError(f"MixSetting {self.name!r}: method={self.method!r}; choose one of {maths.mix_methods()}")
         if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma)):
             raise ValueError(f"MixSetting {self.name!r}: gamma={self.gamma!r} must be a finite number")
         if not self.name or any(c in self.name for c in "[],"):
@@ -46,11 +46,11 @@ class MixSetting:
 
 
 def alt_settings(gamma: float = 0.3) -> tuple[MixSetting, ...]:
-    """The five settings of §6/§8: replace (h̃ = h^(j)), add (h̃ = h^(i) + h^(j), the paper's "add"),
-    lerp, slerp and normalised Slerp with content share γ (the paper's 0.3 by default)."""
-    return (MixSetting("replace", "replace", 1.0), MixSetting("add", "add", 1.0),
-            MixSetting("lerp", "lerp", gamma), MixSetting("slerp", "slerp", gamma),
-            MixSetting("normalised_slerp", "normalised_slerp", gamma))
+    """One setting per mixing rule of :data:`~diffstyle_lab.maths.MIX_RULES` (§6/§8): replace (h̃ = h^(j)),
+    add (h̃ = h^(i) + h^(j), the paper's "add"), lerp, slerp and normalised Slerp with content share γ (the
+    paper's 0.3 by default); a rule's ``ablation`` fixes its γ (γ 1 where the rule ignores it)."""
+    return tuple(MixSetting(r.name, r.name, float(r.ablation.get("gamma", gamma) if r.uses_gamma else 1.0))
+                 for r in maths.MIX_RULES.values() if r.ablation is not None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,11 +145,11 @@ class NormCollector:
             for s in self.settings:
                 mixed = maths.mix_h(h, hp, s.gamma, s.method)
                 v[f"h_tilde[{s.name}]"] = mixed.norm(dim=1).numpy()
-                v[f"energy[{s.name}]"] = (((mixed - h) ** 2).sum(1) / hn2.clamp_min(_TINY)).numpy()
+                v[f"energy[{s.name}]"] = (((mixed - h) ** 2).sum(1) / hn2.clamp_min(TINY)).numpy()
         if self.injection and info.h_tilde is not None:
             ht = _flat(info.h_tilde)
             v["h_tilde"] = ht.norm(dim=1).numpy()
-            v["energy"] = (((ht - h) ** 2).sum(1) / hn2.clamp_min(_TINY)).numpy()
+            v["energy"] = (((ht - h) ** 2).sum(1) / hn2.clamp_min(TINY)).numpy()
             if info.h_content is not None:
                 v["cos_content"] = _cos(h, _flat(info.h_content).expand_as(h))
         nan = np.full(b, np.nan)
@@ -164,7 +164,7 @@ class NormCollector:
             self._ts = ts
         elif not np.array_equal(ts, self._ts):
             raise ValueError(f"batch starting at sample {self._start} visited {len(ts)} timesteps "
-                             f"{_short(ts)} but the first batch visited {len(self._ts)} {_short(self._ts)}; "
+                             f"{short_grid(ts)} but the first batch visited {len(self._ts)} {short_grid(self._ts)}; "
                              "use one grid (steps, spacing) for every batch of a collector")
         for q in self.quantities:
             self._done[q].append(np.stack([self._cur[t][q] for t in ts], axis=1))
@@ -192,10 +192,10 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(_TINY)).numpy()
+    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(TINY)).numpy()
 
 
-def _short(ts) -> str:
+def short_grid(ts) -> str:
     ts = list(map(int, ts))
     return str(ts) if len(ts) <= 6 else f"[{ts[0]}, {ts[1]}, …, {ts[-1]}]"
 

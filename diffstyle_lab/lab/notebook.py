@@ -15,6 +15,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..models import data_path  # noqa: F401  (nb.data_path: the checkout's data/, else the shipped data)
+
 __all__ = ["load", "injection_defaults", "data_path", "sample_images", "sample_pairs", "load_folder", "InversionStore",
            "to_rgb", "grid_figure", "row_figure", "png_bytes", "show", "save_figure", "Explorer", "mask_toggles",
            "mask_from_cells", "upsample_mask", "h_shape", "ood_folder", "stopwatch"]
@@ -29,8 +31,8 @@ def load(model=None, device: str | None = None, threads: int | None = None):
 
     ``threads``: torch's CPU thread count for the kernel (None: torch's default). The small default
     model gains nothing from several threads, and on a busy machine they can make a step far slower."""
-    from .devices import pick_device
-    from .models import load_default_model, load_model
+    from ..devices import pick_device
+    from ..models import load_default_model, load_model
     if threads:
         torch.set_num_threads(int(threads))
     dev = pick_device(device, what="device")
@@ -42,31 +44,25 @@ def load(model=None, device: str | None = None, threads: int | None = None):
 def injection_defaults(model, t_edit: int | None = None, t_boost: int | None = None) -> tuple[int, int]:
     """``(t_edit, t_boost)``: the values given, and for those left None the model's own defaults
     (:meth:`InjectionConfig.for_model`)."""
-    from .sampling import InjectionConfig
+    from ..sampling import InjectionConfig
     cfg = InjectionConfig.for_model(model)
     return int(cfg.t_edit if t_edit is None else t_edit), int(cfg.t_boost if t_boost is None else t_boost)
 
 
-def data_path(*parts) -> Path:
-    """A path under the project's ``data/`` folder (``$DIFFSTYLE_LAB_DATA`` overrides)."""
-    from .models import data_dir
-    return data_dir().joinpath(*parts)
-
-
 def ood_folder() -> Path:
-    """``data/ood`` (the shipped out-of-domain style images, made by :mod:`diffstyle_lab.procedural`)."""
+    """``data/ood`` (the shipped out-of-domain style images, made by :mod:`diffstyle_lab.faces.procedural`)."""
     return data_path("ood")
 
 
 def load_folder(folder, size: int, fit: str = "crop") -> tuple[torch.Tensor, list[str]]:
     """Every image of a folder as an N×3×size×size tensor in [−1, 1], and the file stems."""
-    from .images import list_images, load_image
+    from ..images import list_images, load_image
     files = list_images(folder)
     return torch.cat([load_image(f, size, fit=fit) for f in files]), [f.stem for f in files]
 
 
 def sample_images(kind: str = "content", size: int = 32) -> tuple[torch.Tensor, list[str]]:
-    """The shipped sample faces ``data/samples/<kind>/*.png`` (kind: ``content`` | ``style``)."""
+    """The shipped sample faces ``diffstyle_lab/data/samples/<kind>/*.png`` (kind: ``content`` | ``style``)."""
     if kind not in ("content", "style"):
         raise ValueError(f"kind={kind!r}: choose 'content' or 'style'")
     return load_folder(data_path("samples", kind), size)
@@ -106,15 +102,15 @@ class InversionStore:
     """
 
     def __init__(self, model, steps: int = 50, spacing: str = "authors", record_last: bool = True, disk=None):
-        from .cache import InversionCache
+        from ..cache import InversionCache
         self.model, self.steps, self.spacing, self.record_last = model, int(steps), spacing, record_last
         self.disk = (InversionCache() if disk is True else InversionCache(disk)) if disk else None
         self._mem: dict[str, object] = {}
         self.hits, self.misses, self.seconds = 0, 0, 0.0
 
     def __call__(self, images: torch.Tensor):
-        from .cache import InversionCache
-        from .sampling import Inversion, check_images, ddim_invert
+        from ..cache import InversionCache, cached_invert
+        from ..sampling import Inversion, check_images
         x = check_images(self.model, images)
         keys = [InversionCache.key(self.model, xi, self.steps, self.spacing, self.record_last) for xi in x]
         miss = [k for k in keys if k not in self._mem]
@@ -123,8 +119,8 @@ class InversionStore:
         todo = list(dict.fromkeys(miss))            # the same image twice in one batch is inverted once
         if todo:
             t0 = time.perf_counter()
-            inv = ddim_invert(self.model, x[[keys.index(k) for k in todo]], self.steps, self.spacing,
-                              record_last=self.record_last, progress=False, cache=self.disk)
+            inv = cached_invert(self.model, x[[keys.index(k) for k in todo]], self.steps, self.spacing,
+                                record_last=self.record_last, progress=False, cache=self.disk)
             self.seconds += time.perf_counter() - t0
             for j, k in enumerate(todo):
                 self._mem[k] = inv.select([j])
@@ -364,7 +360,7 @@ class Explorer:
 
 def h_shape(model) -> tuple[int, ...]:
     """C×H×W of h for ``model`` at its own image size."""
-    from .cache import h_shape as shape_of_h
+    from ..cache import h_shape as shape_of_h
     return shape_of_h(model, (model.in_channels, model.sample_size, model.sample_size))
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import key_report
+from ..models import key_report
 
 DDPM_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 
@@ -486,7 +486,7 @@ def convert(ckpt, out, *, sample_size: int | None = None, norm_num_groups: int =
     """Convert ``ckpt`` (original DDPM layout) to a diffusers folder ``out``; returns the record
     written to ``out/conversion.json``. Nothing is left in ``out`` when the conversion fails."""
     from diffusers import DDPMScheduler
-    from .cache import file_sha256
+    from ..cache import file_sha256
     ckpt, out = Path(ckpt), Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConversionError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--force)")

@@ -1,5 +1,5 @@
 """The one statistics core: seeded bootstrap resampling and percentile intervals, used by
-:mod:`diffstyle_lab.stats` (h/g correlations) and :mod:`diffstyle_lab.evaluate` (sweeps and claims).
+:mod:`diffstyle_lab.stats.estimators` (h/g correlations) and :mod:`diffstyle_lab.evaluate` (sweeps and claims).
 
 * **Indices** are a pure function of (n, n_boot, seed), drawn from ``SeedSequence([seed, n, STREAM])``
   (:func:`stream`; ``STREAM`` keeps them apart from the toolkit's other seeded draws). Statistics on the same

@@ -3,7 +3,7 @@
 Used to judge results without downloaded networks: does an injected face keep the content
 image's hair/eyes/mouth (content) and take the style image's background/skin/hair colour (style)?
 Its penultimate features also give a Fréchet distance for sample quality (a small, domain-specific
-stand-in for FID). Weights ship in ``data/models/factor_classifier`` (safetensors + JSON).
+stand-in for FID). Weights ship in ``diffstyle_lab/data/models/factor_classifier`` (safetensors + JSON).
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ class FactorNet(nn.Module):
 
 
 def default_path() -> Path:
-    from .models import data_dir
-    return data_dir() / "models" / "factor_classifier"
+    from ..models import data_path
+    return data_path("models", "factor_classifier")
 
 
 def save(net: FactorNet, path) -> None:
@@ -93,7 +93,7 @@ def load(path=None) -> FactorNet:
     path = Path(path) if path else default_path()
     if not (path / "model.safetensors").exists():
         raise FileNotFoundError(f"no factor classifier at {path}: train one with "
-                                "`python -m diffstyle_lab.factors --out PATH` (needs the [data] extra)")
+                                "`python -m diffstyle_lab.faces.factors --out PATH` (needs the [data] extra)")
     cfg = json.loads((path / "config.json").read_text())
     net = FactorNet(cfg["space"], width=cfg.get("width", 32))
     net.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)

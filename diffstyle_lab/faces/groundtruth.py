@@ -1,7 +1,7 @@
 """Ground truth for content injection on the procedural faces: the *ideal* result of every pair.
 
 The ideal of a (content, style) pair is the content image's content factors (identity and pose)
-rendered in the style image's colours (:func:`diffstyle_lab.avatars.ideal`). Each factor is judged
+rendered in the style image's colours (:func:`diffstyle_lab.faces.avatars.ideal`). Each factor is judged
 by a *counterfactual* render, the ideal with that one factor taken from the other image: a result
 "has the content's pose" when, on the pixels where the two renders differ, it is nearer the ideal
 than the ideal with the style image's pose.
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from . import avatars as A
-from .metrics import ssim
-from .sampling import InjectionConfig, ddim_invert, reverse
+from ..evaluate.metrics import ssim
+from ..sampling import InjectionConfig, ddim_invert, reverse
 
 # Content factors judged by counterfactuals: the pose factors one by one, and the identity
 # (family + hair/eyes/mouth/clothes) as one; colours judged the same way from the other side.

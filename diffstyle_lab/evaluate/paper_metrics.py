@@ -2,7 +2,7 @@
 slots that activate when their network weights are on this machine (``data/weights/`` or an
 environment variable per network); without them each raises :class:`MissingWeightsError` saying which
 file to put where. Weights load strictly from safetensors or ``torch.load(weights_only=True)``.
-The metrics that need no downloaded network are in :mod:`diffstyle_lab.metrics`.
+The metrics that need no downloaded network are in :mod:`diffstyle_lab.evaluate.metrics`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .metrics import _layer_outputs, cosine_similarity, gram_distance
+from .metrics import layer_outputs, cosine_similarity, gram_distance
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -54,7 +54,7 @@ PAPER_WEIGHTS = {
 def weights_dir() -> Path:
     """Where the paper-metric weights are looked for by default: ``<data>/weights`` (``$DIFFSTYLE_LAB_DATA``
     moves ``<data>``)."""
-    from .models import data_dir
+    from ..models import data_dir
     return data_dir() / "weights"
 
 
@@ -224,7 +224,7 @@ class VGGFeatures(nn.Module):
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x):
-        return _layer_outputs(self.features, ((x + 1) / 2 - self.mean) / self.std, self.taps)
+        return layer_outputs(self.features, ((x + 1) / 2 - self.mean) / self.std, self.taps)
 
 
 class VGGGram:
@@ -408,7 +408,7 @@ class InceptionFID:
         return torch.cat([self.net(x[i:i + batch]) for i in range(0, len(x), batch)])
 
     def fid(self, a: torch.Tensor, b: torch.Tensor) -> float:
-        from .factors import frechet_distance
+        from ..faces.factors import frechet_distance
         return frechet_distance(self.features(a), self.features(b))
 
 

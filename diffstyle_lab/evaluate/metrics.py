@@ -96,7 +96,7 @@ def gram_distance(feats_a, feats_b) -> torch.Tensor:
 CLASSIFIER_GRAM_LAYERS = (1, 3, 6, 8, 11)
 
 
-def _layer_outputs(seq, x: torch.Tensor, layers) -> list[torch.Tensor]:
+def layer_outputs(seq, x: torch.Tensor, layers) -> list[torch.Tensor]:
     """The outputs of the modules of ``seq`` (an ``nn.Sequential``) whose index is in ``layers``."""
     want, out, last = set(layers), [], max(layers)
     for k, mod in seq.named_children():
@@ -115,7 +115,7 @@ def classifier_activations(net, x: torch.Tensor, layers=CLASSIFIER_GRAM_LAYERS) 
     """Intermediate activations of the factor classifier's conv stack (``net.body``) at ``layers``."""
     if x.shape[-1] != 32:
         x = F.interpolate(x, size=(32, 32), mode="area")
-    return _layer_outputs(net.body, x, layers)
+    return layer_outputs(net.body, x, layers)
 
 
 def classifier_gram_distance(net, a: torch.Tensor, b: torch.Tensor, layers=CLASSIFIER_GRAM_LAYERS) -> torch.Tensor:

@@ -184,7 +184,7 @@ class ColourSwap:
     Call :meth:`prepare` before each forward; the exported model is a plain ``UNet2DModel``."""
 
     def __init__(self, unet, twins: torch.Tensor):
-        from .hooks import HookedUNet
+        from ..hooks import HookedUNet
         self.hooked, self.twins, self.h = HookedUNet(unet), twins, None
         self.handle = unet.mid_block.register_forward_hook(self._hook)
 
@@ -251,7 +251,7 @@ class Trainer:
         self.cfg, self.data, self.device = cfg, data, torch.device(device)
         self.model = build_unet(cfg.layout, cfg.image_size)
         if cfg.init:
-            from .models import load_unet_folder
+            from ..models import load_unet_folder
             self.model.load_state_dict(load_unet_folder(Path(cfg.init) / "unet").state_dict(), strict=True)
         self.model.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
