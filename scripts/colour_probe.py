@@ -4,11 +4,11 @@
         --out docs/emergence/colour_probe.csv
 
 For each model and grid t, on posed faces (``--upright``: upright faces) and rows keyed by ``probe``:
-- ``content_in_h``: :func:`diffstyle_lab.probe.h_influence` between a face and another identity in the
+- ``content_in_h``: :func:`diffstyle_lab.stats.probe.h_influence` between a face and another identity in the
   same colours (how much of a *content* difference swapping h alone brings; want high);
-- ``colour_in_h``: :func:`diffstyle_lab.probe.colour_in_h`, the same between a face and its recoloured
+- ``colour_in_h``: :func:`diffstyle_lab.stats.probe.colour_in_h`, the same between a face and its recoloured
   twin (how much of a *colour* difference h alone brings; the paper's split wants low);
-- ``colour_skip_L``: :func:`diffstyle_lab.probe.skip_influence` with the twin, the skips into up block L
+- ``colour_skip_L``: :func:`diffstyle_lab.stats.probe.skip_influence` with the twin, the skips into up block L
   swapped (L = 0 next to h): where the decoder reads colour from.
 Prints a summary per model (mean of r over t ≥ ``--t-min``) and appends the rows to ``--out``.
 """

@@ -5,9 +5,9 @@
 
 1. Renders the training faces on every core (posed and upright faces, each with its recoloured twin for
    the colour swap), deterministic in ``--data-seed``: nothing has to be carried but the code.
-2. Builds one :class:`diffstyle_lab.train.Trainer` per candidate (``CANDIDATES``: the control and the
+2. Builds one :class:`diffstyle_lab.faces.train.Trainer` per candidate (``CANDIDATES``: the control and the
    skip-dropout / colour-swap variants) and runs them in lock-step: step k of every candidate sees the
-   same faces, t, noise and coin flips (``train.draw_batch``), so differences between them are the
+   same faces, t, noise and coin flips (``faces.train.draw_batch``), so differences between them are the
    recipes' own. bf16 autocast on CUDA.
 3. Times the first steps, then fixes the step count that fits ``--budget`` seconds of training (the cosine
    learning-rate schedule needs it), and trains to it.

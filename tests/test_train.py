@@ -152,3 +152,26 @@ def test_colour_swap_must_be_a_probability(tmp_path):
     with pytest.raises(ValueError, match="colour_swap=1.5"):
         train(TrainConfig(out=str(tmp_path / "x"), colour_swap=1.5))
     assert not (tmp_path / "x").exists()
+
+
+def test_trainer_step_is_the_same_in_lock_step_and_alone(tmp_path):
+    """Two Trainers fed the same draw_batch give the weights train() gives for the same config (the
+    GPU script's lock-step loop is train()'s step, not a copy of it); the schedule decays to lr/10."""
+    import torch
+    from diffstyle_lab.faces.train import Trainer, draw_batch, _training_data
+    cfg = TrainConfig(out=str(tmp_path / "a"), steps=3, batch_size=4, n_train=8, checkpoint_every=3, progress=False,
+                      warmup=1, schedule="cosine", skip_drop=0.5, skip_drop_levels=2)
+    alone = train(cfg)
+    data = _training_data(cfg)
+    trs = []
+    for _ in range(2):
+        torch.manual_seed(cfg.seed)             # as train() does before building its model
+        trs.append(Trainer(cfg, data))
+    for step in range(cfg.steps):
+        b = draw_batch(step, cfg.seed, len(data), cfg.batch_size, data.shape[1:], True, False)
+        for tr in trs:
+            tr.step(step, b)
+    for tr in trs:
+        for x, y in zip(alone.state_dict().values(), tr.ema.state_dict().values()):
+            assert torch.equal(x, y)
+    assert trs[0].lr(0) == cfg.lr and abs(trs[0].lr(cfg.steps) - cfg.lr / 10) < 1e-12

@@ -75,7 +75,7 @@ def peak(rows: list[dict], lo: int = 0, hi: int = 999, key: str = "r") -> tuple[
 @torch.no_grad()
 def colour_in_h(model, faces: torch.Tensor, twins: torch.Tensor, steps: int = 50, ts=None) -> list[dict]:
     """How much *colour* h carries: :func:`h_influence` between each face and its recoloured twin (the same
-    content factors in other colours, :func:`diffstyle_lab.avatars.same_identity_other_colours`).
+    content factors in other colours, :func:`diffstyle_lab.faces.avatars.same_identity_other_colours`).
 
     ``r`` here is the share of the colour change between the two predictions that swapping h alone
     brings: 0 is the paper's split (colour stays with x_t and the skips), 1 means h carries all of it."""
