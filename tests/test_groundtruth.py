@@ -86,3 +86,28 @@ def test_the_shipped_model_reads_h_and_the_first_one_did_not():
         peaks[name] = probe.peak(probe.h_influence(m, gt.content, gt.style, steps=10), 300, 800)[1]
     assert peaks["first"] < R_FIRST_MAX, peaks
     assert peaks["shipped"] > R_SHIPPED_MIN, peaks
+
+
+def test_colour_probe_is_the_h_probe_on_twins_and_skip_swaps_are_measured_by_level():
+    """colour_in_h is h_influence between a face and its twin; skip_influence's "h" row is the same swap;
+    swapping a level's skips for the image's own changes nothing; every up block is probed."""
+    from diffstyle_lab.stats import probe
+    from diffstyle_lab.models import tiny_model
+    m = tiny_model(seed=0)
+    m.unet.double()
+    g = torch.Generator().manual_seed(1)
+    x, y = (torch.rand(2, 3, m.sample_size, m.sample_size, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(2))
+    colour = probe.colour_in_h(m, x, y, steps=4)
+    assert colour == probe.h_influence(m, y, x, steps=4)
+    rows = probe.skip_influence(m, y, x, steps=4)
+    levels = len(m.unet.up_blocks)
+    assert len(rows) == len(colour) * (levels + 1)
+    for c in colour:
+        at_t = {r["level"]: r["r"] for r in rows if r["t"] == c["t"]}
+        assert set(at_t) == {"h", *range(levels)}
+        assert abs(at_t["h"] - c["r"]) < 1e-9                       # the same replacement, the same ratio
+        assert all(v > 0 for v in at_t.values())                     # every swap moves P_t on distinct images
+    same = probe.skip_influence(m, x, x.clone(), steps=4)
+    assert all(r["r"] == 0.0 for r in same)                          # own skips: nothing moves
+    with pytest.raises(ValueError, match="pair up"):
+        probe.skip_influence(m, x, x[:1], steps=4)
