@@ -130,15 +130,48 @@ def select(sources: list[Path], only) -> list[Path]:
 COST_HINT = {"03_correlations": 5.0, "08_sweep": 2.5, "05_calibration": 1.5, "04_slerp": 1.4}
 
 
-def auto_jobs(n: int) -> int:
-    """How many notebooks to run at once: one per CPU core that is free now (cores minus the
-    1-minute load average, each notebook's kernel using one thread), at least 1, at most ``n``."""
-    cores = os.cpu_count() or 1
+def cpu_times(text: str) -> tuple[float, float]:
+    """``(busy, total)`` jiffies of all CPUs from the text of ``/proc/stat`` (its first ``cpu`` line:
+    user nice system idle iowait irq softirq steal …; idle and iowait are not busy; guest time is
+    already counted in user)."""
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0] == "cpu":
+            v = [float(x) for x in f[1:9]]
+            v += [0.0] * (8 - len(v))
+            total = sum(v)
+            return total - v[3] - v[4], total
+    raise ValueError("no aggregate 'cpu' line in /proc/stat")
+
+
+def busy_cores(window: float = 0.5, stat: str = "/proc/stat") -> float | None:
+    """How many cores were busy, on average, over the next ``window`` seconds (two reads of
+    ``/proc/stat``); None where there is no /proc/stat (macOS, Windows)."""
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):   # no load average (Windows): assume the cores are free
-        load = 0.0
-    return max(1, min(n, int(cores - load + 0.5)))
+        with open(stat) as fh:
+            b0, t0 = cpu_times(fh.read())
+        time.sleep(window)
+        with open(stat) as fh:
+            b1, t1 = cpu_times(fh.read())
+    except (OSError, ValueError):
+        return None
+    cores = os.cpu_count() or 1
+    return cores * (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def auto_jobs(n: int, window: float = 0.5) -> int:
+    """How many notebooks to run at once: one per CPU core that is free now (cores minus the cores
+    busy over a short ``window`` read from /proc/stat — not the 1-minute load average, which still
+    counts an install that just finished; the load average only where /proc/stat is absent), each
+    notebook's kernel using one thread; at least 1, at most ``n``."""
+    cores = os.cpu_count() or 1
+    busy = busy_cores(window)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):   # no load average (Windows): assume the cores are free
+            busy = 0.0
+    return max(1, min(n, int(cores - busy + 0.5)))
 
 
 def longest_first(sources: list[Path], out: Path, quick: bool) -> list[Path]:
