@@ -18,7 +18,7 @@ import torch
 
 __all__ = ["load", "injection_defaults", "data_path", "sample_images", "sample_pairs", "load_folder", "InversionStore",
            "to_rgb", "grid_figure", "row_figure", "png_bytes", "show", "save_figure", "Explorer", "mask_toggles",
-           "mask_from_cells", "upsample_mask", "h_shape", "ood_folder", "stopwatch", "config", "varied",
+           "mask_from_cells", "upsample_mask", "h_shape", "ood_folder", "stopwatch", "config", "varied", "save_settings",
            "load_images", "load_pairs", "baseline_images", "reference_measures", "draw_references", "compare",
            "claim", "claims", "effect", "interval_text", "gap_sentence", "model_folder", "read_summary", "paper_box",
            "show_box", "NO_INJECTION", "PIXEL_BLEND", "REINHARD", "REFERENCES"]
@@ -473,6 +473,28 @@ def varied(cfg, model, fields: Sequence[str] = ("gamma", "t_edit", "t_boost", "c
         "settings varied on purpose: " + "; ".join(diff) + "; everything else the model's defaults"
 
 
+SETTINGS_FILE = "settings.json"
+CHECKED_FIELDS = ("gamma", "t_edit", "t_boost", "calibrate", "omega", "method")
+
+
+def save_settings(out_dir, model, cfg, **on_purpose) -> dict:
+    """Record the settings a notebook injected with: ``out_dir/settings.json`` with the config its
+    injections start from, the model's stored defaults, and ``on_purpose`` — ``{field: why}`` for
+    the fields a figure varies on purpose (a test checks every other field equals the model's
+    default). Returns the record; writes nothing when ``out_dir`` is falsy."""
+    import dataclasses
+    from .sampling import InjectionConfig
+
+    def plain(c):
+        return {k: v for k, v in dataclasses.asdict(c).items() if k in CHECKED_FIELDS}
+    rec = {"model": str(getattr(model, "source", model)), "config": plain(cfg),
+           "model_defaults": plain(InjectionConfig.for_model(model)), "varied_on_purpose": dict(on_purpose)}
+    if out_dir:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / SETTINGS_FILE).write_text(json.dumps(rec, indent=1))
+    return rec
+
+
 # ---------------------------------------------------------------------------------------------
 # Images: any folder, at the model's size
 
@@ -573,7 +595,10 @@ def effect(lo: float, hi: float) -> str:
     return "no effect detected"
 
 
-def compare(result, reference, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+MIN_N = 4      # fewer pairs than this: a bootstrap interval means little, none is given
+
+
+def compare(result, reference, n_boot: int = 1000, seed: int = 0, level: float = 0.95, min_n: int = MIN_N) -> dict:
     """``result`` against ``reference``: each per-unit values (the same units, in the same order: a
     paired bootstrap of the difference of means, :func:`diffstyle_lab.bootstrap.paired_difference`),
     a ``(value, low, high)`` triple, or (reference only) a number. Returns ``{"value", "ref",
@@ -587,7 +612,7 @@ def compare(result, reference, n_boot: int = 1000, seed: int = 0, level: float =
         if a.shape != b.shape:
             raise ValueError(f"compare: per-unit values must be on the same units, got {a.size} and {b.size}")
         n = int(np.isfinite(a - b).sum())
-        if n >= 2:
+        if n >= max(int(min_n), 2):
             d = paired_difference(a, b, n_boot=n_boot, level=level, seed=seed)
             va = bootstrap_ci(a, n_boot, level, seed)
             vb = bootstrap_ci(b, n_boot, level, seed)
@@ -612,7 +637,7 @@ def compare(result, reference, n_boot: int = 1000, seed: int = 0, level: float =
 
 
 def claim(what: str, result, references: Mapping, better: str | None = None, share: bool = False, digits: int = 3,
-          n_boot: int = 1000, seed: int = 0, level: float = 0.95, name: str = "injection") -> str:
+          n_boot: int = 1000, seed: int = 0, level: float = 0.95, name: str = "injection", min_n: int = MIN_N) -> str:
     """The one way a notebook turns measured numbers into a summary sentence.
 
     ``result``: the method's per-pair values (or a ``(value, low, high)`` triple); ``references``:
@@ -629,7 +654,7 @@ def claim(what: str, result, references: Mapping, better: str | None = None, sha
         if label not in refs or refs[label] is None:
             parts.append(f"{label}: not measured")
             continue
-        c = compare(result, refs[label], n_boot=n_boot, seed=seed, level=level)
+        c = compare(result, refs[label], n_boot=n_boot, seed=seed, level=level, min_n=min_n)
         first = first or c
         if c["n"] is not None:
             n_used.add(c["n"])
@@ -640,8 +665,12 @@ def claim(what: str, result, references: Mapping, better: str | None = None, sha
                      f"{interval_text(*c['diff'], share=share, digits=digits, sign=True)} — {word}")
     head = f"{what}: {name} {interval_text(*first['value'], share=share, digits=digits)}" if first else \
         f"{what}: {name} {interval_text(*(_triple(result) or (float(np.nanmean(result)), np.nan, np.nan)), share=share, digits=digits)}"
-    how = f"n = {', '.join(map(str, sorted(n_used)))} pairs, paired bootstrap {int(level * 100)} % CI" if n_used and \
-        max(n_used) >= 2 else ("one pair: no interval" if n_used else f"{int(level * 100)} % intervals")
+    if n_used and max(n_used) >= max(min_n, 2):
+        how = f"n = {', '.join(map(str, sorted(n_used)))} pairs, paired bootstrap {int(level * 100)} % CI"
+    elif n_used:
+        how = f"n = {max(n_used)} pair{'s' if max(n_used) > 1 else ''}: too few for an interval (at least {min_n})"
+    else:
+        how = f"{int(level * 100)} % intervals"
     return head + "; " + "; ".join(parts) + f" ({how})."
 
 

@@ -450,7 +450,9 @@ def test_claim_compares_with_no_injection_and_both_baselines():
     assert "Reinhard colour transfer: not measured" in nb.claim("x", up, {nb.NO_INJECTION: base})
     # one pair: no interval, said so
     s1 = nb.claim("x", [0.3], {nb.NO_INJECTION: [0.2], nb.PIXEL_BLEND: [0.1], nb.REINHARD: [0.4]})
-    assert "no interval (n too small)" in s1 and "one pair: no interval" in s1
+    assert "no interval (n too small)" in s1 and "n = 1 pair: too few for an interval" in s1
+    assert "too few for an interval (at least 4)" in nb.claim("x", up[:3], {k: v[:3] for k, v in refs.items()})
+    assert "n = 3 pairs, paired bootstrap" in nb.claim("x", up[:3], {k: v[:3] for k, v in refs.items()}, min_n=3)
     with pytest.raises(ValueError, match="same units"):
         nb.compare([1.0, 2.0], [1.0, 2.0, 3.0])
 
