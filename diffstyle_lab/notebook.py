@@ -167,7 +167,13 @@ def _draw(ax, img, cmap="magma"):
         ax.axis("off")
         return
     a = to_rgb(img)
-    ax.imshow(a, cmap=cmap if a.ndim == 2 else None, interpolation="nearest")
+    kw = {}
+    if a.ndim == 2 and a.size and np.nanmin(a) == np.nanmax(a):
+        # a constant map (e.g. a mask that is on everywhere): imshow would auto-scale it to one end of
+        # the colour map; draw it on [0, 1] (or on [0, v] / [v, 0]) instead
+        v = float(np.nanmax(a))
+        kw = dict(vmin=min(0.0, v), vmax=max(1.0, v))
+    ax.imshow(a, cmap=cmap if a.ndim == 2 else None, interpolation="nearest", **kw)
 
 
 def grid_figure(rows: Sequence[Sequence], row_labels: Sequence[str] | None = None,
