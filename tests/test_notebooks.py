@@ -139,28 +139,56 @@ def test_notebook_executes_with_quick_parameters(executed, name):
         assert "re-render" in text and "took" in text
 
 
-@pytest.mark.slow
-def test_notebooks_run_on_another_checkpoint(tmp_path):
-    """``model=<folder>`` runs a notebook on any diffusers checkpoint: here a tiny random 16-px
-    U-Net whose h grid is 8×8 (not the default model's 4×4)."""
-    import nbformat
-    from diffstyle_lab import run_notebooks as rn
+def _stranger_workspace(root):
+    """A tiny random 64-px diffusers U-Net (h grid 16×16, not the default model's 32 px and 4×4) saved
+    as a pipeline folder, and folders of user images of other sizes and shapes."""
+    from PIL import Image
     from diffstyle_lab.models import DEFAULT_SCHEDULER, tiny_unet
-    folder = tmp_path / "tiny"
-    tiny_unet(seed=1).save_pretrained(str(folder / "unet"))
+    folder = root / "stranger"
+    tiny_unet(levels=3, sample_size=64, seed=1).save_pretrained(str(folder / "unet"))
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(DEFAULT_SCHEDULER))
-    summary = rn.run_all(only=["01", "06"], out=tmp_path / "out", quick=True, html=False, jobs=2, timeout=600,
-                         parameters={"model": str(folder)}, echo=lambda *a: None)
+    rng = np.random.RandomState(0)
+    for d, shape in (("content", (90, 70, 3)), ("style", (48, 64, 3)), ("ood", (100, 100, 3))):
+        (root / d).mkdir()
+        for i in range(3):
+            Image.fromarray((rng.rand(*shape) * 255).astype(np.uint8)).save(root / d / f"{d}{i}.{'png' if i else 'jpg'}")
+    return folder
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_on_a_stranger_model_and_user_images(tmp_path):
+    """The --quick set on another diffusers U-Net of another size (64 px, random weights), with
+    folders of the user's own images: every notebook, 09 included, runs; each says which model it
+    ran on; 09 says that it has no before/after comparison and no emergence curve for this model;
+    the paper box says "not measured for this model"."""
+    import nbformat
+    from diffstyle_lab import run_notebooks as rn
+    folder = _stranger_workspace(tmp_path)
+    params = {"model": str(folder), "content_dir": str(tmp_path / "content"), "style_dir": str(tmp_path / "style"),
+              "ood_dir": str(tmp_path / "ood")}
+    summary = rn.run_all(out=tmp_path / "out", quick=True, html=False, jobs=1, timeout=600, parameters=params,
+                         echo=lambda *a: None)
+    assert [r["notebook"] for r in summary["notebooks"]] == EXPECTED
     for r in summary["notebooks"]:
-        assert r["ok"], f"{r['notebook']} on a tiny checkpoint: {r['error']}"
+        assert r["ok"], f"{r['notebook']} on a 64-px stranger model: {r['error']} (see {r['ipynb']})"
         assert r["parameters"]["model"] == str(folder)
         nb = nbformat.read(r["ipynb"], as_version=4)
-        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                       if o.output_type == "stream")
-        assert f"model: {folder}" in text
-        if r["notebook"].startswith("06"):
-            assert "h grid 8×8" in text
+        outs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        text = "".join(o.get("text", "") for o in outs if o.output_type == "stream")
+        md = "".join(o.get("data", {}).get("text/markdown", "") for o in outs)
+        assert str(folder) in text, r["notebook"]
+        name = r["notebook"]
+        if name[:2] in ("01", "02", "04", "05", "06", "08"):
+            assert r["parameters"]["content_dir"] == params["content_dir"] and "style_dir" in r["parameters"]
+        if name[:2] in ("02", "04", "05", "06", "08"):
+            assert "not measured for this model" in md, f"{name}: the paper box"
+        if name.startswith("06"):
+            assert "h grid 16×16" in text
+        if name.startswith("07"):
+            assert r["parameters"]["ood_dir"] == params["ood_dir"] and "styles from " + params["ood_dir"] in text
+        if name.startswith("09"):
+            assert "no before/after comparison" in text and "no emergence curve for" in text
 
 
 @pytest.mark.slow
@@ -538,3 +566,93 @@ def test_load_pairs_at_the_models_size_with_clear_errors(tiny, tmp_path):
     Image.new("RGB", (50, 40), (200, 10, 10)).save(tmp_path / "mine" / "a.jpg")
     c, s, cn, sn = nb.load_pairs(tiny, 4, content_dir=tmp_path / "mine")
     assert c.shape == (1, 3, 16, 16) and cn == ["a"] and len(s) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the model's settings, exercises, links, the Colab cell
+
+STORED = json.loads((ROOT / "data" / "models" / "faces32" / "diffstyle_lab.json").read_text())["injection_defaults"]
+
+
+@pytest.mark.slow
+def test_executed_notebooks_injected_with_the_models_defaults(executed):
+    """Every notebook that injects recorded its settings; each field equals the default model's stored
+    default (data/models/faces32/diffstyle_lab.json, read here directly) unless the notebook says it
+    varies that field on purpose. 08's sweep_manifest.json records the stored calibration, ω and t_boost."""
+    out, rows, _ = executed
+    for name in EXPECTED[1:8]:                   # 02 … 08 inject
+        rec = json.loads((out / name / "settings.json").read_text())
+        assert rec["model_defaults"] == {**rec["model_defaults"], **STORED}, name
+        for k, v in rec["config"].items():
+            if k not in rec["varied_on_purpose"]:
+                assert v == rec["model_defaults"][k], f"{name}: {k}={v!r} against the model's {rec['model_defaults'][k]!r}"
+    man = json.loads((out / "08_sweep" / "sweep_manifest.json").read_text())
+    assert man["calibrate"] is STORED["calibrate"] is True and man["omega"] == STORED["omega"]
+    assert man["t_boost"] == STORED["t_boost"] and man["method"] == "normalised_slerp"
+    assert man["varied_on_purpose"] == ["gamma", "t_edit"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_no_parameter_defaults_against_the_models_defaults(src):
+    """A parameter named like an injection setting is None (→ the model's default) or the model's stored
+    value, unless its line says it is varied on purpose."""
+    from diffstyle_lab import run_notebooks as rn
+    nb = jupytext.read(str(src))
+    params = rn.declared_parameters(nb)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    for k, v in params.items():
+        if k in STORED or k == "method":
+            line = next(ln for ln in cell.source.splitlines() if ln.startswith(f"{k} ="))
+            assert v is None or v == STORED.get(k, "normalised_slerp") or "varied on purpose" in line, \
+                f"{src.stem}: {k} = {v!r} against the model's {STORED.get(k)!r}"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_course_material(src):
+    """An exercise with a solution cell (tagged, so papermill runs it), previous/next links to notebooks
+    that exist, a link to the glossary and docs/method.md, reading and compute time; notebooks that read
+    images take content_dir and style_dir (07: ood_dir), defaulting to the sample faces."""
+    import re
+    from diffstyle_lab import run_notebooks as rn
+    nb = jupytext.read(str(src))
+    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert any(m_.startswith("## Exercise") for m_ in md), f"{src.stem}: no exercise"
+    sol = [c for c in nb.cells if "solution" in c.get("metadata", {}).get("tags", [])]
+    assert len(sol) == 1 and sol[0].cell_type == "code" and sol[0].source.strip()
+    head = nb.cells[0].source
+    assert "Reading time" in head and "compute" in head and "README.md#glossary" in head and "../docs/method.md" in head
+    links = re.findall(r"\]\(([^)#]+)", head)
+    for link in links:
+        assert (NB_DIR / link).exists(), f"{src.stem}: link {link} points nowhere"
+    params = rn.declared_parameters(nb)
+    if src.stem[:2] in ("01", "02", "04", "05", "06", "08"):
+        assert params.get("content_dir", "missing") is None and params.get("style_dir", "missing") is None
+    if src.stem.startswith("07"):
+        assert params.get("ood_dir", "missing") is None
+
+
+def test_glossary_links_the_method_notes():
+    text = (NB_DIR / "README.md").read_text()
+    assert "## Glossary" in text and "../docs/method.md" in text
+    for sym in ("x_T", "P_t", "D_t", "h", "g", "γ", "ω", "t_edit", "t_boost", "r_homo", "r_hetero"):
+        assert f"| {sym} |" in text or f"| `{sym}` |" in text, f"glossary: {sym} missing"
+    assert "## A real checkpoint on a GPU" in text and "google/ddpm-ema-celebahq-256" in text
+
+
+def test_hosted_setup_cell_says_what_to_set_instead_of_a_key_error(monkeypatch, capsys):
+    """On Colab without DIFFSTYLE_LAB_REPO the first cell prints one sentence and runs nothing."""
+    import types
+    nb = jupytext.read(str(SOURCES[0]))
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.delenv("DIFFSTYLE_LAB_REPO", raising=False)
+    calls = []
+    monkeypatch.setattr(os, "system", lambda cmd: calls.append(cmd) or 1)     # "pip show" fails: not installed
+    exec(compile(first.source, "setup", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Set DIFFSTYLE_LAB_REPO" in out and out.count("\n") == 1
+    assert calls == ["pip show -q diffstyle_lab"]
+    monkeypatch.setenv("DIFFSTYLE_LAB_REPO", "https://example.invalid/dsl.git")
+    exec(compile(first.source, "setup", "exec"), {})
+    assert any("git clone" in c and "example.invalid" in c for c in calls)
+    sys.path.remove("dsl")
