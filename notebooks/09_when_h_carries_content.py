@@ -113,13 +113,14 @@ nb.show(fig)
 # %% [markdown]
 # ## 2. r(t) over the whole trajectory
 #
-# `probe.h_influence` does the same at every grid t (and normalised Slerp at γ = 0.3, the paper's
+# `probe.h_influence` does the same at every grid t (and normalised Slerp at the model's own γ —
+# `InjectionConfig.for_model`, 0.3 for the default model, the paper's
 # default mix, for comparison). It must agree with the hand-made step above.
 
 # %%
 curves = []
 for name, m in models.items():
-    for method, gamma in (("replace", 1.0), ("normalised_slerp", 0.3)):
+    for method, gamma in (("replace", 1.0), ("normalised_slerp", nb.config(m).gamma)):
         rows_ = probe.h_influence(m, gt.content, gt.style, steps=probe_steps, method=method, gamma=gamma)
         curves.append(pd.DataFrame(rows_).assign(model=name, method=method))
     got = next(r for r in curves[-2].itertuples() if r.t == by_hand[name]["t"]).r

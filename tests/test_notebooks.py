@@ -656,3 +656,13 @@ def test_hosted_setup_cell_says_what_to_set_instead_of_a_key_error(monkeypatch, 
     exec(compile(first.source, "setup", "exec"), {})
     assert any("git clone" in c and "example.invalid" in c for c in calls)
     sys.path.remove("dsl")
+
+
+def test_a_constant_map_is_not_auto_scaled():
+    """06's "everywhere" mask (all ones) must be drawn bright, not black: a constant 2-D map is drawn on [0, 1]."""
+    import matplotlib.pyplot as plt
+    from diffstyle_lab import notebook as nb
+    fig = nb.grid_figure([[torch.ones(4, 4), torch.zeros(4, 4), torch.tensor([[0.0, 2.0], [1.0, 0.5]])]])
+    clims = [ax.images[0].get_clim() for ax in fig.axes]
+    assert clims[0] == (0.0, 1.0) and clims[1] == (0.0, 1.0) and clims[2] == (0.0, 2.0)
+    plt.close(fig)
