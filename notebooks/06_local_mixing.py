@@ -113,7 +113,7 @@ def local_change(result, reference, mask):
 @functools.lru_cache(maxsize=16)
 def reference(i, n_steps):
     """The style regenerated from its x_T without injection (γ = 0)."""
-    return dl.inject(m, ci.select([i]), si.select([i]), cfg, gamma=0.0, steps=n_steps, progress=False).images.float().cpu()
+    return dl.generate(m, si.select([i]).x_T, steps=n_steps, t_boost=t_boost, seed=seed, progress=False).float().cpu()
 
 
 def render(pair, mask, gamma=gamma, mask_norm=mask_norm):
@@ -158,7 +158,7 @@ nb.show(fig)
 # (at image resolution) and in the rest. A ratio above 1 means the change concentrates under the mask.
 
 # %%
-ref_all = dl.inject(m, ci, si, cfg, gamma=0.0, steps=steps, progress=False).images.float().cpu()   # γ = 0
+ref_all = dl.generate(m, si.x_T, steps=steps, t_boost=t_boost, seed=seed, progress=False).float().cpu()   # γ = 0
 nb.save_settings(out_dir, m, cfg, mask="the fixed masks and the toggles")
 rows = []
 for name, value in MASKS.items():

@@ -91,7 +91,7 @@ print(f"model: {m.source} on {m.device}; {len(styles)} styles from {folder}; {le
 def product_run(tb, gamma_=gamma):
     kw = dict(t_boost=min(int(tb), t_edit), steps=steps, progress=False)
     res = dl.inject(m, ci, si, cfg, gamma=gamma_, pairs="product", **kw).images
-    ref = dl.inject(m, ci.select([0] * len(styles)), si, cfg, gamma=0.0, **kw).images.float().cpu()   # γ = 0
+    ref = dl.generate(m, si.x_T, steps=steps, t_boost=kw["t_boost"], seed=seed, progress=False).float().cpu()   # γ = 0
     return res.view(len(content), len(styles), *res.shape[1:]), ref
 
 
