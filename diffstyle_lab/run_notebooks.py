@@ -126,8 +126,11 @@ def select(sources: list[Path], only) -> list[Path]:
 
 
 # Rough relative cost of the full run, for scheduling the longest first when notebooks run at once
-# (measured: 03 ≈ 1/3 of the main job, then 08); a previous <out>/timings.json takes precedence.
-COST_HINT = {"03_correlations": 5.0, "08_sweep": 2.5, "05_calibration": 1.5, "04_slerp": 1.4}
+# (CPU seconds of one full run with the model's settings, 2026-12-04: 03 142, 08 112, 07 74, 04 59, 09 45,
+# 02 43, 05 43, 06 42, 01 18); a previous <out>/timings.json takes precedence.
+COST_HINT = {"03_correlations": 142.0, "08_sweep": 112.0, "07_out_of_domain": 74.0, "04_slerp": 59.0,
+             "09_when_h_carries_content": 45.0, "02_replacing_h": 43.0, "05_calibration": 43.0,
+             "06_local_mixing": 42.0, "01_tour_of_h_space": 18.0}
 
 
 def cpu_times(text: str) -> tuple[float, float]:
