@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 01 · A tour of h-space
 #
+# *Reading time ≈ 8 min · compute ≈ 17 s CPU for the full run (a few s with `--quick`) · [← notebooks/README](README.md) · [02_replacing_h →](02_replacing_h.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+#
 # **What you will learn**
 #
 # * where the two tensors that content injection works on sit in a diffusers U-Net:
@@ -12,14 +14,29 @@
 # * how similar the h of two different images is at each t.
 #
 # Everything below is measured in this notebook on the model given as a parameter — by default the
-# embedded 32-px face model, which is still being trained. Trust the printed numbers, not any
-# number you remember from an earlier run.
+# embedded 32-px face model (`data/models/faces32`, its model card says how it was trained and what it
+# can do), with the sample faces of `data/samples/` or your own images (`content_dir`, `style_dir`).
+# Trust the printed numbers, not any number you remember from an earlier run.
+#
+# **A real checkpoint on a GPU.** Everything here runs on any diffusers `UNet2DModel`; for the
+# paper's CelebA-HQ model and your own photos, put these in the parameters cell below (or pass them
+# with papermill `-p`) and run all:
+#
+# ```python
+# model = "google/ddpm-ema-celebahq-256"     # downloaded once into the Hugging Face cache (≈ 450 MB)
+# device = "cuda"
+# content_dir = "my_photos/content"          # any size: centre-cropped and resized to 256×256
+# style_dir = "my_photos/style"
+# inversion_steps = 50
+# ```
+#
+# `notebooks/README.md` ("A real checkpoint on a GPU") has the same for every notebook.
 
 # %%
 # Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
 import os, sys  # noqa: E401
 if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
-    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
+    print("Set DIFFSTYLE_LAB_REPO to the git URL of your copy of diffstyle_lab (os.environ['DIFFSTYLE_LAB_REPO'] = 'https://…') and run this cell again.") if not os.environ.get("DIFFSTYLE_LAB_REPO") else (os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"), sys.path.insert(0, "dsl"))
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -27,6 +44,8 @@ device = None           # None → $DIFFSTYLE_LAB_DEVICE, else cuda if available
 threads = 1             # torch CPU threads (None → torch's default); see nb.load
 inversion_steps = 50    # DDIM grid (authors' spacing) for the trajectories
 n_generate = 8          # samples drawn from noise for the |h|, |g| curves
+content_dir = None      # a folder of content images (any size, loaded at the model's size); None → the sample faces (diffstyle_lab/data/samples/content)
+style_dir = None        # a folder of style images; None → the sample faces (diffstyle_lab/data/samples/style)
 seed = 0
 out_dir = None          # a folder to save the figures in; None → only shown
 
@@ -73,8 +92,7 @@ blocks
 # h is replaced by zeros — how much the prediction depends on the bottleneck at this t.
 
 # %%
-content, content_names = nb.sample_images("content", m.sample_size)
-style, style_names = nb.sample_images("style", m.sample_size)
+content, style, content_names, style_names = nb.load_pairs(m, 4, content_dir, style_dir)
 images = torch.cat([content, style]).to(m.device)
 names = content_names + style_names
 
@@ -98,8 +116,10 @@ print("hooks still attached after the with-blocks:", hu.has_hooks())
 # ## 3. |h| and |g| along the trajectory
 #
 # A sampler callback sees every model evaluation (a `StepInfo` with t, x_t, h and g). We record
-# them while inverting the 8 sample faces (x_0 → x_T, deterministic DDIM) and while generating
-# `n_generate` images from noise (x_T → x_0).
+# them while inverting the (up to 8) images (x_0 → x_T, deterministic DDIM) and while generating
+# `n_generate` images from noise (x_T → x_0). The samples from noise are shown first: a weak or
+# small model draws blurry, off-domain images from noise, and their h at small t is far from the h
+# of real images (compare the two |h| curves near t = 0).
 
 # %%
 class Trajectory:
@@ -127,6 +147,10 @@ with nb.stopwatch() as sw:
     x_T = torch.randn((n_generate, m.in_channels, m.sample_size, m.sample_size), generator=gen).to(m.device)
     samples = dl.generate(m, x_T, steps=inversion_steps, progress=False, callbacks=[rec_gen])
 print(f"inverted {len(images)} images and generated {n_generate} in {sw.seconds:.1f} s")
+fig = nb.grid_figure([list(samples.float().cpu()), list(images.float().cpu())[:n_generate]],
+                     row_labels=["from noise", "inverted"], title="the generated samples (top) and the inverted images")
+nb.save_figure(fig, out_dir, "samples_from_noise")
+nb.show(fig)
 
 ts_inv, x_inv, h_inv, g_inv = rec_inv.sorted()
 ts_gen, _, h_gen, g_gen = rec_gen.sorted()
@@ -228,6 +252,35 @@ nb.save_figure(fig, out_dir, "h_maps")
 nb.show(fig)
 
 # %% [markdown]
+# ## Exercise
+#
+# Section 2 replaced h by zeros. Replace it instead by **another image's h** at the same t (the same
+# noise added to both images) at t = 900 and at t = 100: how much does ε change, as a share of its
+# norm? At which t does the prediction depend more on which image h came from?
+#
+# *Try it first; the solution cell below (tagged `solution`) runs with the notebook, so it is tested.*
+
+# %% tags=["solution"]
+def eps_change_with_other_h(t, i=0, j=1):
+    """‖ε(x_t^i | h^j) − ε(x_t^i)‖ / ‖ε(x_t^i)‖ with one noise draw for both images."""
+    t = min(int(t), m.T - 1)
+    a = float(m.alphas_cumprod[t])
+    noise = torch.randn(images[:1].shape, generator=torch.Generator().manual_seed(seed)).to(images)
+    x_i, x_j = (a ** 0.5 * images[k:k + 1] + (1 - a) ** 0.5 * noise for k in (i, j % len(images)))
+    with torch.no_grad():
+        with hu.record() as rec_j:
+            hu.eps(x_j, t)
+        e = hu.eps(x_i, t)
+        with hu.hooks(h=lambda _: rec_j["h"]):
+            e_swapped = hu.eps(x_i, t)
+    return float((e_swapped - e).norm() / e.norm())
+
+
+solution = {t: eps_change_with_other_h(t) for t in (900, 100)}
+print("ε change when h comes from another image: " + ", ".join(f"t={t}: {100 * v:.1f} %" for t, v in solution.items())
+      + f" → the prediction depends more on h at t={max(solution, key=solution.get)}")
+
+# %% [markdown]
 # ## What the figures show
 #
 # The summary below is computed from this run. Things to look for:
@@ -258,5 +311,6 @@ print(f"""Measured on {m.source}:
 • Across the {len(images)} sample faces, corr(|h|, |g|) averaged over t is {hg_same:+.2f} (notebook 03 measures this properly, with intervals).
 • Two different faces' h have mean cosine {cos_inv[-1]:.3f} at t={t_hi} and {cos_inv[0]:.3f} at t={t_lo}: they are most alike at t={int(ts_inv[int(np.argmax(cos_inv))])}.
 • Zeroing h at t=500 changes ε by {100 * sens_500:.1f} % of its norm.
+• At t={t_lo}, |h| of the samples drawn from noise is {at(ts_gen, hn_gen, t_lo):.1f} against {at(ts_inv, hn_inv, t_lo):.1f} for the inverted images (ratio {at(ts_gen, hn_gen, t_lo) / at(ts_inv, hn_inv, t_lo):.2f}); the first figure shows what those samples look like.
 • One re-render of the view took {lat:.3f} s (goal: well under 2 s).
 Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")

@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 02 · Replacing h: the paper's first experiment
 #
+# *Reading time ≈ 6 min · compute ≈ 33 s CPU for the full run (a few s with `--quick`) · [← 01_tour_of_h_space](01_tour_of_h_space.ipynb) · [03_correlations →](03_correlations.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+#
 # **What you will learn**
 #
 # * what happens when the h of a style image's reverse process is **replaced** by the h of a
@@ -14,13 +16,16 @@
 # * how large the norm change and the distortion actually are on this model (measured below).
 #
 # The images and every number in the closing summary are produced by this notebook, on the model
-# given as a parameter (default: the embedded 32-px face model, still being trained).
+# given as a parameter (default: the embedded 32-px face model of `data/models/faces32`) and the
+# images of `content_dir` / `style_dir` (default: the sample faces). Every injection starts from the
+# model's stored settings (`InjectionConfig.for_model`: for the default model γ 0.3, t_edit 400,
+# t_boost 200, calibration on with ω 0.3); what this notebook varies on purpose is said next to each figure.
 
 # %%
 # Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
 import os, sys  # noqa: E401
 if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
-    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
+    print("Set DIFFSTYLE_LAB_REPO to the git URL of your copy of diffstyle_lab (os.environ['DIFFSTYLE_LAB_REPO'] = 'https://…') and run this cell again.") if not os.environ.get("DIFFSTYLE_LAB_REPO") else (os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"), sys.path.insert(0, "dsl"))
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -28,8 +33,10 @@ device = None           # None → $DIFFSTYLE_LAB_DEVICE, else cuda if available
 threads = 1             # torch CPU threads (None → torch's default); see nb.load
 inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps
-n_pairs = 4             # (content i, style i) pairs from diffstyle_lab/data/samples
-gamma = 0.3             # γ of normalised Slerp (the paper's default)
+n_pairs = 4             # (content i, style i) pairs, zipped in file order
+content_dir = None      # a folder of content images (any size, loaded at the model's size); None → the sample faces (diffstyle_lab/data/samples/content)
+style_dir = None        # a folder of style images; None → the sample faces (diffstyle_lab/data/samples/style)
+gamma = None            # γ of normalised Slerp; None → the model's default
 t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
 t_boost = None          # stochastic quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 seed = 0
@@ -49,8 +56,11 @@ from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
-t_edit, t_boost = nb.injection_defaults(m, t_edit, t_boost)
-content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs)
+cfg = nb.config(m, gamma=gamma, t_edit=t_edit, t_boost=t_boost, steps=steps, seed=seed)   # the model's defaults
+gamma, t_edit, t_boost = cfg.gamma, cfg.t_edit, cfg.t_boost
+nb.show_box(m, "replacing or adding h distorts the image (the norm of h changes while g keeps its own); "
+               "normalised Slerp with γ ≈ 0.3 gives the content's layout in the style's colours (§3.2–4.2, Fig. 3–4).")
+content, style, c_names, s_names = nb.load_pairs(m, n_pairs, content_dir, style_dir)
 n = len(content)
 store = nb.InversionStore(m, steps=inversion_steps, disk=cache_dir)
 with nb.stopwatch() as sw:
@@ -88,7 +98,7 @@ class EditNorms:
 
 
 results, norms, tables = {}, [], []
-cfg = dl.InjectionConfig(t_edit=t_edit, t_boost=min(t_boost, t_edit), steps=steps, seed=seed)
+print(nb.varied(cfg, m), "— varied on purpose per column: method and γ (replace and add at γ = 1, no injection at γ = 0)")
 for name, kw in METHODS.items():
     rec = EditNorms()
     with nb.stopwatch() as sw:
@@ -102,7 +112,9 @@ table = pd.concat(tables, ignore_index=True)
 
 rows = [[content[i], style[i]] + [results[k][i] for k in METHODS] for i in range(n)]
 fig = nb.grid_figure(rows, col_labels=["content", "style"] + list(METHODS),
-                     row_labels=[f"pair {i}" for i in range(n)], cell=1.45)
+                     row_labels=[f"pair {i}" for i in range(n)], cell=1.45,
+                     title=f"model defaults (t_edit={t_edit}, t_boost={t_boost}, calibrate={cfg.calibrate}); "
+                           "varied on purpose: the mixing rule per column")
 nb.save_figure(fig, out_dir, "replace_add_slerp")
 nb.show(fig)
 
@@ -132,7 +144,43 @@ ratio = norms[norms.method != "no injection"].groupby("method", sort=False)["rat
 ratio
 
 # %% [markdown]
-# ## 3. Measures of the results
+# ## 3. Replace by hand: a one-line hook
+#
+# `method="replace"` is nothing more than putting the content's h in place of the style's h at an
+# editing step: `hu.hooks(h=lambda h: h_content)`. Written out on a two-point grid (t = 999, an
+# editing step, then a plain DDIM step to t = 0), in float64, without calibration and boosting (the
+# library call is given the same settings), it must equal `dl.inject(..., method="replace")`.
+# **The image of a two-step run is mostly noise** — two steps are far too few to denoise; the point
+# is the equality, not the picture.
+
+# %%
+import copy
+
+from diffstyle_lab import maths
+
+m64 = copy.deepcopy(m).to(dtype=torch.float64)
+hu64, acp = m64.hooked, m64.alphas_cumprod
+inv_c = dl.ddim_invert(m64, content[:1].double(), steps=inversion_steps, progress=False)
+inv_s = dl.ddim_invert(m64, style[:1].double(), steps=inversion_steps, progress=False)
+t_last, t_first = dl.timestep_grid(2, "authors", m64.T)
+with torch.no_grad():
+    with hu64.record() as rec:
+        hu64.eps(inv_c.x_T, t_first)
+    h_content = rec["h"]
+    eps = hu64.eps(inv_s.x_T, t_first)
+    with hu64.hooks(h=lambda h: h_content):          # the one line: h̃ = h^content
+        eps_tilde = hu64.eps(inv_s.x_T, t_first)
+    x = maths.asymmetric_step(inv_s.x_T, eps_tilde, eps, float(acp[t_first]), float(acp[t_last]))
+    eps_0 = hu64.eps(x, t_last)
+    by_hand = maths.asymmetric_step(x, eps_0, eps_0, float(acp[t_last]), 1.0)
+ref = dl.inject(m64, inv_c, inv_s, method="replace", gamma=1.0, t_edit=max(t_edit, 1), t_boost=0, steps=2,
+                calibrate=False, clip_x0=False, progress=False)
+diff_replace = float((by_hand.float().cpu() - ref.images).abs().max())
+print(f"replace by a one-line hook vs dl.inject(method='replace'), 2 steps: max |Δ| = {diff_replace:.1e}")
+assert diff_replace <= 1e-6, "the hook does not reproduce method='replace'"
+
+# %% [markdown]
+# ## 4. Measures of the results
 #
 # Per method, averaged over the pairs (`metrics.measures`):
 # `struct_content` / `struct_style` — edge-map correlation with the content / style image (shape,
@@ -142,22 +190,44 @@ ratio
 
 # %%
 cols = ["struct_content", "struct_style", "bg_dist_style", "colour_dist_style", "tv", "out_of_range"]
+refs = nb.reference_measures(results["no injection"], content, style)   # γ = 0 and the two cheap baselines
+table = pd.concat([table] + [df.assign(method=k, pair=range(n)) for k, df in refs.items() if k != nb.NO_INJECTION],
+                  ignore_index=True)
 summary = table.groupby("method", sort=False)[cols].mean()
+nb.save_settings(out_dir, m, cfg, method="the mixing rule per column", gamma="replace and add at 1, no injection at 0")
 if out_dir:
     os.makedirs(out_dir, exist_ok=True)
     table.to_csv(os.path.join(out_dir, "measures.csv"), index=False)
 summary.round(3)
 
 # %% [markdown]
+# ## Exercise
+#
+# Shorten the editing interval: inject with `replace` only while t ≥ 700 (instead of the model's
+# t_edit). Does replace distort less — is its total variation lower than at the model's t_edit?
+#
+# *The solution cell below (tagged `solution`) runs with the notebook, so it is tested.*
+
+# %% tags=["solution"]
+t_short = min(700, m.T - 1)
+r_short = dl.inject(m, ci, si, cfg, method="replace", gamma=1.0, t_edit=t_short, t_boost=min(t_boost, t_short),
+                    progress=False)
+tv_short = metrics.measures(r_short.images, content, style).tv.to_numpy()
+c = nb.compare(tv_short, per_method_tv := table[table.method == "replace"].tv.to_numpy())
+print(f"replace, total variation: t_edit={t_short} {nb.interval_text(*c['value'], digits=2)} vs t_edit={t_edit} "
+      f"{nb.interval_text(*c['ref'], digits=2)}; difference {nb.interval_text(*c['diff'], digits=2, sign=True)} — {c['effect']}")
+
+# %% [markdown]
 # ## What the figures show
 #
-# The summary below is computed from this run. Look at the grid for blotches, noise or washed-out
-# faces in the *replace* and *add* columns next to *normalised Slerp*, and at the second figure:
-# normalised Slerp sits on ‖h̃‖/‖h‖ = 1 by construction, while nothing holds replace and add there —
-# how far they move depends on the model and on t (add roughly doubles the norm when the two h are
-# alike; replace moves it only as far as the two images' h norms differ). Whether a norm change
-# shows up as distortion in the images is what `tv` and `out_of_range` measure (compare them with
-# the *no injection* row).
+# The summary below is computed from this run; nothing in it is typed in advance. Look at every
+# column of the grid, normalised Slerp included: a result may give the style image back, a pale
+# face, or a colour neither image has — the grid shows which. In the second figure normalised Slerp
+# sits on ‖h̃‖/‖h‖ = 1 by construction, while nothing holds replace and add there (add roughly
+# doubles the norm when the two h are alike; replace moves it only as far as the two images' h
+# norms differ). Whether a norm change shows up as distortion is what `tv` and `out_of_range`
+# measure. Each measure is compared with no injection (γ = 0) and with the two cheap baselines
+# (a pixel blend and Reinhard colour transfer), with a paired bootstrap interval over the pairs.
 
 # %%
 ns = f"normalised Slerp γ={gamma:g}"
@@ -175,6 +245,11 @@ print(f"""Measured on {m.source}, {n} pairs, {steps} steps, t_edit={t_edit}:
   The injection that moves the norm most is {most!r}.
 • Total variation relative to no injection ({base['tv']:.2f}): replace {rel('replace', 'tv'):+.2f}, add {rel('add', 'tv'):+.2f}, normalised Slerp {rel(ns, 'tv'):+.2f}.
 • Out-of-range share relative to no injection ({base['out_of_range']:.4f}): replace {rel('replace', 'out_of_range'):+.4f}, add {rel('add', 'out_of_range'):+.4f}, normalised Slerp {rel(ns, 'out_of_range'):+.4f}.
-• Structure similarity to the content image: no injection {base['struct_content']:.3f}, replace {summary.loc['replace', 'struct_content']:.3f}, add {summary.loc['add', 'struct_content']:.3f}, normalised Slerp {summary.loc[ns, 'struct_content']:.3f}.
-• Background colour distance to the style image: no injection {base['bg_dist_style']:.1f}, replace {summary.loc['replace', 'bg_dist_style']:.1f}, add {summary.loc['add', 'bg_dist_style']:.1f}, normalised Slerp {summary.loc[ns, 'bg_dist_style']:.1f}.
-Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")
+• replace written as a one-line hook equals dl.inject(method="replace"): max |Δ| = {diff_replace:.1e}.""")
+per = {k: g.reset_index(drop=True) for k, g in table.groupby("method", sort=False)}
+for meth in ("replace", "add", ns):
+    for line in nb.claims(per[meth], refs, {"struct_content": ("structure similarity with the content", "higher"),
+                                             "colour_dist_style": ("colour statistics distance to the style", "lower")},
+                          name=meth, digits=2):
+        print("• " + line)
+print(f"""Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")

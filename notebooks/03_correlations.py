@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 03 · |h| and |g| go together: r_homo, r_hetero, r_alt
 #
+# *Reading time ≈ 6 min · compute ≈ 144 s CPU for the full run (a few s with `--quick`) · [← 02_replacing_h](02_replacing_h.ipynb) · [04_slerp →](04_slerp.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+#
 # **What you will learn**
 #
 # * the statistic behind the paper's choice of normalised Slerp: for n samples at each t, the
@@ -18,7 +20,7 @@
 # Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
 import os, sys  # noqa: E401
 if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
-    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
+    print("Set DIFFSTYLE_LAB_REPO to the git URL of your copy of diffstyle_lab (os.environ['DIFFSTYLE_LAB_REPO'] = 'https://…') and run this cell again.") if not os.environ.get("DIFFSTYLE_LAB_REPO") else (os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"), sys.path.insert(0, "dsl"))
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -27,7 +29,7 @@ threads = 1             # torch CPU threads (None → torch's default); see nb.l
 n_samples = 64          # samples per source (the paper uses more; intervals shrink with n)
 batch_size = 16         # samples per sampler batch (pairs j ≠ i for r_alt are drawn within a batch)
 steps = 50              # DDIM grid (authors' spacing)
-gamma = 0.3             # γ of the lerp / Slerp / normalised Slerp settings of r_alt, and of the injection runs
+gamma = None            # γ of the lerp / Slerp / normalised Slerp settings of r_alt and of the injection runs; None → the model's default
 t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
 n_boot = 1000           # bootstrap resamples for the confidence intervals
 n_perm = 100            # derangements averaged for r_hetero
@@ -48,7 +50,9 @@ from diffstyle_lab.images import to_tensor
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
-t_edit, _ = nb.injection_defaults(m, t_edit)
+cfg = nb.config(m, gamma=gamma, t_edit=t_edit, steps=steps, seed=seed)    # the model's defaults
+gamma, t_edit = cfg.gamma, cfg.t_edit
+nb.save_settings(out_dir, m, cfg)
 print(f"model: {m.source} on {m.device}; n = {n_samples} samples per source, {steps} steps")
 
 # %% [markdown]
@@ -80,7 +84,6 @@ def domain_images(n):
 
 
 images, images_from = domain_images(n_samples)
-cfg = dl.InjectionConfig(gamma=gamma, t_edit=t_edit, t_boost=0, steps=steps, seed=seed)
 common = dict(steps=steps, batch_size=batch_size, seed=seed, gamma=gamma, progress=False)
 generated = []    # the inject runs' content trajectories ARE the generate source's runs: recorded once
 with nb.stopwatch() as sw_inject:
@@ -92,6 +95,13 @@ for source, table in tables.items():
     print(f"{source:9s} {table.n} samples × {len(table.ts)} t")
 print(f"generate + inject in {sw_inject.seconds:.1f} s (the generations shared), invert in {sw_invert.seconds:.1f} s")
 print("invert source:", images_from)
+# what samples drawn from noise look like (drawn the same way as the generate source, not the same draws):
+# where the model draws blurry or off-domain images, their h differs from the h of real images
+x_T = torch.randn((8, m.in_channels, m.sample_size, m.sample_size), generator=torch.Generator().manual_seed(seed))
+samples = dl.generate(m, x_T.to(m.device), steps=steps, progress=False).float().cpu()
+fig = nb.grid_figure([list(samples)], title=f"8 samples from noise ({steps} steps)")
+nb.save_figure(fig, out_dir, "samples_from_noise")
+nb.show(fig)
 
 # %% [markdown]
 # ## 2. The statistics per t, with intervals
@@ -113,7 +123,27 @@ if out_dir:
     stats.save_frame(frame, os.path.join(out_dir, "correlations.csv"))
 
 # %% [markdown]
-# ## 3. Averages over t
+# ## 3. r_homo at one t by hand
+#
+# r_homo at one t is nothing but Pearson's r across the n samples between each sample's ‖h‖ and its
+# own ‖g‖ — `np.corrcoef` on two columns of the table — and must equal what `stats` reported.
+#
+# Why it is so close to 1 on many models: **h = mid_block(g)**. g (the last skip of the down path)
+# is the very input of the middle block that computes h, so a sample with a large g tends to get a
+# large h by construction, whatever h "means". r_homo near 1 therefore says less about h-space
+# than it seems; r_hetero (h of *another* sample) is the contrast that carries the argument.
+
+# %%
+gen = tables["generate"]
+k_t = int(np.argmin(np.abs(gen.ts - 500)))
+t_one = int(gen.ts[k_t])
+r_by_hand = float(np.corrcoef(gen["h"][:, k_t], gen["g"][:, k_t])[0, 1])
+r_stats = float(frame[(frame.source == "generate") & (frame.statistic == "r_homo") & (frame.t == t_one)].value.iloc[0])
+print(f"r_homo at t={t_one} (generate): np.corrcoef {r_by_hand:.6f}, stats {r_stats:.6f}, |Δ| = {abs(r_by_hand - r_stats):.1e}")
+assert abs(r_by_hand - r_stats) < 1e-9, "np.corrcoef does not reproduce stats' r_homo"
+
+# %% [markdown]
+# ## 4. Averages over t
 #
 # The mean over t of each statistic (and of its interval bounds), and the share of timesteps whose
 # interval lies entirely above 0.
@@ -127,6 +157,23 @@ avg = corr.groupby(["source", "label"], sort=False).agg(
     r=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
     share_of_t_above_0=("ci_above_0", "mean"), n_t=("t", "size")).round(3)
 avg
+
+# %% [markdown]
+# ## Exercise
+#
+# Compute r_hetero at the same t by hand for **one** pairing: shift the samples by one
+# (sample i's ‖h‖ with sample i+1's ‖g‖, a derangement) and take `np.corrcoef`. Is it near 0, and
+# inside the spread `stats` reports for r_hetero at that t (which averages many pairings)?
+#
+# *The solution cell below (tagged `solution`) runs with the notebook, so it is tested.*
+
+# %% tags=["solution"]
+h_col, g_col = gen["h"][:, k_t], gen["g"][:, k_t]
+r_one_pairing = float(np.corrcoef(np.roll(h_col, 1), g_col)[0, 1])
+het_row = frame[(frame.source == "generate") & (frame.statistic == "r_hetero") & (frame.t == t_one)].iloc[0]
+print(f"r_hetero at t={t_one}, one pairing by hand: {r_one_pairing:+.3f}; stats (mean over {n_perm} pairings): "
+      f"{het_row.value:+.3f} [{het_row.ci_low:+.3f}, {het_row.ci_high:+.3f}]; "
+      f"the hand value is {'inside' if het_row.ci_low <= r_one_pairing <= het_row.ci_high else 'outside'} that interval")
 
 # %% [markdown]
 # ## What the figures show
@@ -161,5 +208,7 @@ ns_gap = frame[(frame.statistic == "r_alt") & (frame.setting == "normalised_sler
     frame[frame.statistic == "r_homo"].set_index(["source", "t"])["value"]
 lines.append(f"• normalised Slerp vs r_homo: largest difference over all t and sources {ns_gap.abs().max():.1e} "
              "(‖h̃‖ = ‖h‖, so they agree up to rounding).")
+lines.append(f"• r_homo at t={t_one} by hand (np.corrcoef) equals stats: |Δ| = {abs(r_by_hand - r_stats):.1e}; "
+             "r_homo near 1 partly reflects h = mid_block(g), not only what h carries.")
 lines.append(f"Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.")
 print("\n".join(lines))

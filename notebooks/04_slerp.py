@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 04 · Normalised Slerp: how much content, γ
 #
+# *Reading time ≈ 6 min · compute ≈ 52 s CPU for the full run (a few s with `--quick`) · [← 03_correlations](03_correlations.ipynb) · [05_calibration →](05_calibration.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+#
 # **What you will learn**
 #
 # * content injection with the paper's mixing rule,
@@ -12,13 +14,15 @@
 # * how content and style measures move with γ over several pairs.
 #
 # The paper advises γ = 0.3–0.4 for its 256-px models and calls 0.7 too much. The curves at the end
-# show where this model's trade-off lies; nothing here assumes it.
+# show where this model's trade-off lies; nothing here assumes it. Every injection starts from the
+# model's stored settings (`InjectionConfig.for_model`); γ (and in the slider the mixing rule) is
+# what this notebook varies on purpose.
 
 # %%
 # Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
 import os, sys  # noqa: E401
 if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
-    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
+    print("Set DIFFSTYLE_LAB_REPO to the git URL of your copy of diffstyle_lab (os.environ['DIFFSTYLE_LAB_REPO'] = 'https://…') and run this cell again.") if not os.environ.get("DIFFSTYLE_LAB_REPO") else (os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"), sys.path.insert(0, "dsl"))
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -27,8 +31,10 @@ threads = 1             # torch CPU threads (None → torch's default); see nb.l
 inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps of the measured γ curves
 widget_steps = 12       # generation steps of the interactive view and its static path (fast re-render)
-n_pairs = 4             # (content i, style i) pairs from diffstyle_lab/data/samples
-gamma = 0.3             # the slider's starting value
+n_pairs = 4             # (content i, style i) pairs, zipped in file order
+content_dir = None      # a folder of content images (any size, loaded at the model's size); None → the sample faces (diffstyle_lab/data/samples/content)
+style_dir = None        # a folder of style images; None → the sample faces (diffstyle_lab/data/samples/style)
+gamma = None            # the slider's starting value; None → the model's default γ
 gammas = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]   # the static sweep and the measured curves
 t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
 t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
@@ -50,8 +56,11 @@ from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
-t_edit, t_boost = nb.injection_defaults(m, t_edit, t_boost)
-content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs)
+cfg = nb.config(m, gamma=gamma, t_edit=t_edit, t_boost=t_boost, seed=seed)     # the model's defaults
+gamma, t_edit, t_boost = cfg.gamma, cfg.t_edit, cfg.t_boost
+nb.show_box(m, "with normalised Slerp at γ = 0.3–0.4 the result takes the content's layout and keeps the "
+               "style's colours; γ = 0.7 is too much content (§4.2, Fig. 5).")
+content, style, c_names, s_names = nb.load_pairs(m, n_pairs, content_dir, style_dir)
 n = len(content)
 pair_names = [f"{c_names[i]} × {s_names[i]}" for i in range(n)]
 store = nb.InversionStore(m, steps=inversion_steps, disk=cache_dir)
@@ -69,8 +78,8 @@ print(f"model: {m.source} on {m.device}; {n} pairs; inversions once: {sw.seconds
 # %%
 def render(pair, gamma, method="normalised_slerp"):
     i = pair_names.index(pair)
-    r = dl.inject(m, ci.select([i]), si.select([i]), gamma=float(gamma), method=method, t_edit=t_edit,
-                  t_boost=min(t_boost, t_edit), steps=widget_steps, seed=seed, progress=False)
+    r = dl.inject(m, ci.select([i]), si.select([i]), cfg, gamma=float(gamma), method=method, steps=widget_steps,
+                  progress=False)
     return {"content": content[i], "style": style[i], "result": r.images[0]}
 
 
@@ -85,11 +94,15 @@ print(f"one re-render took {latency:.2f} s ({widget_steps} steps)")
 
 # %% [markdown]
 # **Static path** — the same view for fixed γ (rows: pairs; the first two columns are the inputs).
+# Varied on purpose: γ; everything else is the model's default. These images use `widget_steps`
+# (12 by default) generation steps so that the slider stays fast; the measured curves of section 3
+# use `steps` (50 by default), so an image here can differ from the same γ there.
 
 # %%
 fig = view.sweep_figure("gamma", gammas, rows=[{"pair": p} for p in pair_names[:2]], keep=("content", "style"),
                         fmt="γ={value}", row_labels=[f"pair {k}" for k in range(min(2, n))],
-                        title=f"normalised Slerp, t_edit={t_edit}, {widget_steps} steps")
+                        title=f"varied: γ; model defaults otherwise (t_edit={t_edit}, calibrate={cfg.calibrate}); "
+                              f"{widget_steps} steps")
 nb.save_figure(fig, out_dir, "gamma_sweep")
 nb.show(fig)
 
@@ -108,8 +121,10 @@ nb.show(fig)
 #    x_{t−1} = √ᾱ_{t−1}·P_t(ε̃) + D_t(ε).
 #
 # On a two-point grid (t = 999, then t = 0 — the last step, below t_edit, is a plain DDIM step) that
-# is the whole process, so the result can be checked against `dl.inject` with the same settings.
-# The cell runs in float64, where both must agree to rounding.
+# is the whole process, so the result can be checked against `dl.inject` with the same settings
+# (here without calibration and boosting, on both sides). The cell runs in float64, where both must
+# agree to rounding. **The image it draws is mostly noise**: two steps are far too few to denoise
+# (the figure shows the equality of the two results, not a usable transfer).
 
 # %%
 import copy
@@ -149,7 +164,8 @@ print(f"‖h‖ = {float(h.norm()):.2f}, ‖h^content‖ = {float(h_content.norm
 print(f"one editing step by hand vs dl.inject (γ={gamma:g}, 2 steps): max |Δ| = {diff:.1e}")
 assert diff_h == 0.0 and diff <= 1e-6, "the step written out does not reproduce dl.inject"
 nb.show(nb.row_figure({"content": content[0], "style": style[0], "by hand": by_hand[0].float(),
-                       "dl.inject": ref.images[0]}, title="one editing step (t = 999) + one plain step"))
+                       "dl.inject": ref.images[0]},
+                      title="one editing step (t = 999) + one plain step: mostly noise, as any 2-step run"))
 
 # %% [markdown]
 # ## 3. Measured over all pairs
@@ -159,52 +175,74 @@ nb.show(nb.row_figure({"content": content[0], "style": style[0], "by hand": by_h
 # the distance of the background colour to the style's and to the content's.
 
 # %%
-rows = []
-for g in gammas:
-    r = dl.inject(m, ci, si, gamma=float(g), t_edit=t_edit, t_boost=min(t_boost, t_edit), steps=steps, seed=seed,
-                  progress=False)
-    rows.append(metrics.measures(r.images, content, style).assign(gamma=g, pair=range(n)))
+rows, outs = [], {}
+for g in sorted({float(x) for x in gammas} | {0.0, float(gamma)}):   # γ = 0 and the model's γ always
+    outs[g] = dl.inject(m, ci, si, cfg, gamma=g, steps=steps, progress=False).images
+    rows.append(metrics.measures(outs[g], content, style).assign(gamma=g, pair=range(n)))
 table = pd.concat(rows, ignore_index=True)
 curve = table.groupby("gamma").mean(numeric_only=True)
+refs = nb.reference_measures(outs[0.0], content, style)      # γ = 0 and the two cheap baselines
+nb.save_settings(out_dir, m, cfg, gamma="the γ sweep and slider", method="the slider's ablations (slerp, lerp)")
 if out_dir:
     os.makedirs(out_dir, exist_ok=True)
     table.to_csv(os.path.join(out_dir, "gamma_measures.csv"), index=False)
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
-axes[0].plot(curve.index, curve.struct_content, "o-", label="with content")
-axes[0].plot(curve.index, curve.struct_style, "s-", label="with style")
-axes[0].set_ylabel("structure similarity")
-axes[1].plot(curve.index, curve.bg_dist_style, "o-", label="to style", color="C2")
-axes[1].plot(curve.index, curve.bg_dist_content, "s-", label="to content", color="C3")
-axes[1].set_ylabel("background colour distance")
-for ax in axes:
+PANELS = {"struct_content": "structure similarity with the content", "colour_dist_style":
+          "colour statistics distance to the style", "bg_dist_style": "background colour distance to the style"}
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+for ax, (col, label) in zip(axes, PANELS.items()):
+    ax.plot(curve.index, curve[col], "o-", label="normalised Slerp", color="C0")
+    nb.draw_references(ax, refs, col)
     ax.set_xlabel("γ (share of content)")
-    ax.legend(fontsize=8)
-fig.suptitle(f"mean over {n} pairs, {steps} steps, t_edit={t_edit}", fontsize=9)
+    ax.set_ylabel(label, fontsize=8)
+axes[0].legend(fontsize=7)
+fig.suptitle(f"mean over {n} pairs, {steps} steps; varied: γ; model defaults otherwise (t_edit={t_edit}, "
+             f"calibrate={cfg.calibrate}); lines: no injection and the two cheap baselines", fontsize=9)
 fig.tight_layout()
 nb.save_figure(fig, out_dir, "gamma_curves")
 nb.show(fig)
 curve[["struct_content", "struct_style", "bg_dist_style", "bg_dist_content", "tv"]].round(3)
 
 # %% [markdown]
+# ## Exercise
+#
+# Switch the mixing rule to plain `lerp` (no norm rescaling) at the model's γ, with `steps` steps:
+# does the structure similarity with the content change against normalised Slerp? Say it with a
+# paired interval (`nb.compare`), not by eye.
+#
+# *The solution cell below (tagged `solution`) runs with the notebook, so it is tested.*
+
+# %% tags=["solution"]
+lerp = dl.inject(m, ci, si, cfg, method="lerp", steps=steps, progress=False).images
+c = nb.compare(metrics.measures(lerp, content, style).struct_content.to_numpy(),
+               per_gamma_ := table[table.gamma == float(gamma)].struct_content.to_numpy())
+print(f"structure similarity with the content at γ={gamma:g}: lerp {nb.interval_text(*c['value'])} vs normalised Slerp "
+      f"{nb.interval_text(*c['ref'])}; difference {nb.interval_text(*c['diff'], sign=True)} — {c['effect']}")
+
+# %% [markdown]
 # ## What the figures show
 #
 # Computed from this run. In the sweep, γ = 0 regenerates the style image from its own x_T; look
 # for the γ at which the content image's face (hair, eyes, mouth) appears, and whether the style's
-# colours (background, skin) survive at that γ. In the curves, a good γ raises the structure
-# similarity with the content while the background colour stays close to the style's.
+# colours (background, skin) survive at that γ. In the curves, an injection that works raises the
+# structure similarity with the content above the no-injection line while the colour distances stay
+# near it — and to be worth its cost it should beat the two cheap baselines (the lines). The
+# sentences below say, with paired bootstrap intervals over the pairs, which of this happened.
 
 # %%
-g_lo, g_hi = curve.index.min(), curve.index.max()
-cross = curve.index[curve.struct_content > curve.struct_style]
-keep_bg = curve.index[curve.bg_dist_style < curve.bg_dist_content]
-print(f"""Measured on {m.source}, {n} pairs, {steps} steps, t_edit={t_edit}:
-• structure similarity with the content: {curve.struct_content.loc[g_lo]:.3f} at γ={g_lo:g} → {curve.struct_content.loc[g_hi]:.3f} at γ={g_hi:g};
-  with the style: {curve.struct_style.loc[g_lo]:.3f} → {curve.struct_style.loc[g_hi]:.3f}.""")
-print(f"• the result is structurally closer to the content than to the style at γ in {[float(g) for g in cross]}" if len(cross)
-      else "• at no γ tried is the result structurally closer to the content than to the style")
-print(f"""• background colour distance to the style: {curve.bg_dist_style.loc[g_lo]:.1f} at γ={g_lo:g} → {curve.bg_dist_style.loc[g_hi]:.1f} at γ={g_hi:g};
-  the background is closer to the style's than to the content's for γ in {[float(g) for g in keep_bg]}.
-• one re-render of the slider view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).
+per_gamma = {g: grp.reset_index(drop=True) for g, grp in table.groupby("gamma")}
+up = [g for g in sorted(per_gamma) if g > 0 and
+      nb.compare(per_gamma[g].struct_content.to_numpy(), per_gamma[0.0].struct_content.to_numpy())["effect"] == "higher"]
+print(f"Measured on {m.source}, {n} pairs, {steps} steps, the model's settings (t_edit={t_edit}, calibrate={cfg.calibrate}):")
+for line in nb.claims(per_gamma[float(gamma)], refs,
+                      {"struct_content": ("structure similarity with the content", "higher"),
+                       "colour_dist_style": ("colour statistics distance to the style", "lower"),
+                       "bg_dist_style": ("background colour distance to the style", "lower")},
+                      name=f"γ={gamma:g}", digits=3):
+    print("• " + line)
+print(f"• γ values whose structure similarity with the content is detectably above no injection (paired CI above 0): "
+      f"{up if up else 'none of ' + str([g for g in sorted(per_gamma) if g > 0])}.")
+print(f"""• one re-render of the slider view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).
 • one editing step written out (hu.record, maths.normalised_slerp, hu.hooks, maths.asymmetric_step) vs dl.inject: max |Δ| = {diff:.1e}.
+• the slider and the static sweep use {widget_steps} steps; the curves and these sentences {steps}.
 Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")

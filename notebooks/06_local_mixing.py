@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 06 · Local mixing: inject content in part of the image
 #
+# *Reading time ≈ 6 min · compute ≈ 36 s CPU for the full run (a few s with `--quick`) · [← 05_calibration](05_calibration.ipynb) · [07_out_of_domain →](07_out_of_domain.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+#
 # **What you will learn**
 #
 # * h is a spatial map (4×4 cells for the default 32-px model; 8×8 for the 256-px DDPM models), so
@@ -11,13 +13,14 @@
 #   measured against the run without injection.
 #
 # How local the result is on the model given as a parameter is measured, not assumed: one cell of
-# h sees much more than its own patch of pixels.
+# h sees much more than its own patch of pixels. Every injection starts from the model's stored
+# settings (`InjectionConfig.for_model`); the mask is what this notebook varies on purpose.
 
 # %%
 # Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
 import os, sys  # noqa: E401
 if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
-    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
+    print("Set DIFFSTYLE_LAB_REPO to the git URL of your copy of diffstyle_lab (os.environ['DIFFSTYLE_LAB_REPO'] = 'https://…') and run this cell again.") if not os.environ.get("DIFFSTYLE_LAB_REPO") else (os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"), sys.path.insert(0, "dsl"))
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
@@ -26,8 +29,10 @@ threads = 1             # torch CPU threads (None → torch's default); see nb.l
 inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps of the measured table
 widget_steps = 12       # generation steps of the interactive view and its static path
-n_pairs = 4             # (content i, style i) pairs from diffstyle_lab/data/samples
-gamma = 0.5             # content share inside the mask
+n_pairs = 4             # (content i, style i) pairs, zipped in file order
+content_dir = None      # a folder of content images (any size, loaded at the model's size); None → the sample faces (diffstyle_lab/data/samples/content)
+style_dir = None        # a folder of style images; None → the sample faces (diffstyle_lab/data/samples/style)
+gamma = None            # content share inside the mask; None → the model's default γ
 mask_norm = "normalised"  # "normalised": normalised Slerp inside the mask; "none": plain Slerp (the authors' code)
 t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
 t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
@@ -51,8 +56,11 @@ from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 m = nb.load(model, device, threads)
-t_edit, t_boost = nb.injection_defaults(m, t_edit, t_boost)
-content, style, c_names, s_names = nb.sample_pairs(m.sample_size, n_pairs)
+cfg = nb.config(m, gamma=gamma, mask_norm=mask_norm, t_edit=t_edit, t_boost=t_boost, seed=seed)   # the model's defaults
+gamma, t_edit, t_boost = cfg.gamma, cfg.t_edit, cfg.t_boost
+nb.show_box(m, "injecting h only in the cells of a mask changes the image there and keeps the rest "
+               "(local mixing, §4.4, Fig. 9).")
+content, style, c_names, s_names = nb.load_pairs(m, n_pairs, content_dir, style_dir)
 n = len(content)
 pair_names = [f"{c_names[i]} × {s_names[i]}" for i in range(n)]
 store = nb.InversionStore(m, steps=inversion_steps, disk=cache_dir)
@@ -105,8 +113,7 @@ def local_change(result, reference, mask):
 @functools.lru_cache(maxsize=16)
 def reference(i, n_steps):
     """The style regenerated from its x_T without injection (γ = 0)."""
-    return dl.generate(m, si.select([i]).x_T, steps=n_steps, t_boost=min(t_boost, t_edit), seed=seed,
-                       progress=False).float().cpu()
+    return dl.generate(m, si.select([i]).x_T, steps=n_steps, t_boost=t_boost, seed=seed, progress=False).float().cpu()
 
 
 def render(pair, mask, gamma=gamma, mask_norm=mask_norm):
@@ -116,9 +123,8 @@ def render(pair, mask, gamma=gamma, mask_norm=mask_norm):
     if mk.sum() == 0:
         out = ref
     else:
-        out = dl.inject(m, ci.select([i]), si.select([i]), gamma=float(gamma), mask=mk, mask_norm=mask_norm,
-                        t_edit=t_edit, t_boost=min(t_boost, t_edit), steps=widget_steps, seed=seed,
-                        progress=False).images
+        out = dl.inject(m, ci.select([i]), si.select([i]), cfg, gamma=float(gamma), mask=mk, mask_norm=mask_norm,
+                        steps=widget_steps, progress=False).images
     diff = (out.clamp(-1, 1) - ref.clamp(-1, 1)).abs().mean(1)[0]
     return {"content": content[i], "style": style[i], "mask": nb.upsample_mask(mk, m.sample_size),
             "no injection": ref[0], "local mixing": out[0], "|change|": diff}
@@ -139,7 +145,8 @@ print(f"one re-render after changing the mask took {latency:.2f} s ({widget_step
 
 # %%
 fig = view.static_figure([{"pair": pair_names[0], "mask": v} for v in MASKS.values()], row_labels=list(MASKS),
-                         title=f"local mixing, γ={gamma:g}, mask_norm={mask_norm}, {widget_steps} steps")
+                         title=f"varied: the mask; model defaults otherwise (γ={gamma:g}, t_edit={t_edit}, "
+                               f"calibrate={cfg.calibrate}), mask_norm={mask_norm}, {widget_steps} steps")
 nb.save_figure(fig, out_dir, "masks")
 nb.show(fig)
 
@@ -151,12 +158,12 @@ nb.show(fig)
 # (at image resolution) and in the rest. A ratio above 1 means the change concentrates under the mask.
 
 # %%
-ref_all = dl.generate(m, si.x_T, steps=steps, t_boost=min(t_boost, t_edit), seed=seed, progress=False).float().cpu()
+ref_all = dl.generate(m, si.x_T, steps=steps, t_boost=t_boost, seed=seed, progress=False).float().cpu()   # γ = 0
+nb.save_settings(out_dir, m, cfg, mask="the fixed masks and the toggles")
 rows = []
 for name, value in MASKS.items():
     mk = mask_tensor(value)
-    out = dl.inject(m, ci, si, gamma=gamma, mask=mk, mask_norm=mask_norm, t_edit=t_edit,
-                    t_boost=min(t_boost, t_edit), steps=steps, seed=seed, progress=False).images
+    out = dl.inject(m, ci, si, cfg, mask=mk, steps=steps, progress=False).images
     inside, outside = local_change(out, ref_all, mk)
     meas = metrics.measures(out, content, style)
     for i in range(n):
@@ -183,18 +190,43 @@ nb.show(fig)
 loc.round(3)
 
 # %% [markdown]
+# ## Exercise
+#
+# Use the authors' plain Slerp inside the mask (`mask_norm="none"`) for the "centre" mask: is the
+# change inside the mask larger than with normalised Slerp? Compare per pair with a paired interval.
+#
+# *The solution cell below (tagged `solution`) runs with the notebook, so it is tested.*
+
+# %% tags=["solution"]
+centre = mask_tensor(MASKS["centre"])
+plain = dl.inject(m, ci, si, cfg, mask=centre, mask_norm="none", steps=steps, progress=False).images
+inside_plain, _ = local_change(plain, ref_all, centre)
+t_c = table[table["mask"] == "centre"]
+c = nb.compare(inside_plain.numpy(), t_c.inside.to_numpy())
+print(f"change inside the centre mask: plain Slerp {nb.interval_text(*c['value'], digits=1)} vs normalised "
+      f"{nb.interval_text(*c['ref'], digits=1)}; difference {nb.interval_text(*c['diff'], digits=1, sign=True)} — {c['effect']}")
+
+# %% [markdown]
 # ## What the figures show
 #
 # Computed from this run. In the static figure, compare the *|change|* map with the *mask* column:
-# a local edit lights up under the mask and stays dark elsewhere. The table says how much of that
-# holds on average; "everywhere" is the unmasked injection for scale.
+# a local edit would be bright under the mask and dark elsewhere — look whether it is, or whether
+# the whole face changes whatever the mask. The sentences below decide it per mask with a paired
+# interval of (change inside − change outside) over the pairs; "everywhere" is the unmasked
+# injection for scale.
 
 # %%
 partial = loc.drop(index="everywhere")
 print(f"""Measured on {m.source}, {n} pairs, γ={gamma:g}, mask_norm={mask_norm}, {steps} steps:
 """ + "\n".join(f"• {k}: change inside {r.inside:.1f}, outside {r.outside:.1f} (ratio {r.ratio:.2f})" for k, r in partial.iterrows()) + f"""
 • everywhere (no mask): mean change {loc.loc['everywhere', 'inside']:.1f}.
-• the change concentrates under the mask (ratio > 1.5) for {int((partial.ratio > 1.5).sum())} of {len(partial)} masks;
-  the mean ratio over the partial masks is {partial.ratio.mean():.2f}.
+• the mean ratio inside/outside over the partial masks is {partial.ratio.mean():.2f}.""")
+for name_ in partial.index:
+    t_ = table[table["mask"] == name_]
+    c = nb.compare(t_.inside.to_numpy(), t_.outside.to_numpy())
+    print(f"• {name_}: change inside − outside {nb.interval_text(*c['diff'], digits=1, sign=True)} (0–255) — "
+          + {"higher": "the change concentrates under the mask", "lower": "the change is larger outside the mask"}
+          .get(c["effect"], c["effect"]))
+print(f"""• the mask drawn for "everywhere" is all on (a constant map is drawn on [0, 1], not auto-scaled).
 • one re-render of the toggle view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).
 Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")

@@ -1,6 +1,8 @@
 # %% [markdown]
 # # 09 · When does h carry content?
 #
+# *Reading time ≈ 6 min · compute ≈ 44 s CPU for the full run (a few s with `--quick`) · [← 08_sweep](08_sweep.ipynb) · [back to notebooks/README →](README.md) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+#
 # **What you will learn**
 #
 # * how to measure whether a U-Net's decoder reads h at all: the **h-influence** r(t). On the style
@@ -22,17 +24,17 @@
 # Colab / Kaggle only (a local kernel skips it): clone your copy of diffstyle_lab ($DIFFSTYLE_LAB_REPO, its git URL) and pip-install it.
 import os, sys  # noqa: E401
 if ("google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ) and os.system("pip show -q diffstyle_lab"):
-    os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"); sys.path.insert(0, "dsl")
+    print("Set DIFFSTYLE_LAB_REPO to the git URL of your copy of diffstyle_lab (os.environ['DIFFSTYLE_LAB_REPO'] = 'https://…') and run this cell again.") if not os.environ.get("DIFFSTYLE_LAB_REPO") else (os.system(f"git clone -q --depth 1 {os.environ['DIFFSTYLE_LAB_REPO']} dsl && pip install -q -e 'dsl[notebooks]'"), sys.path.insert(0, "dsl"))
 
 # %% tags=["parameters"]
 model = None            # None → the embedded default model; or a diffusers folder / hub id (load_model)
-before = None           # the model to compare with; None → the first default model (data/models/faces32_v1); "" → none
+before = None           # the model to compare with; None → the first default model (data/models/faces32_v1) when `model` is the default model and that folder exists; "" → none
 device = None           # None → $DIFFSTYLE_LAB_DEVICE, else cuda if available, else cpu
 threads = 1             # torch CPU threads (None → torch's default); see nb.load
 n_pairs = 8             # ground-truth content/style pairs for the live probe
 probe_steps = 20        # DDIM grid of the probe's trajectories
 t_show = 500            # the t (nearest grid point) of the hand-made probe step
-curve = None            # the emergence-curve CSV; None → the one shipped with the default model
+curve = None            # the emergence-curve CSV; None → the one shipped with the default model (only when `model` is it)
 out_dir = None          # a folder to save the figures and the table in; None → only shown
 
 # %%
@@ -41,6 +43,7 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from IPython.display import display
 
 from diffstyle_lab.faces import groundtruth as G
 from diffstyle_lab import maths
@@ -49,12 +52,24 @@ from diffstyle_lab.lab import notebook as nb
 
 t_start = time.perf_counter()
 models = {"current": nb.load(model, device, threads)}
+is_default = models["current"].source == "diffstyle_lab:faces32"
 if before is None:
-    before = str(nb.data_path("models", "faces32_v1"))
+    v1 = nb.data_path("models", "faces32_v1")
+    before = str(v1) if is_default and (v1 / "unet").is_dir() else ""
+    before_note = (f"before/after: {v1}" if before else
+                   "no before/after comparison: it needs the earlier checkpoint (data/models/faces32_v1) of the same "
+                   "model, which exists only for the default model" + ("" if is_default else
+                   f"; {models['current'].source} has none (pass before=PATH for one of yours)"))
+else:
+    before_note = f"before/after: {before}" if before else "no before/after comparison (before='')"
 if before:
     models["before"] = nb.load(before, device, threads)
+    if models["before"].sample_size != models["current"].sample_size:
+        raise ValueError(f"before={before}: its images are {models['before'].sample_size} px, the model's "
+                         f"{models['current'].sample_size} px; compare checkpoints of the same size")
 gt = G.GroundTruthPairs.make(n_pairs, seed=90_000, size=models["current"].sample_size)
 print({k: v.source for k, v in models.items()}, f"{n_pairs} pairs, {probe_steps}-step grid")
+print(before_note)
 
 # %% [markdown]
 # ## 1. One probe step by hand
@@ -99,13 +114,14 @@ nb.show(fig)
 # %% [markdown]
 # ## 2. r(t) over the whole trajectory
 #
-# `probe.h_influence` does the same at every grid t (and normalised Slerp at γ = 0.3, the paper's
+# `probe.h_influence` does the same at every grid t (and normalised Slerp at the model's own γ —
+# `InjectionConfig.for_model`, 0.3 for the default model, the paper's
 # default mix, for comparison). It must agree with the hand-made step above.
 
 # %%
 curves = []
 for name, m in models.items():
-    for method, gamma in (("replace", 1.0), ("normalised_slerp", 0.3)):
+    for method, gamma in (("replace", 1.0), ("normalised_slerp", nb.config(m).gamma)):
         rows_ = probe.h_influence(m, gt.content, gt.style, steps=probe_steps, method=method, gamma=gamma)
         curves.append(pd.DataFrame(rows_).assign(model=name, method=method))
     got = next(r for r in curves[-2].itertuples() if r.t == by_hand[name]["t"]).r
@@ -135,24 +151,55 @@ if out_dir:
 # run and for the control trained the same way without it.
 
 # %%
-curve_path = curve or nb.data_path("models", "faces32", "emergence.csv")
-em = pd.read_csv(curve_path)
-pr = em[em.kind == "probe"]
-pr = pr[(pr.t >= 400) & (pr.t <= 800)].groupby(["run", "step"]).value.max().reset_index()
-tf = em[em.kind == "transfer"]
-fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
-for k_, (run, grp) in enumerate(pr.groupby("run")):
-    axs[0].plot(grp.step, grp.value, marker="o", label=run, color=f"C{k_}")
-for k_, ((run, setting), grp) in enumerate(tf[tf.setting != "floor"].groupby(["run", "setting"])):
-    axs[1].plot(grp.step, grp.value, marker=".", label=f"{run}: {setting}", lw=1)
-axs[0].set(xlabel="fine-tuning step", ylabel="peak r, t ∈ [400, 800]", title="h-influence")
-axs[1].set(xlabel="fine-tuning step", ylabel="gap closed", title="transfer to the ideal")
-axs[0].legend(fontsize=8)
-axs[1].legend(fontsize=6)
-fig.tight_layout()
-nb.save_figure(fig, out_dir, "emergence")
-nb.show(fig)
-pr.pivot(index="step", columns="run", values="value").round(3)
+curve_path = curve or (nb.data_path("models", "faces32", "emergence.csv") if is_default else None)
+if curve_path is None or not os.path.exists(curve_path):
+    pr = None
+    print(f"no emergence curve for {models['current'].source}: it is measured while training (scripts/emergence.py) "
+          "and shipped only with the default model; pass curve=PATH for one of yours")
+else:
+    em = pd.read_csv(curve_path)
+    pr = em[em.kind == "probe"]
+    pr = pr[(pr.t >= 400) & (pr.t <= 800)].groupby(["run", "step"]).value.max().reset_index()
+    tf = em[em.kind == "transfer"]
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.2))
+    for k_, (run, grp) in enumerate(pr.groupby("run")):
+        axs[0].plot(grp.step, grp.value, marker="o", label=run, color=f"C{k_}")
+    for k_, ((run, setting), grp) in enumerate(tf[tf.setting != "floor"].groupby(["run", "setting"])):
+        axs[1].plot(grp.step, grp.value, marker=".", label=f"{run}: {setting}", lw=1)
+    axs[0].set(xlabel="fine-tuning step", ylabel="peak r, t ∈ [400, 800]", title="h-influence")
+    axs[1].set(xlabel="fine-tuning step", ylabel="gap closed", title="transfer to the ideal")
+    axs[0].legend(fontsize=8)
+    axs[1].legend(fontsize=6)
+    fig.tight_layout()
+    nb.save_figure(fig, out_dir, "emergence")
+    nb.show(fig)
+    display(pr.pivot(index="step", columns="run", values="value").round(3))
+
+# %% [markdown]
+# ## Exercise
+#
+# Probe the model at one more t by hand: at the grid t nearest 800, is r larger or smaller than at
+# `t_show`? Use the hand-made step of section 1 (`probe.trajectory`, `hu.hooks(h=…)`,
+# `maths.pred_x0`) and check it against `probe.h_influence`'s row for that t.
+#
+# *The solution cell below (tagged `solution`) runs with the notebook, so it is tested.*
+
+# %% tags=["solution"]
+m_ = models["current"]
+tr_c, tr_s = probe.trajectory(m_, gt.content, probe_steps), probe.trajectory(m_, gt.style, probe_steps)
+t8 = min(tr_s, key=lambda v: abs(v - 800))
+(xs, hs), (xc, hc) = tr_s[t8], tr_c[t8]
+a8 = float(m_.alphas_cumprod[t8])
+with torch.no_grad():
+    e_s, e_c = m_.hooked.eps(xs, t8), m_.hooked.eps(xc, t8)
+    with m_.hooked.hooks(h=lambda h: hc):
+        e_i = m_.hooked.eps(xs, t8)
+p_s, p_c, p_i = (maths.pred_x0(x, e, a8) for x, e in ((xs, e_s), (xc, e_c), (xs, e_i)))
+r8 = float((rmse(p_i, p_s) / rmse(p_c, p_s)).mean())
+lib8 = curves[(curves.model == "current") & (curves.method == "replace") & (curves.t == t8)].r.iloc[0]
+print(f"r at t={t8}: by hand {r8:.4f}, probe.h_influence {lib8:.4f}; at t={by_hand['current']['t']}: "
+      f"{by_hand['current']['r']:.4f} → {'larger' if r8 > by_hand['current']['r'] else 'smaller'} at t={t8}")
+assert abs(r8 - lib8) < 1e-6
 
 # %% [markdown]
 # ## What the figures show
@@ -166,9 +213,15 @@ pr.pivot(index="step", columns="run", values="value").round(3)
 # %%
 peak = {name: probe.peak(grp[grp.method == "replace"].to_dict("records"), 400, 800)
         for name, grp in curves.groupby("model", sort=False)}
-last = pr[pr.step == pr.step.max()].set_index("run").value
+if pr is not None:   # each run's own last snapshot (the runs need not end at the same step)
+    last = pr.sort_values("step").groupby("run").tail(1).set_index("run")
+    em_line = "emergence curve (" + str(curve_path) + "): peak r at each run's last step: " + \
+        "; ".join(f"{k}={r.value:.3f} at step {int(r.step)}" for k, r in last.iterrows())
+else:
+    em_line = "emergence curve: none for this model"
 print(f"""Measured on {', '.join(f'{k}={v.source}' for k, v in models.items())}, {n_pairs} pairs, {probe_steps}-step grid:
+• {before_note}
 • hand-made probe step: {'; '.join(f"{k}: r={d['r']:.3f} at t={d['t']}" for k, d in by_hand.items())} (equal to probe.h_influence)
 • peak r over t ∈ [400, 800] (replacement): {'; '.join(f'{k}: {r:.3f} at t={t}' for k, (t, r) in peak.items())}
-• emergence curve ({curve_path}): last step {int(pr.step.max())}, peak r {'; '.join(f'{k}={v:.3f}' for k, v in last.items())}
+• {em_line}
 Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")

@@ -139,28 +139,56 @@ def test_notebook_executes_with_quick_parameters(executed, name):
         assert "re-render" in text and "took" in text
 
 
-@pytest.mark.slow
-def test_notebooks_run_on_another_checkpoint(tmp_path):
-    """``model=<folder>`` runs a notebook on any diffusers checkpoint: here a tiny random 16-px
-    U-Net whose h grid is 8×8 (not the default model's 4×4)."""
-    import nbformat
-    from diffstyle_lab.lab import run_notebooks as rn
+def _stranger_workspace(root):
+    """A tiny random 64-px diffusers U-Net (h grid 16×16, not the default model's 32 px and 4×4) saved
+    as a pipeline folder, and folders of user images of other sizes and shapes."""
+    from PIL import Image
     from diffstyle_lab.models import DEFAULT_SCHEDULER, tiny_unet
-    folder = tmp_path / "tiny"
-    tiny_unet(seed=1).save_pretrained(str(folder / "unet"))
+    folder = root / "stranger"
+    tiny_unet(levels=3, sample_size=64, seed=1).save_pretrained(str(folder / "unet"))
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(DEFAULT_SCHEDULER))
-    summary = rn.run_all(only=["01", "06"], out=tmp_path / "out", quick=True, html=False, jobs=2, timeout=600,
-                         parameters={"model": str(folder)}, echo=lambda *a: None)
+    rng = np.random.RandomState(0)
+    for d, shape in (("content", (90, 70, 3)), ("style", (48, 64, 3)), ("ood", (100, 100, 3))):
+        (root / d).mkdir()
+        for i in range(3):
+            Image.fromarray((rng.rand(*shape) * 255).astype(np.uint8)).save(root / d / f"{d}{i}.{'png' if i else 'jpg'}")
+    return folder
+
+
+@pytest.mark.slow
+def test_every_notebook_runs_on_a_stranger_model_and_user_images(tmp_path):
+    """The --quick set on another diffusers U-Net of another size (64 px, random weights), with
+    folders of the user's own images: every notebook, 09 included, runs; each says which model it
+    ran on; 09 says that it has no before/after comparison and no emergence curve for this model;
+    the paper box says "not measured for this model"."""
+    import nbformat
+    from diffstyle_lab.lab import run_notebooks as rn
+    folder = _stranger_workspace(tmp_path)
+    params = {"model": str(folder), "content_dir": str(tmp_path / "content"), "style_dir": str(tmp_path / "style"),
+              "ood_dir": str(tmp_path / "ood")}
+    summary = rn.run_all(out=tmp_path / "out", quick=True, html=False, jobs=1, timeout=600, parameters=params,
+                         echo=lambda *a: None)
+    assert [r["notebook"] for r in summary["notebooks"]] == EXPECTED
     for r in summary["notebooks"]:
-        assert r["ok"], f"{r['notebook']} on a tiny checkpoint: {r['error']}"
+        assert r["ok"], f"{r['notebook']} on a 64-px stranger model: {r['error']} (see {r['ipynb']})"
         assert r["parameters"]["model"] == str(folder)
         nb = nbformat.read(r["ipynb"], as_version=4)
-        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                       if o.output_type == "stream")
-        assert f"model: {folder}" in text
-        if r["notebook"].startswith("06"):
-            assert "h grid 8×8" in text
+        outs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+        text = "".join(o.get("text", "") for o in outs if o.output_type == "stream")
+        md = "".join(o.get("data", {}).get("text/markdown", "") for o in outs)
+        assert str(folder) in text, r["notebook"]
+        name = r["notebook"]
+        if name[:2] in ("01", "02", "04", "05", "06", "08"):
+            assert r["parameters"]["content_dir"] == params["content_dir"] and "style_dir" in r["parameters"]
+        if name[:2] in ("02", "04", "05", "06", "08"):
+            assert "not measured for this model" in md, f"{name}: the paper box"
+        if name.startswith("06"):
+            assert "h grid 16×16" in text
+        if name.startswith("07"):
+            assert r["parameters"]["ood_dir"] == params["ood_dir"] and "styles from " + params["ood_dir"] in text
+        if name.startswith("09"):
+            assert "no before/after comparison" in text and "no emergence curve for" in text
 
 
 @pytest.mark.slow
@@ -352,9 +380,15 @@ def test_runner_schedules_longest_first_on_free_cores(tmp_path, monkeypatch):
     from diffstyle_lab.lab import run_notebooks as rn
     srcs = rn.notebooks()
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    monkeypatch.setattr(rn, "busy_cores", lambda window=0.5: 0.1)
     assert rn.auto_jobs(8) == 2 and rn.auto_jobs(1) == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (3.7, 3.0, 2.0))     # busy: one at a time
+    monkeypatch.setattr(rn, "busy_cores", lambda window=0.5: 1.8)      # busy now: one at a time
+    assert rn.auto_jobs(8) == 1
+    # the load average is only the fallback where /proc/stat is absent
+    monkeypatch.setattr(rn, "busy_cores", lambda window=0.5: None)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert rn.auto_jobs(8) == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.7, 3.0, 2.0))
     assert rn.auto_jobs(8) == 1
     order = [p.stem for p in rn.longest_first(srcs, tmp_path, quick=False)]
     assert order[:2] == ["03_correlations", "08_sweep"] and sorted(order) == EXPECTED
@@ -385,3 +419,251 @@ def test_collect_inject_shares_the_generate_trajectories(tiny):
         assert np.array_equal(got.values[q], alone.values[q], equal_nan=True), q
     with pytest.raises(ValueError, match="also_generate"):
         tn.collect(tiny, 3, source="generate", also_generate=[], **kw)
+
+
+def test_free_cores_are_read_from_proc_stat(tmp_path, monkeypatch):
+    """/proc/stat parsing: busy = all but idle and iowait; two reads over a window give busy cores."""
+    from diffstyle_lab.lab import run_notebooks as rn
+    text = ("cpu  100 5 45 800 50 0 0 0 0 0\ncpu0 50 2 20 400 25 0 0 0 0 0\n"
+            "cpu1 50 3 25 400 25 0 0 0 0 0\nintr 1 2 3\n")
+    assert rn.cpu_times(text) == (150.0, 1000.0)
+    assert rn.cpu_times("cpu 1 2 3 4\n") == (6.0, 10.0)          # an old kernel with four fields
+    with pytest.raises(ValueError):
+        rn.cpu_times("intr 1 2\n")
+    reads = iter(["cpu  100 0 0 900 0 0 0 0\n", "cpu  175 0 0 925 0 0 0 0\n"])   # 75 of 100 jiffies busy
+
+    class Stat:
+        def __init__(self, *a, **k):
+            self.text = next(reads)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def read(self):
+            return self.text
+    monkeypatch.setattr("builtins.open", Stat)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert rn.busy_cores(window=0.0) == pytest.approx(3.0)
+    monkeypatch.undo()
+    assert rn.busy_cores(window=0.0, stat=str(tmp_path / "missing")) is None
+    if Path("/proc/stat").exists():
+        b = rn.busy_cores(window=0.05)
+        assert b is not None and 0.0 <= b <= (os.cpu_count() or 1) + 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# claims computed from numbers, the paper box, the model's settings
+
+def test_claim_compares_with_no_injection_and_both_baselines():
+    from diffstyle_lab.lab import notebook as nb
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.5, 0.05, 40)
+    up = base + 0.2 + rng.normal(0, 0.01, 40)           # clearly higher than γ = 0
+    same = base + rng.normal(0, 0.05, 40)               # no effect
+    refs = {nb.NO_INJECTION: base, nb.PIXEL_BLEND: base + 0.5, nb.REINHARD: base - 0.5}
+    s = nb.claim("structure similarity with the content", up, refs, better="higher")
+    assert s.startswith("structure similarity with the content: injection 0.")
+    parts = s.split("; ")
+    assert "no injection (γ = 0)" in parts[1] and parts[1].endswith("higher (better)")
+    assert "pixel blend" in parts[2] and parts[2].endswith("lower (worse)")
+    assert "Reinhard" in parts[3] and "higher (better)" in parts[3]
+    assert "n = 40 pairs, paired bootstrap 95 % CI" in s
+    s0 = nb.claim("x", same, refs)
+    assert s0.split("; ")[1].endswith("no effect detected")
+    c = nb.compare(same, base)
+    assert c["diff"][1] < 0 < c["diff"][2] and c["effect"] == "no effect detected"
+    # a missing reference is named, not skipped
+    assert "Reinhard colour transfer: not measured" in nb.claim("x", up, {nb.NO_INJECTION: base})
+    # one pair: no interval, said so
+    s1 = nb.claim("x", [0.3], {nb.NO_INJECTION: [0.2], nb.PIXEL_BLEND: [0.1], nb.REINHARD: [0.4]})
+    assert "no interval (n too small)" in s1 and "n = 1 pair: too few for an interval" in s1
+    assert "too few for an interval (at least 4)" in nb.claim("x", up[:3], {k: v[:3] for k, v in refs.items()})
+    assert "n = 3 pairs, paired bootstrap" in nb.claim("x", up[:3], {k: v[:3] for k, v in refs.items()}, min_n=3)
+    with pytest.raises(ValueError, match="same units"):
+        nb.compare([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_gap_sentences_and_effect_words():
+    from diffstyle_lab.lab import notebook as nb
+    assert nb.gap_sentence((0.15, 0.12, 0.18)) == "content injection closes 15 % [12 %, 18 %] of the gap to the ideal"
+    assert nb.gap_sentence((0.02, -0.01, 0.05)).endswith("— no effect detected")
+    assert nb.effect(0.1, 0.2) == "higher" and nb.effect(-0.2, -0.1) == "lower" and nb.effect(-0.1, 0.1) == \
+        "no effect detected" and nb.effect(float("nan"), 1.0).startswith("no interval")
+    # triples against a constant 0 (doing nothing closes 0) and against each other
+    assert nb.compare((0.15, 0.12, 0.18), 0.0)["effect"] == "higher"
+    assert nb.compare((0.15, 0.12, 0.18), (0.4, 0.35, 0.45))["effect"] == "lower"
+    assert nb.compare((0.15, 0.12, 0.18), (0.17, 0.1, 0.2))["effect"].startswith("no difference detected")
+    assert nb.interval_text(0.5, 0.4, 0.6, share=True, digits=2) == "50 % [40 %, 60 %]"
+
+
+def _summary(weights="0" * 64):
+    def one(desc, v):
+        return {"pairs": 100, "seed": 90000, "description": desc, "gap_closed": [v, v - 0.03, v + 0.03],
+                "layout_as_content": [0.61, 0.52, 0.70], "colours_as_style": [0.8, 0.72, 0.88],
+                "baselines": {"pixel_blend": {"gap_closed": [0.42, 0.40, 0.44]},
+                              "reinhard": {"gap_closed": [-0.1, -0.15, -0.05]}}}
+    return {"schema": 1, "model": "fake", "weights_sha256": weights, "command": "python scripts/groundtruth_eval.py --fake",
+            "settings": {"gamma": 0.3, "t_edit": 400, "t_boost": 200, "calibrate": True, "omega": 0.3, "steps": 50,
+                         "method": "normalised_slerp"},
+            "sets": {"posed": one("content differs in identity and pose", 0.15),
+                     "upright": one("content differs in identity only (same pose)", 0.01)}}
+
+
+def test_paper_box_reads_the_model_folders_summary(tmp_path):
+    import diffstyle_lab as dl
+    from diffstyle_lab.lab import notebook as nb
+    from diffstyle_lab.models import tiny_unet
+    from diffstyle_lab.faces.train import export
+    export(tiny_unet(seed=0), tmp_path / "model")
+    m = dl.load_model(tmp_path / "model")
+    assert nb.model_folder(m) == tmp_path / "model"
+    box = nb.paper_box(m, "γ 0.3 keeps the content's layout")
+    assert "The paper says** | γ 0.3 keeps the content's layout" in box
+    assert "not measured for this model" in box
+    mem = dl.tiny_model(seed=0)                                     # no folder at all
+    assert nb.model_folder(mem) is None and "not measured for this model" in nb.paper_box(mem, "x")
+    (tmp_path / "model" / "summary.json").write_text(json.dumps(_summary(m.weights_hash)))
+    box = nb.paper_box(m, "the paper's claim")
+    assert "not measured" not in box and "other weights" not in box
+    assert "content injection closes 15 % [12 %, 18 %] of the gap to the ideal" in box
+    assert "content injection closes 1 % [-2 %, 4 %] of the gap to the ideal — no effect detected" in box
+    assert "pixel blend 0.7·style + 0.3·content closes 42 % [40 %, 44 %]" in box
+    assert "Reinhard colour transfer closes -10 % [-15 %, -5 %]" in box
+    assert "layout as content 61 % [52 %, 70 %]" in box and "calibrate True" in box
+    assert "scripts/groundtruth_eval.py --fake" in box and "posed" in box and "upright" in box
+    (tmp_path / "model" / "summary.json").write_text(json.dumps(_summary("f" * 64)))
+    assert "measured on other weights" in nb.paper_box(m, "x")
+    (tmp_path / "model" / "summary.json").write_text("{not json")
+    with pytest.raises(ValueError, match="summary.json: not valid JSON"):
+        nb.paper_box(m, "x")
+
+
+def test_config_starts_from_the_models_defaults(tiny):
+    import diffstyle_lab as dl
+    from diffstyle_lab.lab import notebook as nb
+    tiny.defaults = {"t_edit": 400, "t_boost": 200, "gamma": 0.3, "calibrate": True, "omega": 0.3}
+    cfg = nb.config(tiny)
+    assert cfg == dl.InjectionConfig.for_model(tiny) and cfg.calibrate is True
+    assert nb.config(tiny, gamma=None, t_edit=None) == cfg                    # None keeps the model's value
+    assert nb.config(tiny, t_edit=100).t_boost == 100                         # boosting clipped to t_edit
+    assert nb.varied(cfg, tiny).startswith("settings: the model's defaults")
+    assert "gamma=0.6 (model default 0.3)" in nb.varied(nb.config(tiny, gamma=0.6), tiny)
+
+
+def test_load_pairs_at_the_models_size_with_clear_errors(tiny, tmp_path):
+    from PIL import Image
+    from diffstyle_lab.lab import notebook as nb
+    c, s, cn, sn = nb.load_pairs(tiny, 2)
+    assert c.shape == (2, 3, tiny.sample_size, tiny.sample_size) and len(sn) == 2
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="content_dir: .*no images"):
+        nb.load_pairs(tiny, 2, content_dir=tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="style_dir: .* is not a folder"):
+        nb.load_pairs(tiny, 2, style_dir=tmp_path / "nope")
+    (tmp_path / "mine").mkdir()
+    Image.new("RGB", (50, 40), (200, 10, 10)).save(tmp_path / "mine" / "a.jpg")
+    c, s, cn, sn = nb.load_pairs(tiny, 4, content_dir=tmp_path / "mine")
+    assert c.shape == (1, 3, 16, 16) and cn == ["a"] and len(s) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the model's settings, exercises, links, the Colab cell
+
+STORED = json.loads((ROOT / "diffstyle_lab" / "data" / "models" / "faces32" / "diffstyle_lab.json").read_text())["injection_defaults"]
+
+
+@pytest.mark.slow
+def test_executed_notebooks_injected_with_the_models_defaults(executed):
+    """Every notebook that injects recorded its settings; each field equals the default model's stored
+    default (diffstyle_lab/data/models/faces32/diffstyle_lab.json, read here directly) unless the notebook says it
+    varies that field on purpose. 08's sweep_manifest.json records the stored calibration, ω and t_boost."""
+    out, rows, _ = executed
+    for name in EXPECTED[1:8]:                   # 02 … 08 inject
+        rec = json.loads((out / name / "settings.json").read_text())
+        assert rec["model_defaults"] == {**rec["model_defaults"], **STORED}, name
+        for k, v in rec["config"].items():
+            if k not in rec["varied_on_purpose"]:
+                assert v == rec["model_defaults"][k], f"{name}: {k}={v!r} against the model's {rec['model_defaults'][k]!r}"
+    man = json.loads((out / "08_sweep" / "sweep_manifest.json").read_text())
+    assert man["calibrate"] is STORED["calibrate"] is True and man["omega"] == STORED["omega"]
+    assert man["t_boost"] == STORED["t_boost"] and man["method"] == "normalised_slerp"
+    assert man["varied_on_purpose"] == ["gamma", "t_edit"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_no_parameter_defaults_against_the_models_defaults(src):
+    """A parameter named like an injection setting is None (→ the model's default) or the model's stored
+    value, unless its line says it is varied on purpose."""
+    from diffstyle_lab.lab import run_notebooks as rn
+    nb = jupytext.read(str(src))
+    params = rn.declared_parameters(nb)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    for k, v in params.items():
+        if k in STORED or k == "method":
+            line = next(ln for ln in cell.source.splitlines() if ln.startswith(f"{k} ="))
+            assert v is None or v == STORED.get(k, "normalised_slerp") or "varied on purpose" in line, \
+                f"{src.stem}: {k} = {v!r} against the model's {STORED.get(k)!r}"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=NAMES)
+def test_course_material(src):
+    """An exercise with a solution cell (tagged, so papermill runs it), previous/next links to notebooks
+    that exist, a link to the glossary and docs/method.md, reading and compute time; notebooks that read
+    images take content_dir and style_dir (07: ood_dir), defaulting to the sample faces."""
+    import re
+    from diffstyle_lab.lab import run_notebooks as rn
+    nb = jupytext.read(str(src))
+    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert any(m_.startswith("## Exercise") for m_ in md), f"{src.stem}: no exercise"
+    sol = [c for c in nb.cells if "solution" in c.get("metadata", {}).get("tags", [])]
+    assert len(sol) == 1 and sol[0].cell_type == "code" and sol[0].source.strip()
+    head = nb.cells[0].source
+    assert "Reading time" in head and "compute" in head and "README.md#glossary" in head and "../docs/method.md" in head
+    links = re.findall(r"\]\(([^)#]+)", head)
+    for link in links:
+        assert (NB_DIR / link).exists(), f"{src.stem}: link {link} points nowhere"
+    params = rn.declared_parameters(nb)
+    if src.stem[:2] in ("01", "02", "04", "05", "06", "08"):
+        assert params.get("content_dir", "missing") is None and params.get("style_dir", "missing") is None
+    if src.stem.startswith("07"):
+        assert params.get("ood_dir", "missing") is None
+
+
+def test_glossary_links_the_method_notes():
+    text = (NB_DIR / "README.md").read_text()
+    assert "## Glossary" in text and "../docs/method.md" in text
+    for sym in ("x_T", "P_t", "D_t", "h", "g", "γ", "ω", "t_edit", "t_boost", "r_homo", "r_hetero"):
+        assert f"| {sym} |" in text or f"| `{sym}` |" in text, f"glossary: {sym} missing"
+    assert "## A real checkpoint on a GPU" in text and "google/ddpm-ema-celebahq-256" in text
+
+
+def test_hosted_setup_cell_says_what_to_set_instead_of_a_key_error(monkeypatch, capsys):
+    """On Colab without DIFFSTYLE_LAB_REPO the first cell prints one sentence and runs nothing."""
+    import types
+    nb = jupytext.read(str(SOURCES[0]))
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.delenv("DIFFSTYLE_LAB_REPO", raising=False)
+    calls = []
+    monkeypatch.setattr(os, "system", lambda cmd: calls.append(cmd) or 1)     # "pip show" fails: not installed
+    exec(compile(first.source, "setup", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Set DIFFSTYLE_LAB_REPO" in out and out.count("\n") == 1
+    assert calls == ["pip show -q diffstyle_lab"]
+    monkeypatch.setenv("DIFFSTYLE_LAB_REPO", "https://example.invalid/dsl.git")
+    exec(compile(first.source, "setup", "exec"), {})
+    assert any("git clone" in c and "example.invalid" in c for c in calls)
+    sys.path.remove("dsl")
+
+
+def test_a_constant_map_is_not_auto_scaled():
+    """06's "everywhere" mask (all ones) must be drawn bright, not black: a constant 2-D map is drawn on [0, 1]."""
+    import matplotlib.pyplot as plt
+    from diffstyle_lab.lab import notebook as nb
+    fig = nb.grid_figure([[torch.ones(4, 4), torch.zeros(4, 4), torch.tensor([[0.0, 2.0], [1.0, 0.5]])]])
+    clims = [ax.images[0].get_clim() for ax in fig.axes]
+    assert clims[0] == (0.0, 1.0) and clims[1] == (0.0, 1.0) and clims[2] == (0.0, 2.0)
+    plt.close(fig)

@@ -126,19 +126,55 @@ def select(sources: list[Path], only) -> list[Path]:
 
 
 # Rough relative cost of the full run, for scheduling the longest first when notebooks run at once
-# (measured: 03 ≈ 1/3 of the main job, then 08); a previous <out>/timings.json takes precedence.
-COST_HINT = {"03_correlations": 5.0, "08_sweep": 2.5, "05_calibration": 1.5, "04_slerp": 1.4}
+# (CPU seconds of one full run with the model's settings, 2026-12-04: 03 142, 08 112, 07 74, 04 59, 09 45,
+# 02 43, 05 43, 06 42, 01 18); a previous <out>/timings.json takes precedence.
+COST_HINT = {"03_correlations": 142.0, "08_sweep": 112.0, "07_out_of_domain": 74.0, "04_slerp": 59.0,
+             "09_when_h_carries_content": 45.0, "02_replacing_h": 43.0, "05_calibration": 43.0,
+             "06_local_mixing": 42.0, "01_tour_of_h_space": 18.0}
 
 
-def auto_jobs(n: int) -> int:
-    """How many notebooks to run at once: one per CPU core that is free now (cores minus the
-    1-minute load average, each notebook's kernel using one thread), at least 1, at most ``n``."""
-    cores = os.cpu_count() or 1
+def cpu_times(text: str) -> tuple[float, float]:
+    """``(busy, total)`` jiffies of all CPUs from the text of ``/proc/stat`` (its first ``cpu`` line:
+    user nice system idle iowait irq softirq steal …; idle and iowait are not busy; guest time is
+    already counted in user)."""
+    for line in text.splitlines():
+        f = line.split()
+        if f and f[0] == "cpu":
+            v = [float(x) for x in f[1:9]]
+            v += [0.0] * (8 - len(v))
+            total = sum(v)
+            return total - v[3] - v[4], total
+    raise ValueError("no aggregate 'cpu' line in /proc/stat")
+
+
+def busy_cores(window: float = 0.5, stat: str = "/proc/stat") -> float | None:
+    """How many cores were busy, on average, over the next ``window`` seconds (two reads of
+    ``/proc/stat``); None where there is no /proc/stat (macOS, Windows)."""
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):   # no load average (Windows): assume the cores are free
-        load = 0.0
-    return max(1, min(n, int(cores - load + 0.5)))
+        with open(stat) as fh:
+            b0, t0 = cpu_times(fh.read())
+        time.sleep(window)
+        with open(stat) as fh:
+            b1, t1 = cpu_times(fh.read())
+    except (OSError, ValueError):
+        return None
+    cores = os.cpu_count() or 1
+    return cores * (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def auto_jobs(n: int, window: float = 0.5) -> int:
+    """How many notebooks to run at once: one per CPU core that is free now (cores minus the cores
+    busy over a short ``window`` read from /proc/stat — not the 1-minute load average, which still
+    counts an install that just finished; the load average only where /proc/stat is absent), each
+    notebook's kernel using one thread; at least 1, at most ``n``."""
+    cores = os.cpu_count() or 1
+    busy = busy_cores(window)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):   # no load average (Windows): assume the cores are free
+            busy = 0.0
+    return max(1, min(n, int(cores - busy + 0.5)))
 
 
 def longest_first(sources: list[Path], out: Path, quick: bool) -> list[Path]:
