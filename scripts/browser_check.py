@@ -78,6 +78,10 @@ def quick_copy(name: str, folder: Path, params: dict) -> Path:
                                                    "language": "python"}
     idx = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c.get("metadata", {}).get("tags", []))
     text = "# quick parameters (scripts/browser_check.py)\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    # the kernel must import this checkout's diffstyle_lab (PYTHONPATH from Server, or an editable install of it)
+    text += ("\nimport pathlib as _pl, diffstyle_lab as _dsl\n"
+             f"assert _pl.Path(_dsl.__file__).resolve().is_relative_to(_pl.Path({str(ROOT.resolve())!r})), "
+             f"f'the kernel imported diffstyle_lab from {{_dsl.__file__}}, not from {ROOT.resolve()}'")
     nb["cells"].insert(idx + 1, {"cell_type": "code", "execution_count": None, "id": "browser-check-params",
                                  "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
                                  "source": text.splitlines(keepends=True)})
