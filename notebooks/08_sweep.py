@@ -35,7 +35,7 @@ steps = 50              # generation steps
 n_pairs = 4             # (content i, style i) pairs, zipped in file order
 content_dir = None      # a folder of content images (any size, loaded at the model's size); None → the sample faces (diffstyle_lab/data/samples/content)
 style_dir = None        # a folder of style images; None → the sample faces (diffstyle_lab/data/samples/style)
-gammas = [0.0, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]
+gammas = [0.0, 0.2, 0.4, 0.6, 1.0]   # the model's own γ is always added (and γ = 0, no injection)
 t_edits = [200, 400, 600]
 t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 method = None           # the mixing rule; None → the model's default (normalised_slerp)
@@ -66,6 +66,7 @@ nb.show_box(m, "γ trades content against style: γ 0.3–0.4 with t_edit 400 of
                "more γ or a longer editing interval loses the style (§4.2, §5, Fig. 5).")
 content, style, c_names, s_names = nb.load_pairs(m, n_pairs, content_dir, style_dir)
 n = len(content)
+gammas = sorted({float(g) for g in gammas} | {0.0, float(cfg.gamma)})   # γ = 0 and the model's γ always
 store = nb.InversionStore(m, steps=inversion_steps, disk=cache_dir)
 with nb.stopwatch() as sw:
     ci, si = store(content), store(style)
@@ -78,13 +79,40 @@ print(f"model: {m.source} on {m.device}; {n} pairs; {len(gammas)} γ × {len(t_e
 #
 # One batched injection of all pairs per (γ, t_edit). Each row of the table is one pair at one
 # setting, with its measures (`metrics.measures`) and the run's seconds.
+#
+# **γ = 0 is run once per t_boost, not once per t_edit**: at γ = 0 nothing is injected (h̃ = h, so
+# ε̃ = ε and calibration moves x by 0), and t_edit only says where injection happens — so the γ = 0
+# result is the same for every t_edit with the same boosting (min(t_boost, t_edit)). The cell checks
+# this on one pair with 12-step runs at the smallest and the largest t_edit before
+# reusing it; the reused rows of `sweep.csv` have no `seconds`. (Until 2026-12-04 the sweep ran γ = 0 at every t_edit and had a γ 0.8 column, 7 × 3
+# runs; now the γ values are 0, 0.2, 0.4, 0.6, 1 and the model's γ.)
 
 # %%
-rows, images = [], {}
+def run_setting(g, te):
+    return dl.inject(m, ci, si, cfg, gamma=float(g), t_edit=int(te), t_boost=min(t_boost, int(te)), progress=False)
+
+
+same = {}   # min(t_boost, t_edit) → the t_edits that share one γ = 0 run
+for te in t_edits:
+    same.setdefault(min(t_boost, int(te)), []).append(int(te))
+probe = [(te_s[0], te_s[-1]) for te_s in same.values() if len(te_s) > 1]
+for te_a, te_b in probe:      # the check: γ = 0 at two t_edits with the same boosting
+    a, b = (dl.inject(m, ci.select([0]), si.select([0]), cfg, gamma=0.0, t_edit=te, t_boost=min(t_boost, te),
+                      steps=12, progress=False).images for te in (te_a, te_b))
+    gap = float((a - b).abs().max())
+    print(f"γ = 0 at t_edit={te_a} vs {te_b} (1 pair, 12 steps): max |Δ| = {gap:.1e}")
+    assert gap < 1e-3, "γ = 0 depends on t_edit here: run it at every t_edit"
+rows, images, seconds, zero = [], {}, {}, {}
 for g, te in itertools.product(gammas, t_edits):
-    with nb.stopwatch() as sw:      # varied on purpose: γ and t_edit; the rest is cfg (the model's defaults)
-        r = dl.inject(m, ci, si, cfg, gamma=float(g), t_edit=int(te), t_boost=min(t_boost, int(te)), progress=False)
-    images[(g, te)] = r.images
+    tb = min(t_boost, int(te))
+    if g == 0.0 and tb in zero:     # reused: see above (its seconds are left empty in the table)
+        images[(g, te)], seconds[(g, te)] = zero[tb][0], float("nan")
+    else:
+        with nb.stopwatch() as sw:      # varied on purpose: γ and t_edit; the rest is cfg (the model's defaults)
+            r = run_setting(g, te)
+        images[(g, te)], seconds[(g, te)] = r.images, sw.seconds
+        if g == 0.0:
+            zero[tb] = (r.images, sw.seconds)
     meas = metrics.measures(r.images, content, style)
     meas.insert(0, "pair", range(n))
     meas.insert(1, "content", c_names)
@@ -94,7 +122,7 @@ for g, te in itertools.product(gammas, t_edits):
     meas["t_boost"] = min(t_boost, int(te))
     meas["method"] = method
     meas["calibrate"] = calibrate
-    meas["seconds"] = sw.seconds / n
+    meas["seconds"] = seconds[(g, te)] / n
     rows.append(meas)
 table = pd.concat(rows, ignore_index=True)
 table["model"] = m.source
@@ -118,8 +146,8 @@ table.head()
 curves = [("struct_content", "structure sim. with content"), ("struct_style", "structure sim. with style"),
            ("bg_dist_style", "background colour dist. to style"), ("psnr_content", "PSNR to content (dB)")]
 mean = table.groupby(["t_edit", "gamma"])[[k for k, _ in curves] + ["bg_dist_content", "psnr_style", "tv"]].mean()
-# the references: no injection (γ = 0, at the model's t_edit) and the two cheap baselines
-none_img = dl.inject(m, ci, si, cfg, gamma=0.0, progress=False).images
+# the references: no injection (γ = 0 with the model's t_boost; the sweep's run when it has one) and the two cheap baselines
+none_img = zero[cfg.t_boost][0] if cfg.t_boost in zero else dl.inject(m, ci, si, cfg, gamma=0.0, progress=False).images
 refs = nb.reference_measures(none_img, content, style)
 fig, axes = plt.subplots(1, len(curves), figsize=(3.3 * len(curves), 3.3))
 for ax, (col, label) in zip(axes, curves):
@@ -131,7 +159,8 @@ for ax, (col, label) in zip(axes, curves):
     ax.set_title(label, fontsize=8)
 axes[0].legend(fontsize=6)
 fig.suptitle(f"{m.source}: mean over {n} pairs, {steps} steps; varied: γ, t_edit; model defaults otherwise "
-             f"({method}, calibrate={calibrate}, ω={omega:g}); lines: no injection and the two cheap baselines",
+             f"({method}, calibrate={calibrate}, ω={omega:g}); lines: no injection and the two cheap baselines\n"
+             "γ = 0 is one run per t_boost, drawn at every t_edit (it injects nothing; checked above)",
              fontsize=9)
 fig.tight_layout()
 nb.save_figure(fig, out_dir, "sweep")
@@ -177,7 +206,9 @@ for te, grp in sweep[sweep.gamma > 0].groupby("t_edit"):
 
 # %%
 flat = mean.reset_index()
-at_default = dl.inject(m, ci, si, cfg, progress=False).images       # the model's own setting
+key = (float(cfg.gamma), cfg.t_edit)      # the model's own setting: the sweep's run where it has it
+at_default = images[key] if key in images and min(t_boost, cfg.t_edit) == cfg.t_boost else \
+    dl.inject(m, ci, si, cfg, progress=False).images
 default_meas = metrics.measures(at_default, content, style)
 print(f"Measured on {m.source}, {n} pairs, {steps} steps ({len(table)} rows in {csv_path}):")
 for line in nb.claims(default_meas, refs, {"struct_content": ("structure similarity with the content", "higher"),

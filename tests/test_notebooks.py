@@ -198,11 +198,11 @@ def test_sweep_writes_a_tidy_table(executed):
     out, rows, _ = executed
     df = pd.read_csv(out / "08_sweep" / "sweep.csv")
     q = {**rn.QUICK_COMMON, **rn.QUICK["08_sweep"]}
-    assert len(df) == len(q["gammas"]) * len(q["t_edits"]) * q["n_pairs"]
+    assert len(df) == len(set(q["gammas"]) | {0.0, STORED["gamma"]}) * len(q["t_edits"]) * q["n_pairs"]
     for col in ("pair", "gamma", "t_edit", "struct_content", "struct_style", "bg_dist_style", "bg_dist_content",
                 "psnr_content", "psnr_style"):
         assert col in df.columns
-    assert sorted(df.gamma.unique()) == sorted(q["gammas"])
+    assert sorted(df.gamma.unique()) == sorted(set(q["gammas"]) | {0.0, STORED["gamma"]})   # γ = 0 and the model's γ added
     assert df[["struct_content", "bg_dist_style", "psnr_style"]].notna().all().all()
     assert (out / "08_sweep" / "sweep.png").exists()
 
