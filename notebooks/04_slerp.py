@@ -35,7 +35,7 @@ n_pairs = 4             # (content i, style i) pairs, zipped in file order
 content_dir = None      # a folder of content images (any size, loaded at the model's size); None → the sample faces (diffstyle_lab/data/samples/content)
 style_dir = None        # a folder of style images; None → the sample faces (diffstyle_lab/data/samples/style)
 gamma = None            # the slider's starting value; None → the model's default γ
-gammas = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]   # the static sweep and the measured curves
+gammas = [0.0, 0.2, 0.4, 0.6, 1.0]   # the static sweep and the measured curves (the curves also get the model's γ)
 t_edit = None           # inject while t ≥ t_edit; None → the model's default (InjectionConfig.for_model)
 t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 seed = 0
@@ -170,7 +170,7 @@ nb.show(nb.row_figure({"content": content[0], "style": style[0], "by hand": by_h
 # %% [markdown]
 # ## 3. Measured over all pairs
 #
-# For each γ, one batched injection of all pairs with `steps` steps, and the measures of
+# For each γ (`gammas`, and the model's γ; until 2026-12-04 also 0.8), one batched injection of all pairs with `steps` steps, and the measures of
 # `metrics.measures`: structure similarity (edge maps) with the content and with the style image, and
 # the distance of the background colour to the style's and to the content's.
 
