@@ -35,7 +35,7 @@ steps = 50              # generation steps
 n_pairs = 4             # (content i, style i) pairs, zipped in file order
 content_dir = None      # a folder of content images (any size, loaded at the model's size); None → the sample faces (diffstyle_lab/data/samples/content)
 style_dir = None        # a folder of style images; None → the sample faces (diffstyle_lab/data/samples/style)
-gammas = [0.0, 0.2, 0.4, 0.6, 1.0]   # the model's own γ is always added (and γ = 0, no injection)
+gammas = [0.0, 0.2, 0.4, 0.6, 1.0]   # the model's own γ is always added, and 0 (no injection)
 t_edits = [200, 400, 600]
 t_boost = None          # quality boosting for t ≤ t_boost (clipped to t_edit); None → the model's default
 method = None           # the mixing rule; None → the model's default (normalised_slerp)
