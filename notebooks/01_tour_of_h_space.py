@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · A tour of h-space
 #
-# *Reading time ≈ 8 min · compute ≈ 17 s CPU for the full run (a few s with `--quick`) · [← notebooks/README](README.md) · [02_replacing_h →](02_replacing_h.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 8 min · compute ≈ 19 s CPU for the full run (a few s with `--quick`) · [← notebooks/README](README.md) · [02_replacing_h →](02_replacing_h.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Replacing h: the paper's first experiment
 #
-# *Reading time ≈ 6 min · compute ≈ 33 s CPU for the full run (a few s with `--quick`) · [← 01_tour_of_h_space](01_tour_of_h_space.ipynb) · [03_correlations →](03_correlations.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 6 min · compute ≈ 32 s CPU for the full run (a few s with `--quick`) · [← 01_tour_of_h_space](01_tour_of_h_space.ipynb) · [03_correlations →](03_correlations.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · |h| and |g| go together: r_homo, r_hetero, r_alt
 #
-# *Reading time ≈ 6 min · compute ≈ 144 s CPU for the full run (a few s with `--quick`) · [← 02_replacing_h](02_replacing_h.ipynb) · [04_slerp →](04_slerp.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 6 min · compute ≈ 104 s CPU for the full run (a few s with `--quick`) · [← 02_replacing_h](02_replacing_h.ipynb) · [04_slerp →](04_slerp.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

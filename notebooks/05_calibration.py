@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · Style calibration, ω
 #
-# *Reading time ≈ 5 min · compute ≈ 46 s CPU for the full run (a few s with `--quick`) · [← 04_slerp](04_slerp.ipynb) · [06_local_mixing →](06_local_mixing.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 5 min · compute ≈ 42 s CPU for the full run (a few s with `--quick`) · [← 04_slerp](04_slerp.ipynb) · [06_local_mixing →](06_local_mixing.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

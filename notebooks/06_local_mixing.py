@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Local mixing: inject content in part of the image
 #
-# *Reading time ≈ 6 min · compute ≈ 36 s CPU for the full run (a few s with `--quick`) · [← 05_calibration](05_calibration.ipynb) · [07_out_of_domain →](07_out_of_domain.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 6 min · compute ≈ 42 s CPU for the full run (a few s with `--quick`) · [← 05_calibration](05_calibration.ipynb) · [07_out_of_domain →](07_out_of_domain.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 07 · Out-of-domain styles
 #
-# *Reading time ≈ 6 min · compute ≈ 52 s CPU for the full run (a few s with `--quick`) · [← 06_local_mixing](06_local_mixing.ipynb) · [08_sweep →](08_sweep.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 6 min · compute ≈ 56 s CPU for the full run (a few s with `--quick`) · [← 06_local_mixing](06_local_mixing.ipynb) · [08_sweep →](08_sweep.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

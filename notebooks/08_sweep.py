@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · A parameter sweep: γ × t_edit
 #
-# *Reading time ≈ 5 min · compute ≈ 134 s CPU for the full run (a few s with `--quick`) · [← 07_out_of_domain](07_out_of_domain.ipynb) · [09_when_h_carries_content →](09_when_h_carries_content.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 5 min · compute ≈ 87 s CPU for the full run (a few s with `--quick`) · [← 07_out_of_domain](07_out_of_domain.ipynb) · [09_when_h_carries_content →](09_when_h_carries_content.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

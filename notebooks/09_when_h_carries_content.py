@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 09 · When does h carry content?
 #
-# *Reading time ≈ 6 min · compute ≈ 44 s CPU for the full run (a few s with `--quick`) · [← 08_sweep](08_sweep.ipynb) · [back to notebooks/README →](README.md) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 6 min · compute ≈ 50 s CPU for the full run (a few s with `--quick`) · [← 08_sweep](08_sweep.ipynb) · [back to notebooks/README →](README.md) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

@@ -126,11 +126,11 @@ def select(sources: list[Path], only) -> list[Path]:
 
 
 # Rough relative cost of the full run, for scheduling the longest first when notebooks run at once
-# (CPU seconds of one full run with the model's settings, 2026-12-04: 03 142, 08 112, 07 74, 04 59, 09 45,
-# 02 43, 05 43, 06 42, 01 18); a previous <out>/timings.json takes precedence.
-COST_HINT = {"03_correlations": 142.0, "08_sweep": 112.0, "07_out_of_domain": 74.0, "04_slerp": 59.0,
-             "09_when_h_carries_content": 45.0, "02_replacing_h": 43.0, "05_calibration": 43.0,
-             "06_local_mixing": 42.0, "01_tour_of_h_space": 18.0}
+# (CPU seconds of one full run with the model's settings, 2026-12-04, after 03/04/08 got cheaper: 03 104,
+# 08 87, 07 56, 09 50, 04 43, 05 42, 06 42, 02 32, 01 19); a previous <out>/timings.json takes precedence.
+COST_HINT = {"03_correlations": 104.0, "08_sweep": 87.0, "07_out_of_domain": 56.0, "09_when_h_carries_content": 50.0,
+             "04_slerp": 43.0, "05_calibration": 42.0, "06_local_mixing": 42.0, "02_replacing_h": 32.0,
+             "01_tour_of_h_space": 19.0}
 
 
 def cpu_times(text: str) -> tuple[float, float]:
