@@ -113,7 +113,7 @@ for g, te in itertools.product(gammas, t_edits):
         images[(g, te)], seconds[(g, te)] = r.images, sw.seconds
         if g == 0.0:
             zero[tb] = (r.images, sw.seconds)
-    meas = metrics.measures(r.images, content, style)
+    meas = metrics.measures(images[(g, te)], content, style)
     meas.insert(0, "pair", range(n))
     meas.insert(1, "content", c_names)
     meas.insert(2, "style", s_names)
