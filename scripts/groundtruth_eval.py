@@ -89,6 +89,8 @@ def model_summary(model, path: str, pairs: int, seed: int, steps: int, command: 
             "colours_as_style": list(r["colours_as_style"]),
             "rmse": {k: float(np.mean(sc[k]["rmse"])) for k in ("style", "floor", "blend", "reinhard")}
             | {"result": float(np.mean(sc[key]["rmse"]))},
+            "per_pair_rmse": {k: [round(float(v), 3) for v in sc[k2]["rmse"]]      # for paired comparisons of models
+                              for k, k2 in (("result", key), ("style", "style"), ("floor", "floor"))},
             "baselines": {name_b: {"gap_closed": list(gap_ci(sc[k]["rmse"], style, floor)),
                                    "result_minus_baseline_rmse": list(bootstrap_ci(sc[key]["rmse"] - sc[k]["rmse"]))}
                           for name_b, k in (("pixel_blend", "blend"), ("reinhard", "reinhard"))}}
