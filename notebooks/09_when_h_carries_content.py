@@ -148,10 +148,17 @@ if out_dir:
 # Measured while fine-tuning (`scripts/emergence.py` on every snapshot, stored with the model):
 # the peak of r(t) over t ∈ [400, 800] (16 pairs, 20-step grid) and the share of the gap to the
 # ideal render that injection closes (24 pairs, 20 steps, normalised Slerp) — for the skip-dropout
-# run and for the control trained the same way without it.
+# run and for the control trained the same way without it. The shipped model (v3) was trained on a
+# GPU without snapshots, so for it this section shows the curve of the previous default model's
+# fine-tuning (v2, `data/models/faces32_v2`), and says so.
 
 # %%
-curve_path = curve or (nb.data_path("models", "faces32", "emergence.csv") if is_default else None)
+if curve is None and is_default:      # the model's own curve, else the previous default model's (v2)
+    own, v2 = nb.data_path("models", "faces32", "emergence.csv"), nb.data_path("models", "faces32_v2", "emergence.csv")
+    curve = str(own) if own.exists() else str(v2) if v2.exists() else None
+    if curve == str(v2):
+        print(f"the shipped model has no emergence curve of its own: showing v2's fine-tuning ({v2})")
+curve_path = curve
 if curve_path is None or not os.path.exists(curve_path):
     pr = None
     print(f"no emergence curve for {models['current'].source}: it is measured while training (scripts/emergence.py) "
