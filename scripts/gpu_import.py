@@ -40,7 +40,7 @@ def main(argv=None):
         unet.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()}, strict=True)
         unet.to(torch.float16)
         T.export(unet, dest / name)
-        record = {k: v for k, v in meta.items() if k not in ("candidates", "unet_config")}
+        record = {k: v for k, v in meta.items() if k not in ("candidates", "unet_config", "unet_configs")}
         (dest / name / "train.json").write_text(json.dumps({"candidate": name, "config": cfg, **record}, indent=1))
         print(f"{name}: {dest / name}")
 

@@ -10,7 +10,7 @@
    same faces, t, noise and coin flips (``faces.train.draw_batch``), so differences between them are the
    recipes' own. bf16 autocast on CUDA.
 3. Times the first steps, then fixes the step count that fits ``--budget`` seconds of training (the cosine
-   learning-rate schedule needs it), and trains to it.
+   learning-rate schedule needs it), re-fits it from steps 100-200, and trains to it (``--max-steps`` caps it).
 4. Writes into ``--out`` (flat, as the device tool brings back): ``<name>.safetensors`` per candidate (the
    EMA U-Net, fp16, re-exported every ``--export-every`` seconds so a cut-off run still returns weights),
    ``gpu_train.json`` (configs, steps, images seen, timings, loss curve) and the log on stdout.
@@ -22,6 +22,10 @@ so a 212-s budget gave each 451 steps = 115k images (≈ the CPU-hour v2 fine-tu
 launch-bound, not compute-bound (a 3 M-parameter U-Net at 32 px): a larger ``--batch-size`` or fewer
 ``--only`` candidates buys more images per second. A first try with cudnn.benchmark on re-tuned every
 step (the colour swap's sub-batch changes size) and ran at 4 s per lock-step.
+Second run (same day, four candidates ``--only v3_more v3ctl_more h8_cs25 h8_ctl --batch-size 1024``): the early
+probe said 707 ms per lock-step, so a 360-s budget stopped after 173 s (488 steps); steady state is 290 ms per
+lock-step, 73 ms per model step at 4x the batch (still launch-bound), hence the re-fit. With ``--max-steps 1100``:
+1,100 steps = 1.13 M images per candidate in 339 s (10x the first run, ≈ 10 CPU-hours of the v2 fine-tune).
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ sys.path.insert(0, str(ROOT))
 from diffstyle_lab.faces import train as T  # noqa: E402
 
 V1 = str(ROOT / "data" / "models" / "faces32_v1")
+V3 = str(ROOT / "diffstyle_lab" / "data" / "models" / "faces32")      # v3 (= mean_cs25 of the first run)
+V3_CTL = str(ROOT / "data" / "models" / "faces32_v3_control")        # its equal-compute control (= ctl)
 SKIP = dict(skip_drop=0.8, skip_drop_levels=3)
+SKIP8 = dict(skip_drop=0.8, skip_drop_levels=2)    # "h8": the 8x8 and 16x16 up blocks; as in SKIP, only 32x32 keeps its skips
 # name -> TrainConfig fields; every candidate shares the data, batches, schedule and step count
 CANDIDATES = {
     "ctl": dict(init=V1),                                                    # control: plain ε fine-tune
@@ -53,6 +60,11 @@ CANDIDATES = {
     "mean_cs25": dict(init=V1, **SKIP, skip_drop_mode="mean", colour_swap=0.25),   # + h from a recoloured twin
     "mean_cs50": dict(init=V1, **SKIP, skip_drop_mode="mean", colour_swap=0.5),
     "mean_scratch": dict(init="", **SKIP, skip_drop_mode="mean"),            # the same from random weights
+    # second run (2026-12-04, later): more compute for v3's recipe, and h at 8x8 instead of 4x4
+    "v3_more": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25),      # v3, trained on
+    "v3ctl_more": dict(init=V3_CTL),                                                 # its control, trained on
+    "h8_cs25": dict(init="", layout="h8", **SKIP8, skip_drop_mode="mean", colour_swap=0.25),  # from scratch
+    "h8_ctl": dict(init="", layout="h8"),                                            # its control
 }
 
 
@@ -139,24 +151,29 @@ def main(argv=None):
 
     losses = {n: [] for n in names}
     curve, step, n_steps, t_train, last_export = [], 0, a.max_steps, time.time(), time.time()
-    probe_steps, t_probe = min(a.probe_steps, a.max_steps), None
+    # the step count that fits the budget is fixed from the time of steps 5..probe, then re-fitted from steps
+    # 100..200 (still in the warm-up, before the cosine decay matters): the first steps are slow while kernels
+    # for new sub-batch sizes are picked (second run: 580-707 ms per lock-step probed, 290 ms steady)
+    fits = [(min(5, a.probe_steps - 1), a.probe_steps), (100, 200)]
+    t_mark = {}
     while step < n_steps:
         b = T.draw_batch(step, a.seed, len(data), a.batch_size, data.shape[1:], True, True, device=dev)
         for name, tr in trainers.items():
             losses[name].append(tr.step(step, b, amp=amp))
         step += 1
-        if step == min(5, probe_steps - 1):
-            sync()
-            t_probe = time.time()
-        if step == probe_steps and step < n_steps:     # fix the step count that fits the budget
-            sync()
-            per_step = (time.time() - t_probe) / max(1, probe_steps - min(5, probe_steps - 1))
-            left = a.budget - (time.time() - t_train)
-            n_steps = int(min(a.max_steps, step + max(0, left) / per_step * 0.97))
-            for tr in trainers.values():
-                tr.cfg.steps = n_steps
-            say(f"{per_step * 1000:.1f} ms per lock-step ({len(names)} models): training {n_steps} steps "
-                f"= {n_steps * a.batch_size:,} images per model")
+        for first, last in fits:
+            if step == first:
+                sync()
+                t_mark[first] = time.time()
+            if step == last and first in t_mark and step < n_steps:
+                sync()
+                per_step = (time.time() - t_mark[first]) / (last - first)
+                left = a.budget - (time.time() - t_train)
+                n_steps = int(min(a.max_steps, step + max(0, left) / per_step * 0.97))
+                for tr in trainers.values():
+                    tr.cfg.steps = n_steps
+                say(f"{per_step * 1000:.1f} ms per lock-step ({len(names)} models, steps {first}-{last}): "
+                    f"training {n_steps} steps = {n_steps * a.batch_size:,} images per model")
         if step % 250 == 0 or step == n_steps:
             row = {"step": step, "seconds": round(time.time() - t_train, 1),
                    **{n: round(float(torch.stack(v).mean()), 5) for n, v in losses.items() if v}}
@@ -172,7 +189,7 @@ def main(argv=None):
                        "total_seconds": round(time.time() - t_start, 1), "device": str(dev),
                        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "", "torch": torch.__version__,
                        "amp_bf16": amp, "data": {"posed": a.n_posed, "upright": a.n_upright, "seed": a.data_seed},
-                       "unet_config": dict(next(iter(trainers.values())).ema.config),
+                       "unet_configs": {n: dict(tr.ema.config) for n, tr in trainers.items()},
                        "candidates": {n: {k: v for k, v in dataclasses.asdict(tr.cfg).items() if k != "out"}
                                       for n, tr in trainers.items()},
                        "loss_curve": curve}
