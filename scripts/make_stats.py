@@ -86,11 +86,12 @@ def main(argv=None) -> int:
     p.add_argument("--spacing", default="authors")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--gamma", type=float, default=0.3,
-                   help="γ of lerp / slerp / normalised Slerp and of the injection runs (replace and add use 1)")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="γ of lerp / slerp / normalised Slerp and of the injection runs (replace and add use 1); "
+                        "default: the model's stored γ")
     p.add_argument("--inject", nargs="*", default=["normalised_slerp", "replace"],
                    help="methods to measure in real injection runs (none: skip)")
-    p.add_argument("--t-edit", type=int, default=400)
+    p.add_argument("--t-edit", type=int, default=None, help="default: the model's stored t_edit")
     p.add_argument("--n-inject", type=int, default=None, help="samples per injection run (default: --n)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out", default=str(ROOT / "docs" / "stats"))
@@ -109,6 +110,9 @@ def main(argv=None) -> int:
     if a.n < 64 and a.model == "default":
         print(f"note: n = {a.n} < 64; the committed results use n ≥ 64", file=sys.stderr)
     model = load(a.model)
+    stored = InjectionConfig.for_model(model)
+    a.gamma = stored.gamma if a.gamma is None else a.gamma
+    a.t_edit = stored.t_edit if a.t_edit is None else a.t_edit
     tag = Path(a.model).name if a.model not in ("default", "tiny") else a.model
     work = Path(a.work) if a.work else ROOT / "runs" / "stats" / f"{tag}-{model.weights_hash[:12]}"
     t0 = time.perf_counter()
@@ -135,7 +139,7 @@ def main(argv=None) -> int:
     csv = stats.save_frame(df, out / "correlations.csv")
     png = out / "correlations.png"
     stats.plot_correlations(df, png, title=f"|h| vs |g| on {model.source}: n = {a.n}, {a.steps} DDIM steps "
-                                           f"({a.spacing} grid), γ = {a.gamma}; shaded: 95% bootstrap CI")
+                                           f"({a.spacing} grid), γ = {a.gamma}, t_edit = {a.t_edit}; shaded: 95% bootstrap CI")
     print(summary(df))
     print(f"wrote {csv} ({len(df)} rows) and {png}; sampling {t1 - t0:.0f} s (work folder {work})")
     return 0
