@@ -426,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a dropped skip becomes 0, or its spatial mean per channel (keeps colour statistics)")
     t.add_argument("--colour-swap", type=float, default=0.0,
                    help="share of samples whose h comes from the same face in other colours (training only)")
+    t.add_argument("--colour-swap-on", default="any", choices=["any", "dropped"],
+                   help="draw the colour swap for any sample, or only for samples whose skips --skip-drop dropped")
     t.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                    help="learning rate after the warm-up: constant, or cosine down to lr/10 at the last step")
     t.add_argument("--quiet", action="store_true")

@@ -154,6 +154,36 @@ def test_colour_swap_must_be_a_probability(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_colour_swap_on_dropped_swaps_exactly_the_samples_whose_skips_are_dropped(tmp_path):
+    """colour_swap_on="dropped": the swap coin is drawn only for samples whose coarse skips are dropped
+    (t ≥ skip_drop_tmin and the drop coin), so with colour_swap 1 the two sets are the same."""
+    from diffstyle_lab.faces.train import Trainer, draw_batch
+    data = torch.rand(8, 3, 32, 32) * 2 - 1
+    seen = []
+    for on, p_swap in (("dropped", 1.0), ("dropped", 0.5), ("any", 1.0)):
+        cfg = TrainConfig(out=str(tmp_path / on), batch_size=16, skip_drop=0.6, skip_drop_levels=3,
+                          skip_drop_mode="mean", colour_swap=p_swap, colour_swap_on=on, progress=False)
+        tr = Trainer(cfg, data, data.flip(1))
+        prepare = tr.swap.prepare
+        tr.swap.prepare = lambda idx, t, eps, a, chosen: (seen.append(chosen.clone()), prepare(idx, t, eps, a, chosen))
+        b = draw_batch(0, 0, len(data), 16, data.shape[1:], True, True)
+        b.t[:3] = 50                                     # below skip_drop_tmin: skips kept
+        tr.step(0, b)
+        tr.close()
+        dropped = ~tr.drop.mask.bool()
+        if on == "dropped" and p_swap == 1.0:
+            assert torch.equal(seen[-1], dropped) and 0 < int(dropped.sum()) < 16
+        elif on == "dropped":
+            assert not (seen[-1] & ~dropped).any() and int(seen[-1].sum()) < int(dropped.sum())
+        else:
+            assert seen[-1].all()                         # "any": every sample, dropped or not
+    with pytest.raises(ValueError, match="colour_swap_on"):
+        train(TrainConfig(out=str(tmp_path / "bad"), colour_swap=0.5, colour_swap_on="sometimes"))
+    with pytest.raises(ValueError, match="needs skip_drop"):
+        train(TrainConfig(out=str(tmp_path / "bad"), colour_swap=0.5, colour_swap_on="dropped"))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_trainer_step_is_the_same_in_lock_step_and_alone(tmp_path):
     """Two Trainers fed the same draw_batch give the weights train() gives for the same config (the
     GPU script's lock-step loop is train()'s step, not a copy of it); the schedule decays to lr/10."""

@@ -59,6 +59,7 @@ class TrainConfig:
     skip_drop_tmin: int = 100  # ... at noise levels t >= this (inference always keeps every skip)
     skip_drop_mode: str = "zero"  # a dropped skip becomes 0 ("zero") or its spatial mean per channel ("mean")
     colour_swap: float = 0.0   # training only: per sample, h comes from the same face in other colours (a twin)
+    colour_swap_on: str = "any"  # ... drawn for any sample ("any"), or only where the skips are dropped ("dropped")
     schedule: str = "constant"  # learning rate after the warm-up: "constant" or "cosine" (down to lr/10 at the end)
 
 
@@ -216,6 +217,11 @@ def check_config(cfg: TrainConfig) -> None:
     _check_skip_drop_mode(cfg.skip_drop_mode)
     if not 0.0 <= cfg.colour_swap <= 1.0:
         raise ValueError(f"colour_swap={cfg.colour_swap!r}: a probability in [0, 1] (0 switches it off)")
+    if cfg.colour_swap_on not in ("any", "dropped"):
+        raise ValueError(f"colour_swap_on={cfg.colour_swap_on!r}: choose 'any' or 'dropped' (only samples whose "
+                         "skips are dropped)")
+    if cfg.colour_swap_on == "dropped" and cfg.colour_swap and not cfg.skip_drop:
+        raise ValueError("colour_swap_on='dropped' needs skip_drop > 0 (no sample has its skips dropped)")
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule={cfg.schedule!r}: choose 'constant' or 'cosine' (to lr/10 at the last step)")
 
@@ -278,11 +284,16 @@ class Trainer:
         lr = self.lr(step)
         for pg in self.opt.param_groups:
             pg["lr"] = lr
+        keep = None
         if self.drop is not None:
-            self.drop.mask = ((b.u_drop >= cfg.skip_drop) | (b.t < cfg.skip_drop_tmin)).float()
+            keep = (b.u_drop >= cfg.skip_drop) | (b.t < cfg.skip_drop_tmin)
+            self.drop.mask = keep.float()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             if self.swap is not None:
-                self.swap.prepare(b.idx, b.t, b.eps, a, b.u_swap < cfg.colour_swap)
+                chosen = b.u_swap < cfg.colour_swap
+                if cfg.colour_swap_on == "dropped":    # h from the twin only where the coarse skips are gone:
+                    chosen = chosen & ~keep              # layout must come from h, colour never can
+                self.swap.prepare(b.idx, b.t, b.eps, a, chosen)
             pred = self.model(xt, b.t).sample
         per = F.mse_loss(pred.float(), b.eps, reduction="none").mean(dim=(1, 2, 3))
         loss = (loss_weights(cfg.loss, a / (1 - a)).view(-1) * per).mean()
