@@ -18,7 +18,7 @@
 # The images and every number in the closing summary are produced by this notebook, on the model
 # given as a parameter (default: the embedded 32-px face model of `data/models/faces32`) and the
 # images of `content_dir` / `style_dir` (default: the sample faces). Every injection starts from the
-# model's stored settings (`InjectionConfig.for_model`: for the default model γ 0.3, t_edit 400,
+# model's stored settings (`InjectionConfig.for_model`: for the default model γ 0.3, t_edit 200,
 # t_boost 200, calibration on with ω 0.3); what this notebook varies on purpose is said next to each figure.
 
 # %%
