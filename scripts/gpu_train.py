@@ -65,8 +65,9 @@ CANDIDATES = {
     "v3ctl_more": dict(init=V3_CTL),                                                 # its control, trained on
     "h8_cs25": dict(init="", layout="h8", **SKIP8, skip_drop_mode="mean", colour_swap=0.25),  # from scratch
     "h8_ctl": dict(init="", layout="h8"),                                            # its control
-    # the recipe whose two halves agree: h from the recoloured twin exactly where the coarse skips are dropped
-    # (v3's independent coins left 60 % of samples rebuilding colour from h; see the v3 card)
+    # the coins coupled: h from the recoloured twin exactly where the coarse skips are dropped (v3's independent
+    # coins leave 60 % of samples rebuilding colour from h). CPU pilot at 64k images: no less colour in h, less
+    # transfer (v3 card); kept for a run at scale
     "mean_csdrop": dict(init=V1, **SKIP, skip_drop_mode="mean", colour_swap=1.0, colour_swap_on="dropped"),
 }
 
