@@ -5,6 +5,8 @@
 Each ``<candidate>.safetensors`` (fp16 EMA weights) is loaded into the U-Net that ``gpu_train.json``
 describes (strict: every key must match) and exported with the training noise schedule; the run's
 record (its candidate config, steps, images seen, loss curve) goes beside it as ``train.json``.
+Snapshots (``<candidate>.stepNNNNNN.safetensors``, from ``--snapshot-every``) become ``<candidate>_step<N>``
+folders whose ``train.json`` also says ``snapshot_step``.
 """
 
 from __future__ import annotations
@@ -31,18 +33,24 @@ def main(argv=None):
     if not meta_file.exists():
         sys.exit(f"gpu_import: {meta_file} is missing: point SRC at the folder gpu_train.py wrote")
     meta = json.loads(meta_file.read_text())
+    record = {k: v for k, v in meta.items() if k not in ("candidates", "unet_config", "unet_configs")}
     for name, cfg in meta["candidates"].items():
         weights = src / f"{name}.safetensors"
         if not weights.exists():
             print(f"gpu_import: {weights} missing, skipped")
             continue
-        unet = T.build_unet(cfg["layout"], cfg["image_size"])
-        unet.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()}, strict=True)
-        unet.to(torch.float16)
-        T.export(unet, dest / name)
-        record = {k: v for k, v in meta.items() if k not in ("candidates", "unet_config", "unet_configs")}
-        (dest / name / "train.json").write_text(json.dumps({"candidate": name, "config": cfg, **record}, indent=1))
-        print(f"{name}: {dest / name}")
+        found = [(name, weights, {})] + [
+            (f"{name}_step{int(w.name.split('.step')[1].split('.')[0])}", w,
+             {"snapshot_step": int(w.name.split(".step")[1].split(".")[0])})
+            for w in sorted(src.glob(f"{name}.step*.safetensors"))]
+        for folder, w, extra in found:
+            unet = T.build_unet(cfg["layout"], cfg["image_size"])
+            unet.load_state_dict({k: v.float() for k, v in load_file(str(w)).items()}, strict=True)
+            unet.to(torch.float16)
+            T.export(unet, dest / folder)
+            (dest / folder / "train.json").write_text(
+                json.dumps({"candidate": name, **extra, "config": cfg, **record}, indent=1))
+            print(f"{folder}: {dest / folder}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@
 3. Times the first steps, then fixes the step count that fits ``--budget`` seconds of training (the cosine
    learning-rate schedule needs it), re-fits it from steps 100-200, and trains to it (``--max-steps`` caps it).
 4. Writes into ``--out`` (flat, as the device tool brings back): ``<name>.safetensors`` per candidate (the
-   EMA U-Net, fp16, re-exported every ``--export-every`` seconds so a cut-off run still returns weights),
+   EMA U-Net, fp16, re-exported every ``--export-every`` seconds so a cut-off run still returns weights;
+   with ``--snapshot-every N`` also ``<name>.stepNNNNNN.safetensors`` every N steps, 6 MB each — the device
+   tool brings back at most 8 files of ≤ 16 MiB: one candidate with 5 snapshots fits beside the final weights,
+   the record and the log, e.g. ``--only mean_cs25 --max-steps 2000 --snapshot-every 400``),
    ``gpu_train.json`` (configs, steps, images seen, timings, loss curve) and the log on stdout.
    ``python scripts/gpu_import.py OUT runs/gpu`` turns them into diffusers model folders.
 
@@ -113,6 +116,9 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--only", nargs="*", default=None, help="candidate names (default: all)")
     p.add_argument("--export-every", type=float, default=90, help="seconds between weight exports")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="also keep each candidate's EMA weights every N steps as <name>.stepNNNNNN.safetensors "
+                        "(0: never): where along a run the split is best")
     p.add_argument("--probe-steps", type=int, default=30, help="steps timed before the step count is fixed")
     p.add_argument("--amp", action="store_true", help="bf16 autocast also off CUDA (on CUDA it is always on)")
     p.add_argument("--tiny", action="store_true", help="the CPU check: 64 faces, batch 4, a few steps")
@@ -184,6 +190,9 @@ def main(argv=None):
             losses = {n: [] for n in names}
             curve.append(row)
             say(" ".join(f"{k} {v}" for k, v in row.items()))
+        if a.snapshot_every and step % a.snapshot_every == 0 and step < n_steps:
+            for name, tr in trainers.items():
+                save_fp16(tr.ema, out / f"{name}.step{step:06d}.safetensors")
         if time.time() - last_export > a.export_every or step == n_steps:
             for name, tr in trainers.items():
                 save_fp16(tr.ema, out / f"{name}.safetensors")
@@ -198,6 +207,10 @@ def main(argv=None):
                                       for n, tr in trainers.items()},
                        "loss_curve": curve}
             (out / "gpu_train.json").write_text(json.dumps(summary, indent=1, default=str))
+    files = sorted(f.name for f in out.iterdir() if f.is_file())
+    if dev.type == "cuda" and len(files) + 1 > 8:          # + the log that gpu_train.sh writes beside them
+        say(f"warning: {len(files) + 1} files in {out}; the device tool brings back at most 8 — fewer --only "
+            "candidates or a larger --snapshot-every")
     say(f"done: {step} steps per model, weights and gpu_train.json in {out}")
 
 

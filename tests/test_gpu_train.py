@@ -51,3 +51,25 @@ def test_gpu_import_names_a_missing_record(tmp_path, capsys):
         sys.path.remove(str(ROOT / "scripts"))
     with pytest.raises(SystemExit, match="gpu_train.json is missing"):
         gpu_import.main([str(tmp_path), str(tmp_path / "models")])
+
+
+def test_snapshots_by_step_come_back_as_model_folders(tmp_path):
+    """--snapshot-every N keeps each candidate's EMA weights every N steps; gpu_import makes a folder of each."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_import
+        import gpu_train
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    out = tmp_path / "out"
+    gpu_train.main(["--out", str(out), "--device", "cpu", "--tiny", "--workers", "1", "--only", "ctl",
+                    "--snapshot-every", "4"])
+    meta = json.loads((out / "gpu_train.json").read_text())
+    want = {f"ctl.step{k:06d}.safetensors" for k in range(4, meta["steps"], 4)}
+    assert want and want == {f.name for f in out.glob("ctl.step*.safetensors")}
+    gpu_import.main([str(out), str(tmp_path / "models")])
+    from diffstyle_lab.models import load_model
+    first, last = (load_model(str(tmp_path / "models" / n)) for n in ("ctl_step4", "ctl"))
+    assert json.loads((tmp_path / "models" / "ctl_step4" / "train.json").read_text())["snapshot_step"] == 4
+    a, b = (next(iter(m.unet.state_dict().values())).float() for m in (first, last))
+    assert not torch.equal(a, b)            # the EMA moved between step 4 and the end
