@@ -39,10 +39,8 @@ def main(argv=None):
         if not weights.exists():
             print(f"gpu_import: {weights} missing, skipped")
             continue
-        found = [(name, weights, {})] + [
-            (f"{name}_step{int(w.name.split('.step')[1].split('.')[0])}", w,
-             {"snapshot_step": int(w.name.split(".step")[1].split(".")[0])})
-            for w in sorted(src.glob(f"{name}.step*.safetensors"))]
+        steps = [(int(w.name.split(".step")[1].split(".")[0]), w) for w in sorted(src.glob(f"{name}.step*.safetensors"))]
+        found = [(name, weights, {})] + [(f"{name}_step{k}", w, {"snapshot_step": k}) for k, w in steps]
         for folder, w, extra in found:
             unet = T.build_unet(cfg["layout"], cfg["image_size"])
             unet.load_state_dict({k: v.float() for k, v in load_file(str(w)).items()}, strict=True)
