@@ -428,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of samples whose h comes from the same face in other colours (training only)")
     t.add_argument("--colour-swap-on", default="any", choices=["any", "dropped"],
                    help="draw the colour swap for any sample, or only for samples whose skips --skip-drop dropped")
+    t.add_argument("--content-swap", type=float, default=0.0,
+                   help="share of samples whose h and target come from another face in the same colours (training "
+                        "only; the skips stay the sample's own)")
+    t.add_argument("--content-swap-tmin", type=int, default=200, help="--content-swap only at noise levels t >= this")
+    t.add_argument("--content-swap-tmax", type=int, default=999, help="--content-swap only at noise levels t <= this")
+    t.add_argument("--content-swap-same-pose", type=float, default=0.0,
+                   help="share of --content-swap's other faces that keep the sample's pose (identity-only swaps)")
     t.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                    help="learning rate after the warm-up: constant, or cosine down to lr/10 at the last step")
     t.add_argument("--quiet", action="store_true")

@@ -165,7 +165,8 @@ def test_colour_swap_on_dropped_swaps_exactly_the_samples_whose_skips_are_droppe
                           skip_drop_mode="mean", colour_swap=p_swap, colour_swap_on=on, progress=False)
         tr = Trainer(cfg, data, data.flip(1))
         prepare = tr.swap.prepare
-        tr.swap.prepare = lambda idx, t, eps, a, chosen: (seen.append(chosen.clone()), prepare(idx, t, eps, a, chosen))
+        tr.swap.prepare = lambda idx, t, eps, a, chosen, **kw: (seen.append(chosen.clone()),
+                                                                prepare(idx, t, eps, a, chosen, **kw))
         b = draw_batch(0, 0, len(data), 16, data.shape[1:], True, True)
         b.t[:3] = 50                                     # below skip_drop_tmin: skips kept
         tr.step(0, b)
@@ -205,3 +206,115 @@ def test_trainer_step_is_the_same_in_lock_step_and_alone(tmp_path):
         for x, y in zip(alone.state_dict().values(), tr.ema.state_dict().values()):
             assert torch.equal(x, y)
     assert trs[0].lr(0) == cfg.lr and abs(trs[0].lr(cfg.steps) - cfg.lr / 10) < 1e-12
+
+
+def test_content_swap_gives_the_chosen_samples_the_twins_h_and_target_and_leaves_the_others_alone():
+    """The content swap: exactly the chosen samples get their content twin's h (same t and noise) on their own
+    skips, and the ε target that makes the twin the predicted x_0; every other sample is untouched."""
+    from diffstyle_lab.hooks import HookedUNet
+    from diffstyle_lab.faces.train import ContentSwap, build_unet
+    from diffstyle_lab.maths import pred_x0
+    torch.manual_seed(0)
+    unet = build_unet("h4").double().eval()
+    x0, twins = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    idx, t = torch.tensor([5, 0, 2, 3]), torch.tensor([900, 500, 300, 700])
+    eps, a = torch.randn_like(x0), torch.rand(4, 1, 1, 1, dtype=torch.float64) * 0.9 + 0.05
+    x = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    chosen = torch.tensor([False, True, True, False])
+    hu = HookedUNet(unet)
+    with torch.no_grad():
+        plain = unet(x, t).sample
+        swap = ContentSwap(unet, twins)
+        swap.prepare(idx, t, eps, a, chosen)
+        target = swap.target(x, idx, a, eps, chosen)
+        with hu.record("h") as rec:
+            out = unet(x, t).sample
+        swap.remove()
+        twin_h = hu.down_mid(a.sqrt() * twins[idx] + (1 - a).sqrt() * eps, t)[0]
+        with hu.hooks(h=lambda h: torch.where(chosen.view(-1, 1, 1, 1), twin_h, h)):
+            want = unet(x, t).sample
+    torch.testing.assert_close(rec["h"][chosen], twin_h[chosen], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)              # skips are the sample's own
+    torch.testing.assert_close(out[~chosen], plain[~chosen], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(target[~chosen], eps[~chosen], rtol=0, atol=0)
+    a_ = a.flatten()
+    for i in torch.nonzero(chosen).flatten().tolist():         # the target's x_0 is the twin, not the sample
+        torch.testing.assert_close(pred_x0(x[i], target[i], float(a_[i])), twins[idx[i]], rtol=1e-10, atol=1e-10)
+    assert not unet.mid_block._forward_hooks
+
+
+def test_both_swaps_in_one_step_each_sample_gets_its_own_twins_h(tmp_path):
+    """Colour and content swap armed in one step: disjoint samples, each gets the h of its own twin (one hook
+    does not consume the other's h during the other's down pass), the rest keep their own h."""
+    from diffstyle_lab.faces.train import Trainer, draw_batch
+    from diffstyle_lab.hooks import HookedUNet
+    torch.manual_seed(0)
+    data = torch.rand(8, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    colour_twins, content_twins = data.flip(1), data.flip(3)
+    cfg = TrainConfig(out=str(tmp_path / "r"), batch_size=16, colour_swap=0.4, content_swap=0.3,
+                      content_swap_tmin=200, progress=False)
+    tr = Trainer(cfg, data, colour_twins, content_twins=content_twins)
+    tr.model.double(), tr.ema.double()
+    tr.acp = tr.acp.double()
+    b = draw_batch(0, 0, len(data), 16, data.shape[1:], False, True, content=True)
+    b.eps = b.eps.double()
+    b.t[:2] = 100                                          # below content_swap_tmin: never content-swapped
+    b.u_content[:2] = 0.0
+    hu = HookedUNet(tr.model)
+    a = tr.acp[b.t].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        own = hu.down_mid(a.sqrt() * data[b.idx] + (1 - a).sqrt() * b.eps, b.t)[0]
+        col = hu.down_mid(a.sqrt() * colour_twins[b.idx] + (1 - a).sqrt() * b.eps, b.t)[0]
+        con = hu.down_mid(a.sqrt() * content_twins[b.idx] + (1 - a).sqrt() * b.eps, b.t)[0]
+    seen = {}
+    orig = tr.model.mid_block.forward
+    rec = tr.model.mid_block.register_forward_hook(lambda m, args, o: seen.__setitem__("h", o.detach().clone()))
+    tr.model.mid_block._forward_hooks.move_to_end(rec.id)   # runs after the swaps' hooks
+    tr.step(0, b)
+    rec.remove()
+    tr.close()
+    assert tr.model.mid_block.forward == orig
+    content = (b.u_content < 0.3) & (b.t >= 200)
+    colour = (b.u_swap < 0.4) & ~content
+    assert content.any() and colour.any() and (~content & ~colour).any() and not content[:2].any()
+    # the step's forward saw the weights before the update: compare each group against the pre-step h
+    torch.testing.assert_close(seen["h"][content], con[content], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(seen["h"][colour], col[colour], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(seen["h"][~content & ~colour], own[~content & ~colour], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(content_swap=1.5), "content_swap=1.5"), (dict(content_swap=-0.1), "content_swap=-0.1"),
+    (dict(content_swap=0.3, content_swap_tmin=600, content_swap_tmax=500), "content_swap_tmin=600"),
+    (dict(content_swap=0.3, content_swap_tmax=1000), "content_swap_tmax=1000"),
+    (dict(content_swap=0.3, content_swap_same_pose=2.0), "content_swap_same_pose=2.0"),
+    (dict(content_swap=0.6, colour_swap=0.6), "colour_swap \\+ content_swap"),
+])
+def test_bad_content_swap_options_write_nothing(tmp_path, bad, match):
+    with pytest.raises(ValueError, match=match):
+        train(TrainConfig(out=str(tmp_path / "run"), steps=1, batch_size=2, n_train=4, progress=False, **bad))
+    assert not (tmp_path / "run").exists()
+
+
+def test_content_swap_from_the_command_line_trains_and_draws_twins_in_the_same_colours(tmp_path):
+    """`diffstyle-lab train --content-swap …` reaches TrainConfig; the content twins keep the colours, change the
+    identity, and keep the pose in exactly the asked share."""
+    import json
+    import numpy as np
+    from diffstyle_lab.cli import main
+    from diffstyle_lab.faces import avatars as A
+    from diffstyle_lab.faces.train import TrainConfig as TC, _content_twins
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--steps", "2", "--batch-size", "4", "--n-train", "6", "--quiet",
+                 "--checkpoint-every", "2", "--content-swap", "0.5", "--content-swap-tmin", "0",
+                 "--content-swap-same-pose", "1"]) == 0
+    state = json.loads((out / "checkpoint" / "state.json").read_text())["config"]
+    assert state["content_swap"] == 0.5 and state["content_swap_tmin"] == 0 and state["content_swap_same_pose"] == 1
+    fs = [A.Factors(**d) for d in json.loads((out / "train_faces_6_0_32_pose.npz.factors.json").read_text())]
+    rng = np.random.default_rng([0, 3])
+    for f in fs:                      # the twins' factors, drawn as _content_twins draws them
+        rng.random()
+        o = A.other_identity_same_colours(f, rng)
+        assert o.style() == f.style() and o.family == f.family
+    tw = _content_twins(TC(out=str(out), n_train=6, content_swap=0.5, content_swap_same_pose=1.0))
+    assert tw.shape == (6, 3, 32, 32) and (out / "train_faces_6_0_32_pose_content_twins_1.npz").exists()

@@ -60,6 +60,10 @@ class TrainConfig:
     skip_drop_mode: str = "zero"  # a dropped skip becomes 0 ("zero") or its spatial mean per channel ("mean")
     colour_swap: float = 0.0   # training only: per sample, h comes from the same face in other colours (a twin)
     colour_swap_on: str = "any"  # ... drawn for any sample ("any"), or only where the skips are dropped ("dropped")
+    content_swap: float = 0.0  # training only: per sample, h *and the target* come from another face in the same colours
+    content_swap_tmin: int = 200    # ... at noise levels t >= this
+    content_swap_tmax: int = 999    # ... and t <= this
+    content_swap_same_pose: float = 0.0  # ... share of those other faces that keep the sample's pose (identity-only)
     schedule: str = "constant"  # learning rate after the warm-up: "constant" or "cosine" (down to lr/10 at the end)
 
 
@@ -105,6 +109,31 @@ def _colour_twins(cfg: TrainConfig) -> torch.Tensor:
         rng = np.random.default_rng([cfg.data_seed, 2])
         twins = np.stack([render(same_identity_other_colours(Factors(**d), rng), cfg.image_size) for d in fs])
         np.savez_compressed(cache, images=twins)
+    return to_tensor(twins)
+
+
+def _content_twins(cfg: TrainConfig) -> torch.Tensor:
+    """Each training face's *content twin*: another identity (and, but for a ``content_swap_same_pose`` share of
+    them, another pose) of the same family in the same colours (:func:`avatars.other_identity_same_colours`)."""
+    data = _data_cache(cfg)
+    cache = data.with_name(data.stem + f"_content_twins_{cfg.content_swap_same_pose:g}.npz")
+    fs = json.loads(Path(str(data) + ".factors.json").read_text())
+    twins = np.load(cache, allow_pickle=False)["images"] if cache.exists() else None
+    if twins is None or twins.shape != (len(fs), cfg.image_size, cfg.image_size, 3):   # verified before use
+        from .avatars import POSE_KEYS, Factors, other_identity_same_colours, render
+        rng = np.random.default_rng([cfg.data_seed, 3])
+        out = []
+        for d in fs:
+            f = Factors(**d)
+            keep = rng.random() < cfg.content_swap_same_pose
+            o = other_identity_same_colours(f, rng, pose=cfg.pose)
+            if keep:
+                o = dataclasses.replace(o, **{k: getattr(f, k) for k in POSE_KEYS})
+            out.append(render(o, cfg.image_size))
+        twins = np.stack(out)
+        tmp = cache.with_name(cache.stem + ".tmp.npz")
+        np.savez_compressed(tmp, images=twins)
+        os.replace(tmp, cache)
     return to_tensor(twins)
 
 
@@ -178,22 +207,27 @@ class SkipDropout:
             h.remove()
 
 
-class ColourSwap:
-    """Training-time regulariser: for the chosen samples, h (the mid block's output) is computed from the
-    same face in other colours (its *twin*, same t and noise) while the skips and the target stay the
-    image's own, so colour must come from the skips and h is only worth its layout and identity.
-    Call :meth:`prepare` before each forward; the exported model is a plain ``UNet2DModel``."""
+class _HSwap:
+    """Shared machinery of the training-time h swaps: for the chosen samples of the next forward, h (the mid
+    block's output) is replaced by the h of a *twin* image (same t and noise). :meth:`prepare` computes the twins'
+    h; with ``arm=False`` the hook stays inert until :meth:`arm`, so that two swaps can both be prepared (each
+    prepare runs a down path through the mid block) before either hook is armed."""
 
     def __init__(self, unet, twins: torch.Tensor):
         from ..hooks import HookedUNet
-        self.hooked, self.twins, self.h = HookedUNet(unet), twins, None
+        self.hooked, self.twins, self.h, self._pending, self.chosen = HookedUNet(unet), twins, None, None, None
         self.handle = unet.mid_block.register_forward_hook(self._hook)
 
-    def prepare(self, idx, t, eps, a, chosen):
-        self.chosen, self.h = chosen, None
+    def prepare(self, idx, t, eps, a, chosen, arm: bool = True):
+        self.chosen, self.h, self._pending = chosen, None, None
         if chosen.any():
             xt = a[chosen].sqrt() * self.twins[idx[chosen]] + (1 - a[chosen]).sqrt() * eps[chosen]
-            self.h = self.hooked.down_mid(xt, t[chosen])[0]
+            self._pending = self.hooked.down_mid(xt, t[chosen])[0]
+        if arm:
+            self.arm()
+
+    def arm(self):
+        self.h, self._pending = self._pending, None
 
     def _hook(self, module, args, out):
         if self.h is None:
@@ -205,6 +239,30 @@ class ColourSwap:
 
     def remove(self):
         self.handle.remove()
+
+
+class ColourSwap(_HSwap):
+    """Training-time regulariser: for the chosen samples, h (the mid block's output) is computed from the
+    same face in other colours (its *twin*, same t and noise) while the skips and the target stay the
+    image's own, so colour must come from the skips and h is only worth its layout and identity.
+    Call :meth:`prepare` before each forward; the exported model is a plain ``UNet2DModel``."""
+
+
+class ContentSwap(_HSwap):
+    """Training-time regulariser, the complement of :class:`ColourSwap`: for the chosen samples, h is computed
+    from *another face in the same colours* (its content twin, same t and noise) while the skips stay the
+    sample's own, and the target is that other face: ε target = (x_t − √ᾱ·x0_twin)/√(1−ᾱ) (:meth:`target`).
+    So the decoder is taught to take layout and identity from h (and, with the colour swap, never colour).
+    Call :meth:`prepare` before each forward; the exported model is a plain ``UNet2DModel``."""
+
+    def target(self, xt, idx, a, eps, chosen):
+        """The ε target of every sample: the sample's own noise, or for the chosen ones the ε that would make
+        the content twin the predicted x_0 of the sample's x_t."""
+        if not chosen.any():
+            return eps
+        out = eps.clone()
+        out[chosen] = (xt[chosen] - a[chosen].sqrt() * self.twins[idx[chosen]]) / (1 - a[chosen]).sqrt()
+        return out
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -222,6 +280,16 @@ def check_config(cfg: TrainConfig) -> None:
                          "skips are dropped)")
     if cfg.colour_swap_on == "dropped" and cfg.colour_swap and not cfg.skip_drop:
         raise ValueError("colour_swap_on='dropped' needs skip_drop > 0 (no sample has its skips dropped)")
+    if not 0.0 <= cfg.content_swap <= 1.0:
+        raise ValueError(f"content_swap={cfg.content_swap!r}: a probability in [0, 1] (0 switches it off)")
+    if not 0 <= cfg.content_swap_tmin <= cfg.content_swap_tmax <= 999:
+        raise ValueError(f"content_swap_tmin={cfg.content_swap_tmin!r}, content_swap_tmax={cfg.content_swap_tmax!r}: "
+                         "need 0 <= tmin <= tmax <= 999")
+    if not 0.0 <= cfg.content_swap_same_pose <= 1.0:
+        raise ValueError(f"content_swap_same_pose={cfg.content_swap_same_pose!r}: a share in [0, 1]")
+    if cfg.content_swap and cfg.colour_swap + cfg.content_swap > 1.0:
+        raise ValueError(f"colour_swap + content_swap = {cfg.colour_swap + cfg.content_swap:g} > 1: a sample gets "
+                         "at most one swap; lower one of them")
     if cfg.schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule={cfg.schedule!r}: choose 'constant' or 'cosine' (to lr/10 at the last step)")
 
@@ -234,10 +302,11 @@ class Batch:
     eps: torch.Tensor
     u_drop: torch.Tensor | None
     u_swap: torch.Tensor | None
+    u_content: torch.Tensor | None = None
 
 
 def draw_batch(step: int, seed: int, n_data: int, batch_size: int, shape, drop: bool, swap: bool,
-               device="cpu") -> Batch:
+               device="cpu", content: bool = False) -> Batch:
     """The batch of ``step``, from its own random stream (so a resumed run draws what it would have drawn)."""
     g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
     idx = torch.randint(n_data, (batch_size,), generator=g, device=device)
@@ -245,7 +314,8 @@ def draw_batch(step: int, seed: int, n_data: int, batch_size: int, shape, drop: 
     eps = torch.randn((batch_size, *shape), generator=g, device=device)
     u_drop = torch.rand(batch_size, generator=g, device=device) if drop else None
     u_swap = torch.rand(batch_size, generator=g, device=device) if swap else None
-    return Batch(idx, t, eps, u_drop, u_swap)
+    u_content = torch.rand(batch_size, generator=g, device=device) if content else None   # drawn last: the
+    return Batch(idx, t, eps, u_drop, u_swap, u_content)           # streams of runs without it are unchanged
 
 
 class Trainer:
@@ -253,7 +323,8 @@ class Trainer:
     gradient clipping and the EMA. :func:`train` drives one; ``scripts/gpu_train.py`` drives several in
     lock-step on the same batches (equal compute, common random numbers)."""
 
-    def __init__(self, cfg: TrainConfig, data: torch.Tensor, twins: torch.Tensor | None = None, device="cpu"):
+    def __init__(self, cfg: TrainConfig, data: torch.Tensor, twins: torch.Tensor | None = None, device="cpu",
+                 content_twins: torch.Tensor | None = None):
         self.cfg, self.data, self.device = cfg, data, torch.device(device)
         self.model = build_unet(cfg.layout, cfg.image_size)
         if cfg.init:
@@ -266,6 +337,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0, **fused)
         self.drop = SkipDropout(self.model, cfg.skip_drop_levels, cfg.skip_drop_mode) if cfg.skip_drop > 0 else None
         self.swap = ColourSwap(self.model, twins) if cfg.colour_swap > 0 else None
+        self.content = ContentSwap(self.model, content_twins) if cfg.content_swap > 0 else None
 
     def lr(self, step: int) -> float:
         cfg = self.cfg
@@ -288,14 +360,24 @@ class Trainer:
         if self.drop is not None:
             keep = (b.u_drop >= cfg.skip_drop) | (b.t < cfg.skip_drop_tmin)
             self.drop.mask = keep.float()
+        target = b.eps
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            swapped = torch.zeros_like(b.t, dtype=torch.bool)
+            if self.content is not None:       # one coin per sample: content swap below p_content, colour swap
+                swapped = ((b.u_content < cfg.content_swap) & (b.t >= cfg.content_swap_tmin)   # on the rest
+                           & (b.t <= cfg.content_swap_tmax))
+                self.content.prepare(b.idx, b.t, b.eps, a, swapped, arm=False)
+                target = self.content.target(xt, b.idx, a, b.eps, swapped)
             if self.swap is not None:
-                chosen = b.u_swap < cfg.colour_swap
+                chosen = (b.u_swap < cfg.colour_swap) & ~swapped
                 if cfg.colour_swap_on == "dropped":    # h from the twin only where the coarse skips are gone:
                     chosen = chosen & ~keep              # layout must come from h, colour never can
-                self.swap.prepare(b.idx, b.t, b.eps, a, chosen)
+                self.swap.prepare(b.idx, b.t, b.eps, a, chosen, arm=False)
+            for reg in (self.content, self.swap):  # armed only once both twins' h are computed: each prepare runs
+                if reg is not None:                # a down path through the mid block, which would consume an armed h
+                    reg.arm()
             pred = self.model(xt, b.t).sample
-        per = F.mse_loss(pred.float(), b.eps, reduction="none").mean(dim=(1, 2, 3))
+        per = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
         loss = (loss_weights(cfg.loss, a / (1 - a)).view(-1) * per).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -307,7 +389,7 @@ class Trainer:
         return loss.detach()
 
     def close(self):
-        for reg in (self.drop, self.swap):
+        for reg in (self.drop, self.swap, self.content):
             if reg is not None:
                 reg.remove()
 
@@ -321,7 +403,8 @@ def train(cfg: TrainConfig):
     out.mkdir(parents=True, exist_ok=True)
     data = _training_data(cfg)
     torch.manual_seed(cfg.seed)
-    tr = Trainer(cfg, data, _colour_twins(cfg) if cfg.colour_swap > 0 else None)
+    tr = Trainer(cfg, data, _colour_twins(cfg) if cfg.colour_swap > 0 else None,
+                 content_twins=_content_twins(cfg) if cfg.content_swap > 0 else None)
     ck = out / "checkpoint"
     step = _load_state(ck, tr.model, tr.ema, tr.opt) if (ck / "state.json").exists() else 0
     log = out / "loss.csv"
@@ -338,7 +421,7 @@ def train(cfg: TrainConfig):
     t0 = time.time()
     while step < cfg.steps:
         b = draw_batch(step, cfg.seed, len(data), cfg.batch_size, data.shape[1:], tr.drop is not None,
-                       tr.swap is not None)
+                       tr.swap is not None, content=tr.content is not None)
         loss = float(tr.step(step, b))
         step += 1
         w.writerow([step, f"{loss:.5f}", f"{tr.lr(step - 1):.2e}", f"{time.time() - t0:.1f}"])
