@@ -667,3 +667,82 @@ def test_a_constant_map_is_not_auto_scaled():
     clims = [ax.images[0].get_clim() for ax in fig.axes]
     assert clims[0] == (0.0, 1.0) and clims[1] == (0.0, 1.0) and clims[2] == (0.0, 2.0)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quiet runs (issue 27 §3): no kernel noise on a clean run, a real error still shown
+
+def _runner(args, cwd, timeout=600):
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "diffstyle_lab.lab.run_notebooks", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+NOISE = ("WARNING", "ERROR", "without encryption", "KeyboardInterrupt", "Traceback")
+
+
+@pytest.mark.slow
+def test_a_clean_run_prints_the_table_and_nothing_else(tmp_path):
+    r = _runner(["--quick", "--only", "01", "--no-html", "-j", "1", "--out", str(tmp_path / "out")], ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "01_tour_of_h_space" in r.stdout and "status" in r.stdout and "0 failed" in r.stdout
+    noisy = [ln for ln in (r.stdout + r.stderr).splitlines() if any(w in ln for w in NOISE)]
+    assert not noisy, f"a clean run printed {noisy}"
+
+
+@pytest.mark.slow
+def test_a_failing_notebooks_error_is_shown(tmp_path):
+    import jupytext
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    (nb_dir / "01_fails.py").write_text(
+        '# %% tags=["parameters"]\nout_dir = None\n\n# %%\nprint("before")\n\n'
+        '# %%\nraise RuntimeError("deliberate failure: the lecturer broke cell 2")\n')
+    jupytext.read(str(nb_dir / "01_fails.py"))              # a valid notebook
+    r = _runner(["--dir", str(nb_dir), "--no-html", "-j", "1", "--out", str(tmp_path / "out")], tmp_path)
+    assert r.returncode == 1
+    assert "deliberate failure: the lecturer broke cell 2" in r.stdout + r.stderr
+    assert "FAILED" in r.stdout
+    assert "without encryption" not in r.stderr
+
+
+def test_the_kernel_manager_encrypts_and_does_not_interrupt_a_shutdown():
+    import asyncio
+
+    import zmq
+    from diffstyle_lab.lab.kernel import QuietKernelManager
+    km = QuietKernelManager(kernel_name="python3")
+    if zmq.has("curve"):
+        assert km.transport_encryption == "auto" and km.transport == "tcp"
+    else:
+        assert km.transport == ("ipc" if os.name == "posix" else "tcp")
+    with pytest.raises(RuntimeError):                     # no kernel: an interrupt outside a shutdown is sent
+        asyncio.run(km._async_interrupt_kernel())
+    km.shutting_down = True
+    assert asyncio.run(km._async_interrupt_kernel()) is None
+
+
+def test_no_notebooks_is_one_line_and_non_zero(tmp_path, monkeypatch, capsys):
+    from diffstyle_lab.lab import run_notebooks as rn
+    monkeypatch.setattr(rn, "NOTEBOOK_DIR", tmp_path / "none")
+    monkeypatch.setattr(rn, "PACKAGED_DIR", tmp_path / "none2")
+    for args in (["--list"], ["--quick"], ["--copy", str(tmp_path / "c")]):
+        assert rn.main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no notebooks found" in err, err
+    assert rn.main(["--dir", str(tmp_path), "--list"]) == 2
+    assert "--dir" in capsys.readouterr().err
+
+
+def test_copy_writes_the_notebooks_and_refuses_to_overwrite(tmp_path, capsys):
+    from diffstyle_lab.lab import run_notebooks as rn
+    dest = tmp_path / "course"
+    assert rn.main(["--copy", str(dest)]) == 0
+    assert sorted(p.stem for p in dest.glob("*.ipynb")) == EXPECTED and (dest / "README.md").exists()
+    assert sorted(p.stem for p in dest.glob("*.py")) == EXPECTED
+    assert rn.main(["--copy", str(dest)]) == 0              # the same files again: fine
+    (dest / "04_slerp.ipynb").write_text("{}")
+    capsys.readouterr()
+    assert rn.main(["--copy", str(dest)]) == 2
+    assert "04_slerp.ipynb" in capsys.readouterr().err
+    assert rn.main(["--dir", str(dest), "--list"]) == 0

@@ -2,6 +2,12 @@
 ``<out>/NN_name.ipynb`` + ``.html``, each with ``out_dir=<out>/NN_name/`` for its figures and tables;
 wall and CPU times go to ``<out>/timings.json``. Usage: notebooks/README.md. Exit status 1 if any
 notebook failed (its executed notebook is still written, with the error).
+
+Where the notebooks are (:func:`notebook_dir`): ``--dir``, else the checkout's ``notebooks/``, else
+the copy that travels in the wheel (``diffstyle_lab/lab/course/``, put there by ``setup.py``);
+``--copy DIR`` writes that copy (``.ipynb``, ``.py``, README) into a folder of the user's choice.
+Kernels are started by :class:`~diffstyle_lab.lab.kernel.QuietKernelManager` (no TCP warning, no
+shutdown noise; a notebook's real error is still printed).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOK_DIR = ROOT / "notebooks"                       # in a checkout (and an editable install)
+PACKAGED_DIR = Path(__file__).resolve().parent / "course"   # in a wheel (setup.py copies notebooks/ there)
 DEFAULT_OUT = Path("outputs") / "notebooks"
 DEFAULT_TIMEOUT = 1800   # seconds per cell
 
@@ -31,10 +38,51 @@ QUICK = {
 }
 
 
+class NoNotebooks(FileNotFoundError):
+    """No folder of notebooks was found (the message says where it looked and what to do)."""
+
+
+def notebook_dir(directory=None) -> Path:
+    """The folder of notebook sources: ``directory`` if given (it must hold ``NN_*.py``), else the
+    checkout's ``notebooks/``, else the copy shipped in the package. Raises :class:`NoNotebooks` with
+    a one-line message when there is none."""
+    if directory:
+        d = Path(directory).expanduser()
+        if not sorted(d.glob("[0-9][0-9]_*.py")):
+            raise NoNotebooks(f"--dir {d}: no notebook sources (NN_name.py) there; pass the folder that "
+                              "`diffstyle-lab notebooks --copy DIR` wrote, or the checkout's notebooks/")
+        return d
+    for d in (NOTEBOOK_DIR, PACKAGED_DIR):
+        if sorted(d.glob("[0-9][0-9]_*.py")):
+            return d
+    raise NoNotebooks(f"no notebooks found: neither {NOTEBOOK_DIR} (a checkout) nor {PACKAGED_DIR} (the installed "
+                      "copy) holds NN_name.py files; reinstall diffstyle_lab from its repository or a wheel, or "
+                      "pass --dir FOLDER")
+
+
 def notebooks(directory=None) -> list[Path]:
-    """The notebook sources ``NN_*.py`` of ``directory`` (default: the project's ``notebooks/``), in order."""
-    d = Path(directory) if directory else NOTEBOOK_DIR
-    return sorted(d.glob("[0-9][0-9]_*.py"))
+    """The notebook sources ``NN_*.py`` of :func:`notebook_dir` (``directory``), in order."""
+    return sorted(notebook_dir(directory).glob("[0-9][0-9]_*.py"))
+
+
+def copy_notebooks(dest, directory=None) -> list[Path]:
+    """Write the notebooks (``NN_name.ipynb`` and their paired ``.py``) and the README into ``dest``
+    (created if missing); refuses, naming the file, to overwrite one that is there and differs."""
+    import shutil
+    src = notebook_dir(directory)
+    dest = Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"--copy {dest} is a file; pass a folder (it is created if missing)")
+    files = [f for pattern in ("[0-9][0-9]_*.ipynb", "[0-9][0-9]_*.py", "README.md") for f in sorted(src.glob(pattern))]
+    for f in files:
+        t = dest / f.name
+        if t.exists() and t.read_bytes() != f.read_bytes():
+            raise ValueError(f"--copy {dest}: {t.name} is there and differs from the shipped one; "
+                             "choose another folder or move it away")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copyfile(f, dest / f.name)
+    return [dest / f.name for f in files]
 
 
 def read(path):
@@ -85,6 +133,7 @@ def run_one(source, out="outputs/notebooks", parameters: dict | None = None, qui
     "cpu_s", "parameters", "ipynb", "html"}``. ``cache_dir`` (passed as the notebooks'
     ``cache_dir`` parameter) lets notebooks share DDIM inversions on disk."""
     import papermill as pm
+    from .kernel import QuietKernelManager
     source = Path(source)
     name = source.stem
     out = Path(out)
@@ -95,9 +144,12 @@ def run_one(source, out="outputs/notebooks", parameters: dict | None = None, qui
     ipynb = out / f"{name}.ipynb"
     t0, c0 = time.perf_counter(), _cpu_seconds()
     error = None
+    if cwd is None:    # the notebook's folder; an installed copy may be read-only: then the output folder
+        cwd = source.parent if os.access(source.parent, os.W_OK) else out
     try:
         pm.execute_notebook(nb, str(ipynb), parameters=params, kernel_name=kernel, language="python",
-                            progress_bar=progress, cwd=str(cwd or source.parent), execution_timeout=timeout or None)
+                            progress_bar=progress, cwd=str(cwd), execution_timeout=timeout or None,
+                            kernel_manager_class=QuietKernelManager)
     except Exception as e:  # papermill writes the notebook with the failing cell marked
         error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
@@ -213,8 +265,6 @@ def run_all(only=None, out=DEFAULT_OUT, quick: bool = False, parameters: dict | 
     runs that many notebooks at once, each in its own process, the longest first (CPU time is then
     the sum of the notebooks' own); ``jobs=0`` picks :func:`auto_jobs`."""
     sources = select(notebooks(directory), only)
-    if not sources:
-        raise SystemExit(f"no notebooks found in {directory or NOTEBOOK_DIR}")
     out = Path(out)
     jobs = auto_jobs(len(sources)) if not jobs or jobs < 1 else int(jobs)
     t0, c0 = time.perf_counter(), _cpu_seconds()
@@ -284,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"per-cell timeout in seconds (default {DEFAULT_TIMEOUT}; 0 = none): a hung cell fails "
                          "the notebook instead of blocking the run")
     ap.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
+    ap.add_argument("--dir", help="the folder of notebook sources NN_name.py (default: the checkout's notebooks/, "
+                                  "else the copy installed with the package)")
+    ap.add_argument("--copy", metavar="DIR", help="write the notebooks (.ipynb + paired .py) and their README into "
+                                                  "DIR, to open in Jupyter, then exit")
     return ap
 
 
@@ -293,9 +347,10 @@ def check_arguments(a) -> None:
     import difflib
     if Path(a.out).exists() and not Path(a.out).is_dir():
         raise ValueError(f"--out {a.out} is a file; pass a folder (it is created if missing)")
+    notebooks(a.dir)                   # NoNotebooks (one line) where there are none
     if not a.param:
         return
-    declared = {n for src in select(notebooks(), a.only) for n in declared_parameters(read(src))}
+    declared = {n for src in select(notebooks(a.dir), a.only) for n in declared_parameters(read(src))}
     for name, _ in a.param:
         if name not in declared:
             near = difflib.get_close_matches(name, sorted(declared), n=1)
@@ -308,18 +363,24 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
         check_arguments(a)
-    except ValueError as e:
+        if a.copy:
+            files = copy_notebooks(a.copy, a.dir)
+            n = sum(f.suffix == ".ipynb" for f in files)
+            print(f"{n} notebooks (.ipynb + paired .py) and README.md → {a.copy}; open them with "
+                  f"`jupyter lab {a.copy}`, or run them with `diffstyle-lab notebooks --dir {a.copy}`")
+            return 0
+        if a.list:
+            for src in notebooks(a.dir):
+                print(f"{src.stem}: {declared_parameters(read(src))}")
+            return 0
+    except (ValueError, OSError) as e:     # NoNotebooks is an OSError
         print(f"diffstyle-lab notebooks: error: {e}", file=sys.stderr)
         return 2
-    if a.list:
-        for src in notebooks():
-            print(f"{src.stem}: {declared_parameters(read(src))}")
-        return 0
     params = dict(a.param)
     if a.model:
         params["model"] = a.model
     summary = run_all(a.only, a.out, quick=a.quick, parameters=params, html=not a.no_html, kernel=a.kernel,
-                      timeout=a.timeout, cache=not a.no_cache, jobs=a.jobs)
+                      directory=a.dir, timeout=a.timeout, cache=not a.no_cache, jobs=a.jobs)
     return 0 if summary["ok"] else 1
 
 
