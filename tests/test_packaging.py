@@ -92,7 +92,8 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
               "diffstyle_lab/data/models/faces32/unet/diffusion_pytorch_model.safetensors",
               "diffstyle_lab/data/models/faces32/diffstyle_lab.json",
               "diffstyle_lab/data/models/factor_classifier/model.safetensors",
-              "diffstyle_lab/data/samples/content/content0.png"):
+              "diffstyle_lab/data/samples/content/content0.png", "diffstyle_lab/lab/course/README.md",
+              *(f"diffstyle_lab/lab/course/{p.name}" for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.*")))):
         assert f in files, f"the wheel lacks {f}"
     assert not any("faces32_v1" in f for f in files)
 
@@ -114,3 +115,19 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
     cli = subprocess.run([str(venv / "bin" / "diffstyle-lab"), "--help"], capture_output=True, text=True, env=env,
                          cwd=run)
     assert cli.returncode == 0 and "inject" in cli.stdout, cli.stderr[-2000:]
+
+    # the notebooks travel with the package: listed, copied and run (quick) with no checkout in sight
+    def lab(*args):
+        return subprocess.run([str(venv / "bin" / "diffstyle-lab"), "notebooks", *args], capture_output=True,
+                              text=True, env=env, cwd=run, timeout=900)
+    listed = lab("--list")
+    names = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert listed.returncode == 0 and [ln.split(":")[0] for ln in listed.stdout.splitlines()] == names, \
+        listed.stdout + listed.stderr[-2000:]
+    copied = lab("--copy", "course")
+    assert copied.returncode == 0 and sorted(p.stem for p in (run / "course").glob("*.ipynb")) == names, copied.stderr
+    # 01 and 07 (07 reads data/ood, which is not in the wheel: it draws the same images in memory)
+    quick = lab("--quick", "--only", "01", "07", "--no-html", "-j", "1", "--out", "outputs")
+    assert quick.returncode == 0, quick.stdout + quick.stderr[-3000:]
+    assert "0 failed" in quick.stdout and not quick.stderr.strip(), quick.stderr[-2000:]
+    assert (run / "outputs" / "07_out_of_domain.ipynb").exists()
