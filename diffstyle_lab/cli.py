@@ -332,7 +332,10 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
             rows = [torch.cat([blank] + [sx[s] for s in styles])]
             for c in contents:
                 rows.append(torch.cat([cx[c]] + [load_image(out / names[c, s], size) for s in styles]))
-            save_png(grid(torch.cat(rows), nrow=len(styles) + 1), out / "grid.png")
+            # small models' images upscaled (nearest neighbour) to ≥ 128 px a cell, labelled with the file names
+            save_png(grid(torch.cat(rows), nrow=len(styles) + 1, scale=None,
+                          row_labels=["(style)"] + [p.name for p in contents],
+                          col_labels=["(content)"] + [p.name for p in styles]), out / "grid.png")
     except BaseException:
         if created and written == 0:   # nothing made: leave no empty folder behind
             for f in out.iterdir():

@@ -134,12 +134,56 @@ def list_images(path) -> list[Path]:
     return [p]
 
 
-def grid(images: torch.Tensor, nrow: int = 8, pad: int = 1):
-    """B×C×H×W in [−1, 1] → one PIL image with ``nrow`` images per row."""
+GRID_MIN_CELL = 128     # px: a grid cell smaller than this is upscaled (nearest neighbour) to at least this
+
+
+def grid(images: torch.Tensor, nrow: int = 8, pad: int = 1, scale: int | None = 1, row_labels=None,
+         col_labels=None, font_size: int = 13):
+    """B×C×H×W in [−1, 1] → one PIL image with ``nrow`` images per row.
+
+    ``scale``: an integer factor applied with nearest-neighbour upscaling (pixels stay sharp squares);
+    ``None`` picks the smallest factor that makes a cell at least :data:`GRID_MIN_CELL` px wide (1 for
+    images that already are). ``row_labels`` / ``col_labels`` (e.g. file names) are written left of each
+    row and above each column, cut with "…" to fit."""
     b, c, h, w = images.shape
     rows = (b + nrow - 1) // nrow
     out = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
     for i in range(b):
         r, k = divmod(i, nrow)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = images[i]
-    return to_pil(out)
+    img = to_pil(out)
+    k = max(1, -(-GRID_MIN_CELL // max(h, w))) if scale is None else int(scale)
+    if k < 1:
+        raise ValueError(f"grid: scale={scale}: use a whole number ≥ 1, or None to pick one")
+    if k > 1:
+        from PIL import Image
+        img = img.resize((img.width * k, img.height * k), Image.NEAREST)
+    if not row_labels and not col_labels:
+        return img
+    from PIL import Image, ImageDraw, ImageFont
+    font = ImageFont.load_default(size=font_size)
+    cell_w, cell_h = (w + pad) * k, (h + pad) * k
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def width(t):
+        return measure.textlength(t, font=font)
+
+    def fit(t, room):
+        t = str(t)
+        while t and width(t) > room:
+            t = t[:-2] + "…" if len(t) > 1 else ""
+        return t
+    row_labels = [str(t) for t in (row_labels or [])]
+    left = 0 if not row_labels else int(min(max(width(t) for t in row_labels) + 10, 220))
+    top = 0 if not col_labels else font_size + 10
+    canvas = Image.new(img.mode if img.mode == "RGB" else "RGB", (img.width + left, img.height + top), "white")
+    canvas.paste(img.convert("RGB"), (left, top))
+    d = ImageDraw.Draw(canvas)
+    for j, t in enumerate(col_labels or []):
+        t = fit(t, cell_w - 4)
+        d.text((left + pad * k + j * cell_w + (cell_w - pad * k - width(t)) / 2, 4), t, fill="black", font=font)
+    for i, t in enumerate(row_labels):
+        t = fit(t, left - 8)
+        d.text((left - 5 - width(t), top + pad * k + i * cell_h + (cell_h - pad * k - font_size) / 2), t,
+               fill="black", font=font)
+    return canvas

@@ -105,3 +105,55 @@ def test_demo_calls_the_function_inject_calls(monkeypatch, tmp_path):
     assert out == str(tmp_path / "d") and kw["device"] == "cpu" and not kw.get("overrides")   # the model's defaults
     assert cli.main(["inject", "--content", "c", "--style", "s", "--out", "o", "--gamma", "0.4"]) == 0
     assert calls[1][1]["overrides"] == {"gamma": 0.4}
+
+
+# ---------------------------------------------------------------------------------------------
+# grid.png (issue 27 §3): readable at a glance
+
+def test_grid_upscales_small_images_and_labels_rows_and_columns():
+    import torch
+    from diffstyle_lab.images import GRID_MIN_CELL, grid
+    x = torch.linspace(-1, 1, 6 * 3 * 32 * 32).reshape(6, 3, 32, 32)
+    plain = grid(x, nrow=3)
+    assert plain.size == (3 * 33 + 1, 2 * 33 + 1)                       # scale 1: as before
+    big = grid(x, nrow=3, scale=None)
+    k = GRID_MIN_CELL // 32
+    assert big.size == (plain.width * k, plain.height * k)
+    a, b = np.asarray(plain), np.asarray(big)
+    assert np.array_equal(b[::k, ::k], a)                                # nearest neighbour: the same pixels
+    assert np.array_equal(b[1:k, 1:k], np.broadcast_to(a[0, 0], (k - 1, k - 1, 3)))
+    assert grid(torch.zeros(1, 3, 256, 256), nrow=1, scale=None).size == (258, 258)   # large images: not scaled
+    labelled = grid(x, nrow=3, scale=None, row_labels=["r0", "r1"], col_labels=["a.png", "b.png", "c" * 80 + ".png"])
+    assert labelled.width > big.width and labelled.height > big.height
+    la = np.asarray(labelled)
+    top = la.shape[0] - big.height
+    left = la.shape[1] - big.width
+    assert np.array_equal(la[top:, left:], b)                            # the images untouched, labels outside
+    assert (la[:top] < 128).any() and (la[top:, :left] < 128).any()      # dark text above and on the left
+    with pytest.raises(ValueError, match="scale"):
+        grid(x, nrow=3, scale=0)
+
+
+def test_inject_grid_png_is_upscaled_and_labelled(tmp_path):
+    import torch
+    from conftest import cli_workspace
+    from diffstyle_lab.images import GRID_MIN_CELL
+    ws = cli_workspace(tmp_path / "ws", (16, 16, 3))
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cli.main(["inject", "--content", str(ws / "content"), "--style", str(ws / "style"), "--model",
+                         str(ws / "model"), "--steps", "3", "--inversion-steps", "3", "--cache", "off", "--device",
+                         "cpu", "--quiet", "--t-boost", "0", "--out", str(tmp_path / "out")]) == 0
+    finally:
+        torch.set_num_threads(n)
+    with Image.open(tmp_path / "out" / "grid.png") as g:
+        k = GRID_MIN_CELL // 16
+        assert g.width > 3 * 17 * k and g.height > 3 * 17 * k             # 3×3 cells of ≥ 128 px, plus labels
+        a = np.asarray(g.convert("RGB"))
+    # the first result cell (row c0, column s0) is one pair's image, upscaled: every k×k block constant
+    top, left = a.shape[0] - (3 * 17 + 1) * k, a.shape[1] - (3 * 17 + 1) * k
+    cell = a[top + (17 + 1) * k: top + (17 + 1) * k + 16 * k, left + (17 + 1) * k: left + (17 + 1) * k + 16 * k]
+    assert np.array_equal(cell, np.repeat(np.repeat(cell[::k, ::k], k, 0), k, 1))
+    with Image.open(tmp_path / "out" / "c0_png__s0_png.png") as one:
+        assert np.array_equal(cell[::k, ::k], np.asarray(one.convert("RGB")))
