@@ -1,13 +1,18 @@
 """Named hook points on a diffusers U-Net, and the split forward of the asymmetric step.
 
-Hook points (``docs/method.md`` §3), stated as data in :data:`HOOK_SITES` (a new point is one entry):
+Hook points (``docs/method.md`` §3), stated as data (a new point is one entry):
 
 * ``"h"`` — the output of ``unet.mid_block`` (the bottleneck, "h-space");
 * ``"g"`` — the skip connection that the first decoder block concatenates with h: the last entry
-  of the residuals handed to ``unet.up_blocks[0]``.
+  of the residuals handed to ``unet.up_blocks[0]``;
+* ``"skips[k]"`` — every skip connection handed to decoder block ``k`` (a tuple, deepest first as the
+  block receives them), one site per up block of the model (:data:`INDEXED_SITES`, counted per model class
+  by :data:`MODEL_SITES`).
 
-Hooks attach to module boundaries only (``mid_block``, ``up_blocks[0]``) and live inside a
-``with`` block, so none outlives its call, even when the block raises::
+Hooks attach to module boundaries only (``mid_block``, ``up_blocks[k]``), work whether the U-Net passes the
+skips by position (``UNet2DModel``) or by keyword (``UNet2DConditionModel``), and live inside a ``with``
+block, so none outlives its call, even when the block raises. A hook function gets the tensor at its site
+(and the site's name, if it takes a ``site`` keyword) and returns a replacement or ``None``::
 
     hu = HookedUNet(unet)
     with hu.hooks(h=lambda h: 0 * h):          # replace h
@@ -15,24 +20,31 @@ Hooks attach to module boundaries only (``mid_block``, ``up_blocks[0]``) and liv
     with hu.record() as cache:                  # read h and g
         hu.eps(x, t)
     cache["h"], cache["g"]
+    with hu.hooks(**{"skips[1]": lambda r: tuple(0.5 * x for x in r)}):   # scale decoder block 1's skips
+        eps = hu.eps(x, t)
+
+Nothing else in the package registers a forward hook on the U-Net (a test says so): training regularisers
+that span many forwards use :meth:`HookedUNet.attach` and remove its handles themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import warnings
 from typing import Callable
 
 import torch
 
-HookFn = Callable[[torch.Tensor], "torch.Tensor | None"]
+HookFn = Callable[..., "torch.Tensor | tuple | None"]
 
 
 @dataclasses.dataclass(frozen=True)
 class HookSite:
     """Where a named tensor lives: ``module``, a dotted path in the U-Net (``unet.get_submodule``), and
-    ``kind``: ``"output"`` (the module's output) or ``"last_skip"`` (the last residual handed to the module)."""
+    ``kind``: ``"output"`` (the module's output), ``"last_skip"`` (the last residual handed to the module) or
+    ``"skips"`` (all residuals handed to the module, as a tuple)."""
     module: str
     kind: str
     about: str = ""
@@ -44,35 +56,93 @@ HOOK_SITES: dict[str, HookSite] = {
 }
 HOOK_POINTS = tuple(HOOK_SITES)   # the package's own points; HOOK_SITES is the registry
 
+# Indexed families of sites, ``"name[k]"`` (pyvene's ``"h[%s]"``): the site of index k.
+INDEXED_SITES: dict[str, Callable[[int], HookSite]] = {
+    "skips": lambda k: HookSite(f"up_blocks.{k}", "skips", f"the skip connections decoder block {k} concatenates"),
+}
+# Per model class: how many sites of each indexed family a U-Net of that class has.
+_PER_UP_BLOCK = {"skips": lambda unet: len(unet.up_blocks)}
+MODEL_SITES: dict[str, dict[str, Callable]] = {"UNet2DModel": _PER_UP_BLOCK, "UNet2DConditionModel": _PER_UP_BLOCK}
+
+
+def hook_sites(unet) -> dict[str, HookSite]:
+    """Every hook site of ``unet``, by name: :data:`HOOK_SITES` and the indexed families its class has
+    (a class not in :data:`MODEL_SITES` is counted like ``UNet2DModel``)."""
+    sites = dict(HOOK_SITES)
+    for family, count in MODEL_SITES.get(type(unet).__name__, _PER_UP_BLOCK).items():
+        sites.update({f"{family}[{k}]": INDEXED_SITES[family](k) for k in range(count(unet))})
+    return sites
+
+
+def _caller(fn: HookFn, name: str):
+    """``fn`` as a one-argument function; a function with a ``site`` keyword is told its site's name."""
+    try:
+        wants = "site" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):        # builtins without a signature
+        wants = False
+    return (lambda x: fn(x, site=name)) if wants else fn
+
+
+def _check_shape(name: str, new, old) -> None:
+    if new.shape != old.shape:
+        raise ValueError(f"hook {name!r} returned shape {tuple(new.shape)}, expected {tuple(old.shape)}")
+
 
 def _on_output(module, fn: HookFn, name: str):
+    call = _caller(fn, name)
+
     def hook(mod, args, out):
-        new = fn(out)
-        if new is not None and new.shape != out.shape:
-            raise ValueError(f"hook {name!r} returned shape {tuple(new.shape)}, expected {tuple(out.shape)}")
+        new = call(out)
+        if new is not None:
+            _check_shape(name, new, out)
         return new
     return module.register_forward_hook(hook)
 
 
-def _on_last_skip(module, fn: HookFn, name: str):
+def _on_residuals(module, edit: Callable[[tuple], "tuple | None"]):
+    """A pre-hook on a decoder block that hands ``edit`` the block's residuals (positional in ``UNet2DModel``,
+    the keyword ``res_hidden_states_tuple`` in ``UNet2DConditionModel``) and passes on what it returns."""
     def hook(mod, args, kwargs):
-        if "res_hidden_states_tuple" in kwargs:
-            res = kwargs["res_hidden_states_tuple"]
-        else:
-            res = args[1]
-        new = fn(res[-1])
+        by_kw = "res_hidden_states_tuple" in kwargs
+        res = kwargs["res_hidden_states_tuple"] if by_kw else args[1]
+        new = edit(tuple(res))
         if new is None:
             return None
-        if new.shape != res[-1].shape:
-            raise ValueError(f"hook {name!r} returned shape {tuple(new.shape)}, expected {tuple(res[-1].shape)}")
-        res = tuple(res[:-1]) + (new,)
-        if "res_hidden_states_tuple" in kwargs:
-            return args, {**kwargs, "res_hidden_states_tuple": res}
-        return (args[0], res) + tuple(args[2:]), kwargs
+        if by_kw:
+            return args, {**kwargs, "res_hidden_states_tuple": new}
+        return (args[0], new) + tuple(args[2:]), kwargs
     return module.register_forward_pre_hook(hook, with_kwargs=True)
 
 
-ATTACH = {"output": _on_output, "last_skip": _on_last_skip}   # HookSite.kind → how a hook is attached
+def _on_last_skip(module, fn: HookFn, name: str):
+    call = _caller(fn, name)
+
+    def edit(res):
+        new = call(res[-1])
+        if new is None:
+            return None
+        _check_shape(name, new, res[-1])
+        return res[:-1] + (new,)
+    return _on_residuals(module, edit)
+
+
+def _on_skips(module, fn: HookFn, name: str):
+    call = _caller(fn, name)
+
+    def edit(res):
+        new = call(res)
+        if new is None:
+            return None
+        new = tuple(new)
+        if len(new) != len(res):
+            raise ValueError(f"hook {name!r} returned {len(new)} skips, expected {len(res)}")
+        for a, b in zip(new, res):
+            _check_shape(name, a, b)
+        return new
+    return _on_residuals(module, edit)
+
+
+ATTACH = {"output": _on_output, "last_skip": _on_last_skip, "skips": _on_skips}   # HookSite.kind → how a hook is attached
 
 
 class NoMiddleBlockError(ValueError):
@@ -125,22 +195,40 @@ class HookedUNet:
         return torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
 
     # -- hooks -------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def hooks(self, h: HookFn | None = None, g: HookFn | None = None, **more: HookFn | None):
-        """Attach functions to the hook points (:data:`HOOK_SITES`) for the duration of the block.
+    @property
+    def sites(self) -> dict[str, HookSite]:
+        """This U-Net's hook sites by name (:func:`hook_sites`)."""
+        return hook_sites(self.unet)
 
-        Each function gets the tensor at its point and returns a replacement (same shape) or
-        ``None`` to leave it unchanged.
-        """
-        fns = {"h": h, "g": g, **more}
-        unknown = sorted(set(fns) - set(HOOK_SITES))
+    def attach(self, **fns: HookFn | None) -> list:
+        """Attach functions to named sites and return the handles (``handle.remove()`` detaches). For
+        training regularisers that span many forwards; everything else uses the ``with``-scoped :meth:`hooks`."""
+        sites = self.sites
+        unknown = sorted(set(fns) - set(sites))
         if unknown:
-            raise ValueError(f"unknown hook point(s) {unknown}; choose from {tuple(HOOK_SITES)}")
+            families = ", ".join(f"{f}[0..{sum(n.startswith(f + '[') for n in sites) - 1}]" for f in INDEXED_SITES)
+            raise ValueError(f"unknown hook point(s) {unknown}; choose from {tuple(HOOK_SITES)} or {families}")
         handles = []
         try:
-            for name, site in HOOK_SITES.items():
-                if fns.get(name) is not None:
-                    handles.append(ATTACH[site.kind](self.unet.get_submodule(site.module), fns[name], name))
+            for name, fn in fns.items():
+                if fn is not None:
+                    site = sites[name]
+                    handles.append(ATTACH[site.kind](self.unet.get_submodule(site.module), fn, name))
+        except BaseException:
+            for hd in handles:
+                hd.remove()
+            raise
+        return handles
+
+    @contextlib.contextmanager
+    def hooks(self, h: HookFn | None = None, g: HookFn | None = None, **more: HookFn | None):
+        """Attach functions to the hook points (:data:`HOOK_SITES`, ``skips[k]``) for the duration of the block.
+
+        Each function gets the tensor at its point (a tuple for ``skips[k]``) and returns a replacement (same
+        shape) or ``None`` to leave it unchanged; one with a ``site`` keyword is also told the site's name.
+        """
+        handles = self.attach(h=h, g=g, **more)
+        try:
             yield self
         finally:
             for hd in handles:
@@ -150,21 +238,17 @@ class HookedUNet:
     def record(self, *names: str):
         """Record the tensors at ``names`` (default: h and g) of the next forward into a dict."""
         names = names or HOOK_POINTS
-        bad = set(names) - set(HOOK_SITES)
-        if bad:
-            raise ValueError(f"unknown hook point(s) {sorted(bad)}; choose from {tuple(HOOK_SITES)}")
         cache: dict[str, torch.Tensor] = {}
 
-        def keep(name):
-            def fn(x):
-                cache[name] = x.detach()
-            return fn
-        with self.hooks(**{n: keep(n) for n in names}):
+        def keep(x, site):
+            cache[site] = tuple(r.detach() for r in x) if isinstance(x, tuple) else x.detach()
+
+        with self.hooks(**{n: keep for n in names}):
             yield cache
 
     def has_hooks(self) -> bool:
         """True if any forward hook is attached to the hook points (used by tests)."""
-        mods = [self.unet.get_submodule(site.module) for site in HOOK_SITES.values()]
+        mods = [self.unet.get_submodule(site.module) for site in self.sites.values()]
         return any(m._forward_hooks or m._forward_pre_hooks for m in mods)
 
     # -- split forward (UNet2DModel) -------------------------------------------------------------

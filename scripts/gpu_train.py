@@ -72,25 +72,51 @@ CANDIDATES = {
     # coins leave 60 % of samples rebuilding colour from h). CPU pilot at 64k images: no less colour in h, less
     # transfer (v3 card); kept for a run at scale
     "mean_csdrop": dict(init=V1, **SKIP, skip_drop_mode="mean", colour_swap=1.0, colour_swap_on="dropped"),
+    # v4 screen (issue 25): v3's recipe plus the content swap (h and target from another face in the same colours)
+    "v3_cont": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25),                 # control
+    "v3_xs10": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.10),
+    "v3_xs15": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.15),
+    "v3_xs25": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.25),
+    "v3_xs25_sp50": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.25,
+                         content_swap_same_pose=0.5),
+    "v3_xs25_t400": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.25,
+                         content_swap_tmin=400),
 }
 
 
 def _render_chunk(args):
-    seed, chunk, n, size, pose = args
+    seed, chunk, n, size, pose, content = args
     from diffstyle_lab.faces import avatars as A
     rng = np.random.default_rng([seed, int(pose), chunk])
     fs = [A.random_factors(rng, pose=pose) for _ in range(n)]
     twins = [A.same_identity_other_colours(f, rng) for f in fs]
-    return (np.stack([A.render(f, size) for f in fs]), np.stack([A.render(f, size) for f in twins]))
+    out = [np.stack([A.render(f, size) for f in fs]), np.stack([A.render(f, size) for f in twins])]
+    if content:        # content twins from their own stream: the faces and colour twins above do not change
+        rng2 = np.random.default_rng([seed, int(pose), chunk, 1])
+        others = [A.other_identity_same_colours(f, rng2, pose=pose) for f in fs]
+        same_pose = [dataclasses.replace(o, **{k: getattr(f, k) for k in A.POSE_KEYS}) for f, o in zip(fs, others)]
+        out += [np.stack([A.render(f, size) for f in others]), np.stack([A.render(f, size) for f in same_pose])]
+    return out
 
 
-def render_data(n_posed: int, n_upright: int, seed: int, size: int, workers: int, chunk: int = 500):
-    """Faces (uint8 N×H×W×3) and their recoloured twins, rendered in parallel, deterministic in ``seed``."""
-    jobs = [(seed, i, min(chunk, n - i * chunk), size, pose) for n, pose in ((n_posed, True), (n_upright, False))
-            for i in range((n + chunk - 1) // chunk)]
+def render_data(n_posed: int, n_upright: int, seed: int, size: int, workers: int, chunk: int = 500,
+                content: bool = False):
+    """Faces (uint8 N×H×W×3) and their recoloured twins, rendered in parallel, deterministic in ``seed``; with
+    ``content`` also each face's content twins (another identity in the same colours, in another pose and in
+    the face's own pose) for the content swap."""
+    jobs = [(seed, i, min(chunk, n - i * chunk), size, pose, content)
+            for n, pose in ((n_posed, True), (n_upright, False)) for i in range((n + chunk - 1) // chunk)]
     with get_context("fork").Pool(workers) as pool:
         parts = pool.map(_render_chunk, jobs)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(parts[0])))
+
+
+def content_twins(other_pose: torch.Tensor, same_pose: torch.Tensor, share: float, seed: int) -> torch.Tensor:
+    """A candidate's content twins: per face, the same-pose twin with probability ``share`` (a fixed coin per
+    face, deterministic in ``seed``), else the other-pose one."""
+    g = torch.Generator().manual_seed(seed)
+    keep = (torch.rand(len(other_pose), generator=g) < share).to(other_pose.device).view(-1, 1, 1, 1)
+    return torch.where(keep, same_pose, other_pose)
 
 
 def save_fp16(unet, path: Path) -> None:
@@ -136,8 +162,10 @@ def main(argv=None):
     def say(msg):
         print(f"[{time.time() - t_start:6.1f} s] {msg}", flush=True)
 
-    faces, twins = render_data(a.n_posed, a.n_upright, a.data_seed, 32, a.workers)   # before CUDA is touched
-    say(f"rendered {len(faces)} faces and their twins on {a.workers} workers")
+    need_content = any(CANDIDATES[n].get("content_swap", 0) > 0 for n in names)
+    faces, twins, *cont = render_data(a.n_posed, a.n_upright, a.data_seed, 32, a.workers,   # before CUDA is touched
+                                      content=need_content)
+    say(f"rendered {len(faces)} faces and their twins{' and content twins' if cont else ''} on {a.workers} workers")
     dev = torch.device(a.device)
     amp = dev.type == "cuda" or a.amp
     if dev.type == "cuda":
@@ -145,13 +173,15 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     data, tw = T.to_tensor(faces).to(dev), T.to_tensor(twins).to(dev)
+    cont = [T.to_tensor(c).to(dev) for c in cont]
     trainers = {}
     for name in names:
         cfg = T.TrainConfig(out=str(out / name), steps=a.max_steps, batch_size=a.batch_size, lr=a.lr,
                             seed=a.seed, schedule="cosine", progress=False, **CANDIDATES[name])
         T.check_config(cfg)
         torch.manual_seed(a.seed)
-        trainers[name] = T.Trainer(cfg, data, tw if cfg.colour_swap > 0 else None, device=dev)
+        ctw = content_twins(*cont, cfg.content_swap_same_pose, a.data_seed) if cfg.content_swap > 0 else None
+        trainers[name] = T.Trainer(cfg, data, tw if cfg.colour_swap > 0 else None, device=dev, content_twins=ctw)
     say(f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}), torch {torch.__version__}, "
         f"candidates {names}, batch {a.batch_size}")
 
@@ -167,7 +197,8 @@ def main(argv=None):
     fits = [(min(5, a.probe_steps - 1), a.probe_steps), (100, 200)]
     t_mark = {}
     while step < n_steps:
-        b = T.draw_batch(step, a.seed, len(data), a.batch_size, data.shape[1:], True, True, device=dev)
+        b = T.draw_batch(step, a.seed, len(data), a.batch_size, data.shape[1:], True, True, device=dev,
+                         content=need_content)
         for name, tr in trainers.items():
             losses[name].append(tr.step(step, b, amp=amp))
         step += 1

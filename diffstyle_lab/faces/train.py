@@ -188,19 +188,18 @@ class SkipDropout:
     Set ``mask`` (shape (B,), 1 keep / 0 drop) before each forward."""
 
     def __init__(self, unet, levels: int, mode: str = "zero"):
+        from ..hooks import HookedUNet
         _check_skip_drop_mode(mode)
         self.mask, self.mode = None, mode
-        self.handles = [b.register_forward_pre_hook(self._hook) for b in unet.up_blocks[:levels]]
+        self.handles = HookedUNet(unet).attach(**{f"skips[{k}]": self._edit for k in range(levels)})
 
-    def _hook(self, module, args):
+    def _edit(self, skips: tuple):
         if self.mask is None:
             return None
-        m = self.mask.view(-1, 1, 1, 1).to(args[0].dtype)
+        m = self.mask.view(-1, 1, 1, 1).to(skips[0].dtype)
         if self.mode == "mean":
-            skips = tuple(r * m + r.mean((2, 3), keepdim=True) * (1 - m) for r in args[1])
-        else:
-            skips = tuple(r * m for r in args[1])
-        return (args[0], skips) + tuple(args[2:])
+            return tuple(r * m + r.mean((2, 3), keepdim=True) * (1 - m) for r in skips)
+        return tuple(r * m for r in skips)
 
     def remove(self):
         for h in self.handles:
@@ -216,7 +215,7 @@ class _HSwap:
     def __init__(self, unet, twins: torch.Tensor):
         from ..hooks import HookedUNet
         self.hooked, self.twins, self.h, self._pending, self.chosen = HookedUNet(unet), twins, None, None, None
-        self.handle = unet.mid_block.register_forward_hook(self._hook)
+        self.handles = self.hooked.attach(h=self._edit)
 
     def prepare(self, idx, t, eps, a, chosen, arm: bool = True):
         self.chosen, self.h, self._pending = chosen, None, None
@@ -229,16 +228,17 @@ class _HSwap:
     def arm(self):
         self.h, self._pending = self._pending, None
 
-    def _hook(self, module, args, out):
+    def _edit(self, h: torch.Tensor):
         if self.h is None:
             return None
-        out = out.clone()
+        out = h.clone()
         out[self.chosen] = self.h.to(out.dtype)     # under autocast the two may differ
         self.h = None                      # used once: by the forward that follows prepare()
         return out
 
     def remove(self):
-        self.handle.remove()
+        for hd in self.handles:
+            hd.remove()
 
 
 class ColourSwap(_HSwap):

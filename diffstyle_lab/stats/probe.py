@@ -104,19 +104,13 @@ def skip_influence(model, content: torch.Tensor, style: torch.Tensor, steps: int
         with hu.hooks(h=lambda h, v=hc: v):
             r_h = _rmse(maths.pred_x0(xs, hu.eps(xs, t), a_t), p_s) / denom
         rows.append({"t": t, "level": "h", "side": hs.shape[-1], "r": float(r_h.mean()), "n": int(r_h.numel())})
-        for k, block in enumerate(ups):
-            kept = {}
-            handle = block.register_forward_pre_hook(lambda m, args: kept.__setitem__("skips", args[1]))
-            try:
+        for k in range(len(ups)):
+            site = f"skips[{k}]"
+            with hu.record(site) as kept:
                 hu.eps(xc, t)
-            finally:
-                handle.remove()
-            handle = block.register_forward_pre_hook(lambda m, args: (args[0], kept["skips"]) + tuple(args[2:]))
-            try:
+            with hu.hooks(**{site: lambda skips, v=kept[site]: v}):
                 eps_i = hu.eps(xs, t)
-            finally:
-                handle.remove()
             r = _rmse(maths.pred_x0(xs, eps_i, a_t), p_s) / denom
-            rows.append({"t": t, "level": k, "side": kept["skips"][-1].shape[-1], "r": float(r.mean()),
+            rows.append({"t": t, "level": k, "side": kept[site][-1].shape[-1], "r": float(r.mean()),
                          "n": int(r.numel())})
     return rows
