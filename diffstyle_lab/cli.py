@@ -1,4 +1,4 @@
-"""``diffstyle-lab`` — the command line: inject, convert, train, notebooks, demo.
+"""``diffstyle-lab`` — the command line: inject, convert, train, notebooks, site, demo.
 
 ``inject`` (and ``demo``, which calls the same :func:`inject_files`) gives unique output names, a
 content-keyed resume from ``manifest.json``, a single writer per output folder (lock file) and a
@@ -455,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("notebooks", help="execute every notebook with papermill into outputs/ (ipynb + HTML); "
                    "`diffstyle-lab notebooks --help` lists its options")
+    sub.add_parser("site", help="build the course site (static HTML, offline) from the executed notebooks; "
+                   "`diffstyle-lab site --help` lists its options")
     return p
 
 
@@ -463,6 +465,9 @@ def main(argv=None) -> int:
     if argv[:1] == ["notebooks"]:          # everything after it belongs to the papermill runner
         from .lab.run_notebooks import main as run_notebooks
         return run_notebooks(argv[1:])
+    if argv[:1] == ["site"]:
+        from .lab.site import main as build_site
+        return build_site(argv[1:])
     a = build_parser().parse_args(argv)
     try:
         return a.fn(a)

@@ -42,3 +42,76 @@ def test_sliders_rerender_in_jupyterlab_in_chromium():
         assert r["median_latency_s"] <= bc.LATENCY_GOAL_S, \
             f"{name}: new image after {r['latencies_s']} s (median over {bc.LATENCY_GOAL_S:g} s)"
         print(f"{name}: {r['slider']} moves {' → '.join(r['values'])}, new image after {r['latencies_s']} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# The course site (issue 27 §2), in the same Chromium
+
+PAGE_CHECK = """() => {
+  const imgs = [...document.images].map(i => ({src: i.src.slice(0, 40), ok: i.complete && i.naturalWidth > 0,
+                                               w: i.getBoundingClientRect().width}));
+  const links = [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
+  const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
+  const det = [...document.querySelectorAll('details.solution')].map(d => ({open: d.open,
+                 hasCode: !!d.querySelector('.jp-CodeCell')}));
+  return {title: document.title, text: document.body.innerText.length, imgs, links, ids, det,
+          nav: document.querySelectorAll('nav.course a[rel=prev], nav.course a[rel=next]').length};
+}"""
+
+
+@pytest.mark.slow
+def test_course_site_renders_in_chromium_with_images_and_links(tmp_path):
+    """A quick run of 01 and 02, the site built by `diffstyle-lab site`, every page opened in Chromium:
+    it renders (title, text), every image loaded and drawn, every internal link points to a page of the
+    site and, with an anchor, to an element with that id; solutions are folded (closed <details>);
+    each notebook page has previous/next links; nothing was fetched from the network."""
+    bc = _browser_check()
+    why = bc.missing()
+    if why:
+        if os.environ.get("CI_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"CI_REQUIRE_BROWSER=1 but the browser check cannot run: {why}")
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    from diffstyle_lab.cli import main
+    from diffstyle_lab.lab import run_notebooks as rn
+    executed, site = tmp_path / "executed", tmp_path / "site"
+    summary = rn.run_all(["01", "02"], out=executed, quick=True, html=False, jobs=1, echo=lambda *a: None)
+    assert summary["ok"], summary
+    assert main(["site", "--executed", str(executed), "--out", str(site)]) == 0
+    pages = sorted(p.name for p in site.glob("*.html"))
+    assert pages == ["01_tour_of_h_space.html", "02_replacing_h.html", "index.html", "method.html"]
+    seen, requests = {}, []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=bc.CHROMIUM, args=bc.CHROME_ARGS, headless=True)
+        try:
+            pg = browser.new_page(viewport={"width": 1200, "height": 900})
+            pg.on("request", lambda r: requests.append(r.url))
+            for name in pages:
+                pg.goto((site / name).as_uri(), wait_until="load")
+                seen[name] = pg.evaluate(PAGE_CHECK)
+                if name == "02_replacing_h.html":
+                    pg.screenshot(path=str(tmp_path / "02.png"), full_page=False)
+        finally:
+            browser.close()
+    external = [u for u in requests if not u.startswith(("file:", "data:"))]
+    assert not external, f"the site fetched {external[:5]}"
+    for name, r in seen.items():
+        assert r["title"] and r["text"] > 500, f"{name}: nothing rendered"
+        bad = [i for i in r["imgs"] if not i["ok"] or i["w"] < 50]
+        assert not bad, f"{name}: images not drawn: {bad[:3]}"
+        for href in r["links"]:
+            if href.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = href.partition("#")
+            target = path or name
+            assert target in seen, f"{name}: link {href} points outside the site"
+            assert not anchor or anchor in seen[target]["ids"], f"{name}: link {href}: no #{anchor} in {target}"
+    for nb_page in pages[:2]:
+        r = seen[nb_page]
+        assert len(r["imgs"]) >= 2, f"{nb_page}: the figures are missing"
+        assert r["det"] and all(not d["open"] and d["hasCode"] for d in r["det"]), f"{nb_page}: solution not folded"
+        assert r["nav"] == 4, f"{nb_page}: previous/next links at the top and the bottom"
+    index = seen["index.html"]
+    assert {"01_tour_of_h_space.html", "02_replacing_h.html", "#glossary", "#prerequisites"} <= set(index["links"])
+    assert {"glossary", "prerequisites"} <= set(index["ids"])

@@ -746,3 +746,20 @@ def test_copy_writes_the_notebooks_and_refuses_to_overwrite(tmp_path, capsys):
     assert rn.main(["--copy", str(dest)]) == 2
     assert "04_slerp.ipynb" in capsys.readouterr().err
     assert rn.main(["--dir", str(dest), "--list"]) == 0
+
+
+def test_site_says_what_to_run_when_nothing_was_executed_and_rewrites_links(tmp_path, capsys):
+    from diffstyle_lab.cli import main
+    from diffstyle_lab.lab import site
+    assert main(["site", "--executed", str(tmp_path / "nothing"), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "diffstyle-lab notebooks --out" in err and not (tmp_path / "s").exists()
+    pages = {"01_a.html", "index.html", "method.html"}
+    html = site.rewrite_links('<a href="01_a.ipynb">x</a> <a href="README.md#glossary">g</a> '
+                              '<a class="k" href="../docs/method.md#2-notation">m</a> <a href="../diffstyle_lab/maths.py">s</a> '
+                              '<a href="https://example.org/">e</a> <a href="02_b.ipynb">n</a>', pages)
+    assert 'href="01_a.html"' in html and 'href="index.html#glossary"' in html
+    assert 'class="k" href="method.html#2-notation"' in html and 'href="https://example.org/"' in html
+    assert html.count("data-unlinked=") == 2 and "maths.py" in html        # text kept, no dead link
+    assert site.slug("2. Notation and the step — <code>diffstyle_lab/maths.py</code>") == \
+        "2-notation-and-the-step--diffstyle_labmathspy"
