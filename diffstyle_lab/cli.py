@@ -129,7 +129,10 @@ def read_manifest(path: Path) -> dict | None:
             raise ValueError(f"{path}: not a diffstyle-lab manifest (no '{key}' object){fix}")
     if man.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path} was written by another version of diffstyle-lab (manifest format "
-                         f"{man.get('format', 1)}, this one reads {MANIFEST_FORMAT}){fix}")
+                         f"{json.dumps(man.get('format', 1))[:20]}, this one reads {MANIFEST_FORMAT}){fix}")
+    for name, entry in man["pairs"].items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: the entry of {name[:80]!r} is not an object{fix}")
     return man
 
 
@@ -472,7 +475,8 @@ def main(argv=None) -> int:
     try:
         return a.fn(a)
     except (ValueError, OSError, FloatingPointError) as e:
-        print(f"diffstyle-lab {a.cmd}: error: {str(e) or type(e).__name__}", file=sys.stderr)
+        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(e) or type(e).__name__)
+        print(f"diffstyle-lab {a.cmd}: error: {msg}", file=sys.stderr)   # one line, whatever the file names hold
         return 2
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 import torch
 
@@ -25,18 +26,16 @@ def timestep_grid(n: int, spacing: str = "authors", T: int = 1000) -> list[int]:
     * ``trailing`` — diffusers' trailing spacing: round(T − k·T/n) − 1 (19, 39, …, 999);
     * ``linspace`` — round(linspace(0, T−1, n)).
     """
-    if not isinstance(n, int) or n < 2 or n > T:
-        raise ValueError(f"steps={n!r}: need an integer between 2 and T={T}")
+    n = integer("steps", n, 2, T, f"need an integer between 2 and T={T}")
+    choice("spacing", spacing, SPACINGS, f"choose one of {SPACINGS}")
     if spacing == "authors":
         ts = [k * (T - 1) // (n - 1) for k in range(n)]
     elif spacing == "leading":
         ts = [k * (T // n) for k in range(n)]
     elif spacing == "trailing":
         ts = sorted(int(round(T - k * T / n)) - 1 for k in range(n))
-    elif spacing == "linspace":
+    else:                                         # "linspace" (choice() checked the name)
         ts = [int(round(k * (T - 1) / (n - 1))) for k in range(n)]
-    else:
-        raise ValueError(f"spacing={spacing!r} is unknown; choose one of {SPACINGS}")
     if len(set(ts)) != len(ts):
         raise ValueError(f"{n} steps with spacing={spacing!r} repeat a timestep; use fewer steps")
     return ts
@@ -130,29 +129,33 @@ class InjectionConfig:
         return cls(**{**getattr(model, "defaults", {}), **overrides}).validate(model.T)
 
     def validate(self, T: int = 1000) -> "InjectionConfig":
+        """Check every field (one-line :class:`ParameterTypeError` for a wrong type, ``ValueError`` for a
+        wrong value, each naming the field and the fix) and normalise numbers (numpy scalars → int/float,
+        numpy bools → bool). Returns ``self``."""
         def bad(name, val, why):
-            raise ValueError(f"{name}={val!r}: {why}")
-        if not (isinstance(self.gamma, (int, float)) and 0.0 <= self.gamma <= 1.0):
-            bad("gamma", self.gamma, "γ must be in [0, 1] (the share of content; the paper advises 0.3–0.4)")
-        if not isinstance(self.t_edit, int) or not 0 <= self.t_edit < T:
-            bad("t_edit", self.t_edit, f"must be an integer in [0, {T}) (the paper uses 400 of 1000)")
-        if not isinstance(self.t_boost, int) or not 0 <= self.t_boost < T:
-            bad("t_boost", self.t_boost, f"must be an integer in [0, {T}) (0 switches boosting off)")
+            raise ValueError(f"{name}={show(val)}: {why}")
+        self.gamma = real("gamma", self.gamma, 0.0, 1.0,
+                          "γ must be in [0, 1] (the share of content; the paper advises 0.3–0.4)")
+        self.t_edit = integer("t_edit", self.t_edit, 0, T - 1, f"must be an integer in [0, {T}) (the paper uses 400 of 1000)")
+        self.t_boost = integer("t_boost", self.t_boost, 0, T - 1, f"must be an integer in [0, {T}) (0 switches boosting off)")
         if self.t_boost > self.t_edit:
             bad("t_boost", self.t_boost, f"must not exceed t_edit={self.t_edit} (boosting follows editing)")
-        if not (isinstance(self.omega, (int, float)) and math.isfinite(self.omega) and 0.0 <= self.omega <= 1.0):
-            bad("omega", self.omega, "ω must be in [0, 1] (1 removes the injection, ≈0 keeps it)")
-        if self.method not in maths.MIX_RULES:
-            bad("method", self.method, f"choose one of {maths.mix_methods()}")
-        if self.mask_mode not in MASK_MODES:
-            bad("mask_mode", self.mask_mode, f"choose one of {MASK_MODES} ('region': the paper's local mixing)")
-        if self.mask_norm not in MASK_NORMS:
-            hint = " ('global' is now 'normalised')" if self.mask_norm == "global" else ""
-            bad("mask_norm", self.mask_norm, f"choose 'normalised' (paper) or 'none' (plain Slerp, authors){hint}")
-        if self.boost not in ("paper", "authors"):
-            bad("boost", self.boost, "choose 'paper' or 'authors'")
-        if not 0.0 <= self.eta_boost <= 1.0:
-            bad("eta_boost", self.eta_boost, "η must be in [0, 1]")
+        self.omega = real("omega", self.omega, 0.0, 1.0, "ω must be in [0, 1] (1 removes the injection, ≈0 keeps it)")
+        choice("method", self.method, maths.MIX_RULES, f"choose one of {maths.mix_methods()}")
+        choice("mask_mode", self.mask_mode, MASK_MODES,
+               f"choose one of {MASK_MODES} ('region': the paper's local mixing)")
+        hint = " ('global' is now 'normalised')" if self.mask_norm == "global" else ""
+        choice("mask_norm", self.mask_norm, MASK_NORMS, f"choose 'normalised' (paper) or 'none' (plain Slerp, authors){hint}")
+        choice("boost", self.boost, ("paper", "authors"), "choose 'paper' or 'authors'")
+        choice("spacing", self.spacing, SPACINGS, f"choose one of {SPACINGS}")
+        self.eta_boost = real("eta_boost", self.eta_boost, 0.0, 1.0, "η must be in [0, 1]")
+        for name in ("calibrate", "record_last", "authors_noise_scale", "clip_x0"):
+            setattr(self, name, flag(name, getattr(self, name)))
+        self.seed = integer("seed", self.seed, 0, SEED_MAX, "must be a whole number in [0, 2**63) (seeds the boosting noise)")
+        self.steps = integer("steps", self.steps, 2, T, f"need an integer between 2 and T={T}")
+        self.inversion_steps = integer("inversion_steps", self.inversion_steps, 2, T, f"need an integer between 2 and T={T}")
+        self.inject_every = integer("inject_every", self.inject_every, 1, T, "must be a positive integer dividing steps")
+        check_mask(self.mask)
         timestep_grid(self.steps, self.spacing, T)
         timestep_grid(self.inversion_steps, self.spacing, T)
         self.injection_grid(T)
@@ -183,3 +186,74 @@ class InjectionConfig:
 
 MASK_MODES = ("region", "blend")
 MASK_NORMS = ("normalised", "none")
+SEED_MAX = 2 ** 63 - 1
+
+
+class ParameterTypeError(TypeError, ValueError):
+    """A parameter of the wrong type (a string for a number, a bool for γ, …); one line naming it and
+    the fix. Also a ``ValueError``, so the command line reports it like every bad value."""
+
+
+def show(val, width: int = 60) -> str:
+    """``repr(val)`` on one line, cut to ``width`` characters (tensors and arrays by their shape)."""
+    if torch.is_tensor(val) or type(val).__module__ == "numpy" and hasattr(val, "shape") and val.shape:
+        return f"<{type(val).__name__} of shape {tuple(val.shape)}>"
+    r = " ".join(repr(val).split())
+    return r if len(r) <= width else r[:width - 1] + "…"
+
+
+def _kind(val) -> str:
+    return type(val).__name__
+
+
+def real(name: str, val, lo: float, hi: float, why: str) -> float:
+    """``val`` as a finite float in [lo, hi] (ints and numpy scalars too; bools, strings, tensors refused)."""
+    if isinstance(val, bool) or type(val).__name__ == "bool_" or not isinstance(val, numbers.Real):
+        raise ParameterTypeError(f"{name}={show(val)}: expected a number, got {_kind(val)}; {why}")
+    f = float(val)
+    if not (math.isfinite(f) and lo <= f <= hi):
+        raise ValueError(f"{name}={show(val)}: {why}")
+    return f
+
+
+def integer(name: str, val, lo: int, hi: int, why: str) -> int:
+    """``val`` as an int in [lo, hi] (numpy integers too; bools, floats, strings refused)."""
+    if isinstance(val, bool) or not isinstance(val, numbers.Integral):
+        raise ParameterTypeError(f"{name}={show(val)}: expected a whole number, got {_kind(val)}; {why}")
+    i = int(val)
+    if not lo <= i <= hi:
+        raise ValueError(f"{name}={show(val)}: {why}")
+    return i
+
+
+def flag(name: str, val) -> bool:
+    """``val`` as a bool (``True``/``False`` or a numpy bool; 0/1, strings and None refused)."""
+    if isinstance(val, bool) or type(val).__name__ == "bool_":
+        return bool(val)
+    raise ParameterTypeError(f"{name}={show(val)}: expected True or False, got {_kind(val)}")
+
+
+def choice(name: str, val, choices, why: str) -> str:
+    """``val`` if it is one of ``choices`` (strings only)."""
+    if not isinstance(val, str):
+        raise ParameterTypeError(f"{name}={show(val)}: expected a string, got {_kind(val)}; {why}")
+    if val not in choices:
+        raise ValueError(f"{name}={show(val)}: {why}")
+    return val
+
+
+def check_mask(mask) -> None:
+    """A mask must be None or real numbers in [0, 1] (tensor, array or nested lists; bools are 0/1) of
+    shape H×W, 1×H×W or B×1×H×W: a one-line ``ParameterTypeError``/``ValueError`` naming ``mask`` otherwise."""
+    if mask is None:
+        return
+    fix = "pass an H×W float tensor or array in [0, 1] (or diffstyle_lab.images.load_mask(path))"
+    try:
+        m = torch.as_tensor(mask)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise ParameterTypeError(f"mask={show(mask)}: not numbers ({_kind(mask)}); {fix}") from None
+    if m.dtype.is_complex:
+        raise ParameterTypeError(f"mask={show(mask)}: complex values; {fix}")
+    if m.numel() == 0:
+        raise ValueError(f"mask={show(mask)}: empty; {fix}")
+    maths.resize_mask(m, (1, 1))        # shape, finiteness and range, one line naming the mask

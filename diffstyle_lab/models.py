@@ -169,6 +169,8 @@ def read_json_object(path, fix: str = "") -> dict:
         raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}){fix}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a UTF-8 text file (expected JSON){fix}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read{fix}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: holds a JSON {type(data).__name__}, expected an object {{...}}{fix}")
     return data

@@ -18,7 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import maths
-from .config import MASK_MODES, MASK_NORMS, SPACINGS, InjectionConfig, timestep_grid  # noqa: F401
+from .config import (MASK_MODES, MASK_NORMS, SPACINGS, InjectionConfig, ParameterTypeError, flag,  # noqa: F401
+                     show, timestep_grid)
 from .models import DiffusionModel
 
 
@@ -91,15 +92,23 @@ class Inversion:
         return Inversion(torch.cat([i.x_T for i in items]), torch.cat([i.h for i in items]), a.ts, a.grid, a.spacing)
 
 
-def check_images(model: DiffusionModel, x: torch.Tensor, name: str = "images") -> torch.Tensor:
-    if not torch.is_tensor(x) or x.dim() != 4:
-        raise ValueError(f"{name}: expected a B×C×H×W tensor in [-1, 1] (use diffstyle_lab.images.load_image)")
+def check_tensor(model: DiffusionModel, x, name: str, what: str = "in [-1, 1]") -> None:
+    """``x`` must be a non-empty B×C×H×W real tensor of the model's C, H, W with finite values."""
+    if not torch.is_tensor(x):
+        raise ParameterTypeError(f"{name}: expected a B×C×H×W tensor {what}, got {type(x).__name__} "
+                                 "(use diffstyle_lab.images.load_image)")
+    if x.dtype.is_complex or x.dtype == torch.bool:
+        raise ParameterTypeError(f"{name}: {x.dtype} tensor; pass real floating-point values {what}")
     s, c = model.sample_size, model.in_channels
-    if x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
-        raise ValueError(f"{name} have shape {tuple(x.shape)} but the model ({model.source}) works on "
-                         f"{c}×{s}×{s}; load them with diffstyle_lab.images.load_image(path, size={s})")
+    if x.dim() != 4 or x.shape[0] < 1 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
+        raise ValueError(f"{name} have shape {tuple(x.shape)} but the model ({model.source}) works on B×"
+                         f"{c}×{s}×{s} (B ≥ 1); load them with diffstyle_lab.images.load_image(path, size={s})")
     if not maths.is_finite(x):
         raise ValueError(f"{name} contain NaN or inf")
+
+
+def check_images(model: DiffusionModel, x: torch.Tensor, name: str = "images") -> torch.Tensor:
+    check_tensor(model, x, name)
     from .images import check_range
     check_range(x, name)
     return x.to(model.device, model.hooked.dtype)
@@ -155,6 +164,7 @@ class PixelEps:
         return check_images(self.model, x0, name)
 
     def check_x_T(self, x_T, name="x_T"):
+        check_tensor(self.model, x_T, name, "of starting noise")
         return x_T.to(self.model.device, self.hooked.dtype)
 
     def check_content(self, content: Inversion):
@@ -200,6 +210,7 @@ def ddim_invert(model, x0: torch.Tensor, steps: int = 50, spacing: str = "author
     """
     net = eps_provider(model)
     x0 = net.check_x0(x0)
+    record_last = flag("record_last", record_last)
     ts = timestep_grid(steps, spacing, net.model.T)
     acp = net.model.alphas_cumprod
     x, hs = x0.clone(), []
@@ -221,7 +232,9 @@ def ddim_invert(model, x0: torch.Tensor, steps: int = 50, spacing: str = "author
 
 @dataclasses.dataclass
 class Result:
-    """Images in [−1, 1] (B×C×H×W) and the manifest that says how they were made."""
+    """Images (B×C×H×W; float32, or float64 from a float64 model) and the manifest that says how they were
+    made. The images are the exact DDIM result, not clamped: a trained model keeps them close to [−1, 1], a
+    random one need not; :meth:`to_pil` clamps."""
 
     images: torch.Tensor
     manifest: dict
@@ -362,7 +375,8 @@ def generate(model, x_T: torch.Tensor, steps: int = 50, spacing: str = "authors"
              t_boost: int = 0, seed: int = 0, progress: bool = True, callbacks: Sequence[Callback] = (),
              clip_x0: bool = False) -> torch.Tensor:
     """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost); ``clip_x0`` clamps P_t."""
-    cfg = InjectionConfig(gamma=0.0, t_edit=max(t_boost, 0), t_boost=t_boost, steps=steps, spacing=spacing, seed=seed,
+    T = eps_provider(model).model.T            # t_edit plays no part without content: the last t
+    cfg = InjectionConfig(gamma=0.0, t_edit=T - 1, t_boost=t_boost, steps=steps, spacing=spacing, seed=seed,
                           clip_x0=clip_x0)
     return reverse(model, x_T, None, cfg, progress=progress, callbacks=callbacks)
 
@@ -404,6 +418,7 @@ def inject(model, content, style, config: InjectionConfig | None = None, *,
     record_last=, progress=)``) that inverts the images instead of :func:`ddim_invert`.
     """
     cfg = injection_config(model, config, overrides)
+    pair_up(1, 1, pairs)                         # an unknown pairing fails before any work
 
     def invert(x, name, is_content):
         run = ddim_invert if cache is None else cache.invert
@@ -416,10 +431,14 @@ def inject(model, content, style, config: InjectionConfig | None = None, *,
 
 def injection_config(model, config: InjectionConfig | None, overrides: dict) -> InjectionConfig:
     """``config`` (default :class:`InjectionConfig`) with ``overrides``, validated, mask checked before any work."""
-    cfg = dataclasses.replace(config or InjectionConfig(), **overrides).validate(model.T)
-    if cfg.mask is not None:
-        maths.resize_mask(torch.as_tensor(cfg.mask), (1, 1))
-    return cfg
+    if config is not None and not isinstance(config, InjectionConfig):
+        raise ParameterTypeError(f"config={show(config)}: expected an InjectionConfig (or keyword overrides), "
+                                 f"got {type(config).__name__}")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(InjectionConfig)})
+    if unknown:
+        raise ParameterTypeError(f"{unknown[0]}=…: not a parameter of inject; InjectionConfig's fields are "
+                                 f"{[f.name for f in dataclasses.fields(InjectionConfig)]}")
+    return dataclasses.replace(config or InjectionConfig(), **overrides).validate(model.T)
 
 
 def run_injection(model, net, invert, content, style, cfg: InjectionConfig, *, pairs: str, progress: bool,
@@ -439,7 +458,7 @@ def run_injection(model, net, invert, content, style, cfg: InjectionConfig, *, p
     man = manifest(model, {"injection": cfg.to_dict(), **grids(model, cfg, ci), "pairs": pairs,
                            "pair_index": {"content": a, "style": b}, **about,
                            "seconds": {"inversion": round(t1 - t0, 3), "injection": round(t2 - t1, 3)}})
-    return Result(images.float().cpu(), man)
+    return Result(images.to(torch.promote_types(images.dtype, torch.float32)).cpu(), man)   # float64 stays
 
 
 def manifest(model, params: dict) -> dict:

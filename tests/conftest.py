@@ -65,3 +65,25 @@ def counter():
     yield make
     for c in made:
         c.close()
+
+
+# hypothesis profiles for tests/test_properties.py: "ci" (the default, bounded) and "long"
+# (pytest tests/test_properties.py --hypothesis-profile=long: ≥ 10,000 generated cases in all)
+try:
+    from hypothesis import HealthCheck, settings as _hyp
+
+    _hyp.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hyp.register_profile("long", max_examples=1000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hyp.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:            # hypothesis is a dev dependency; test_properties.py fails loudly without it
+    pass
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The number of generated cases test_properties.py ran (the long run's figure)."""
+    import sys
+    cases = getattr(sys.modules.get("test_properties"), "CASES", None)
+    if cases:
+        terminalreporter.write_line(f"property cases run: {sum(cases.values())} {dict(sorted(cases.items()))}")

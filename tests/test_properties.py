@@ -1,0 +1,700 @@
+"""Property-based tests (hypothesis) over the public surface: ``InjectionConfig``, ``inject`` /
+``ddim_invert`` / ``generate``, the inversion cache, the manifest reader and the ``inject`` command.
+
+Inputs are generated, not hand-picked: every field of the config from valid and invalid ranges and types,
+images of any shape, dtype, range and layout, masks of any resolution, dtype and value, corrupted cache
+entries and manifests, input folders with odd names, modes, sizes and broken files. The properties:
+
+* a bad input gives one ``ValueError``/``TypeError`` whose one-line message names the parameter (or file);
+* a good one gives finite images of the right shape, a manifest that round-trips through JSON, and — in
+  float64 — for each pair of a batch the result of that pair run alone (``atol`` 1e-10);
+* the cache and the manifest reader never trust (nor unpickle) a damaged file; the command exits 0 with one
+  verified output per pair, or 2 with one line — and loses or changes nothing that was in ``--out`` before.
+
+Profiles (tests/conftest.py): ``ci`` (default, bounded: the file runs in well under a minute on one core)
+and ``long`` (``pytest tests/test_properties.py --hypothesis-profile=long``: ≥ 10,000 cases in all; the
+number run is printed at the end, see ``CASES``). Failures found became fixes, pinned with ``@example``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import pickle
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, example, given, note, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import diffstyle_lab as dl
+from diffstyle_lab import maths
+from diffstyle_lab.config import SPACINGS, InjectionConfig
+
+CASES: Counter = Counter()         # examples run per test (summed in the terminal summary: conftest.py)
+FIELDS = [f.name for f in dataclasses.fields(InjectionConfig)]
+ATOL64 = 1e-10                     # float64: a pair in a batch vs the pair alone
+
+
+def one_line(e: BaseException, *names: str) -> str:
+    """The message of a refused input: ValueError/TypeError, one line, naming one of ``names``."""
+    assert isinstance(e, (ValueError, TypeError)), repr(e)
+    msg = str(e)
+    assert msg and "\n" not in msg and "\r" not in msg, msg
+    if names:
+        assert any(n in msg for n in names), (names, msg)
+    return msg
+
+
+# =============================================================================================
+# Strategies
+
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=4), st.just([]), st.just({}), st.just(b"0.3"),
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-2 ** 70, 2 ** 70),
+    st.builds(np.float32, st.floats(-2, 2, width=32)), st.builds(np.int64, st.integers(-5, 1200)),
+    st.builds(np.bool_, st.booleans()), st.builds(lambda v: torch.tensor(v), st.floats(0, 1)),
+    st.builds(lambda v: np.array([v]), st.floats(0, 1)), st.just(1 + 0j))
+
+
+def unit():
+    return st.one_of(st.floats(0, 1), st.sampled_from([0, 1]), st.builds(np.float64, st.floats(0, 1)),
+                     st.builds(np.float32, st.floats(0, 1, width=32)))
+
+
+VALID = {
+    "gamma": unit(), "omega": unit(), "eta_boost": unit(),
+    "t_edit": st.integers(0, 999), "t_boost": st.integers(0, 999),
+    "calibrate": st.booleans(), "record_last": st.booleans(), "authors_noise_scale": st.booleans(),
+    "clip_x0": st.one_of(st.booleans(), st.builds(np.bool_, st.booleans())),
+    "method": st.sampled_from(maths.mix_methods()), "mask_mode": st.sampled_from(["region", "blend"]),
+    "mask_norm": st.sampled_from(["normalised", "none"]), "boost": st.sampled_from(["paper", "authors"]),
+    "spacing": st.sampled_from(SPACINGS), "steps": st.integers(2, 60), "inversion_steps": st.integers(2, 60),
+    "inject_every": st.integers(1, 4), "seed": st.one_of(st.integers(0, 2 ** 63 - 1), st.builds(np.int64, st.integers(0, 99))),
+}
+
+
+@st.composite
+def masks(draw, size=16, batch=None):
+    """Masks of any resolution, layout, dtype and value — mostly valid, some not."""
+    kind = draw(st.sampled_from(["tensor", "tensor", "tensor", "numpy", "list", "bad"]))
+    h, w = draw(st.integers(1, 2 * size)), draw(st.integers(1, 2 * size))
+    b = draw(st.sampled_from([1, batch or 1]))
+    shape = draw(st.sampled_from([(h, w), (1, h, w), (b, 1, h, w)]))
+    seed = draw(st.integers(0, 2 ** 16))
+    m = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    if draw(st.booleans()):
+        m = (m > 0.5).double()
+    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bool, torch.uint8]))
+    m = m.to(dtype) if dtype != torch.uint8 else (m > 0.5).to(dtype)
+    if kind == "numpy":
+        return m.numpy()
+    if kind == "list":
+        return m.tolist()
+    if kind == "bad":
+        return draw(st.sampled_from([
+            "mask.png", [["a", "b"], ["c", "d"]], np.array(["x", "y"]), m.double() * 3, m.double() - 2,
+            torch.full((4, 4), float("nan")), torch.ones(2, 2, 4, 4), torch.ones(3, 4, 4), torch.ones(4),
+            torch.ones(0, 4), torch.ones(4, 4, dtype=torch.complex64), {"mask": 1}, np.ones((1, 1, 1, 1, 1))]))
+    return m
+
+
+@st.composite
+def overrides(draw, fields=None, small_grid=False, max_fields=3):
+    """1–``max_fields`` InjectionConfig fields, each valid or junk. ``small_grid``: valid grids of 2–4 steps."""
+    names = draw(st.lists(st.sampled_from(fields or FIELDS), min_size=1, max_size=max_fields, unique=True))
+    out = {}
+    for n in names:
+        valid = VALID.get(n)
+        if small_grid and n in ("steps", "inversion_steps"):
+            valid = st.integers(2, 4)
+        if small_grid and n == "inject_every":
+            valid = st.just(1)
+        if n == "mask":
+            out[n] = draw(st.one_of(st.none(), masks()))
+        else:
+            out[n] = draw(st.one_of(valid, JUNK) if draw(st.integers(0, 3)) else JUNK)
+    return out
+
+
+def check_valid_config(cfg: InjectionConfig):
+    """A validated config holds plain Python values in range, and its dict round-trips through JSON."""
+    for n in ("gamma", "omega", "eta_boost"):
+        v = getattr(cfg, n)
+        assert type(v) is float and 0 <= v <= 1 and math.isfinite(v), (n, v)
+    for n in ("t_edit", "t_boost", "steps", "inversion_steps", "inject_every", "seed"):
+        assert type(getattr(cfg, n)) is int, n
+    assert 0 <= cfg.t_boost <= cfg.t_edit < 1000 and 0 <= cfg.seed < 2 ** 63
+    for n in ("calibrate", "record_last", "authors_noise_scale", "clip_x0"):
+        assert type(getattr(cfg, n)) is bool, n
+    d = cfg.to_dict()
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    again = InjectionConfig(**{k: v for k, v in d.items() if k != "mask"}, mask=cfg.mask).validate()
+    assert again.to_dict() == d
+
+
+# =============================================================================================
+# InjectionConfig
+
+@settings(max_examples=settings().max_examples * 4)
+@given(overrides(max_fields=4))
+@example({"gamma": True}).via("issue 26: a bool was taken for γ = 1")
+@example({"seed": -1}).via("issue 26: a negative seed was accepted")
+@example({"mask": [["a", "b"], ["c", "d"]]}).via("issue 26: a mask of strings gave a raw TypeError")
+@example({"clip_x0": "no"}).via("a non-empty string counted as True")
+@example({"seed": 2 ** 70}).via("an overflowing seed failed inside torch")
+@example({"eta_boost": "1"}).via("a string η gave a raw TypeError")
+@example({"method": ["x"]}).via("an unhashable method gave a raw TypeError")
+@example({"mask": torch.ones(0, 4)}).via("an empty mask failed inside torch.min")
+@example({"gamma": np.float32(0.3)}).via("numpy scalars were refused with a misleading range message")
+def test_config_fields(kw):
+    CASES["config"] += 1
+    note(repr(kw))
+    try:
+        cfg = InjectionConfig(**kw).validate()
+    except Exception as e:               # noqa: BLE001 - the property is about which exceptions
+        one_line(e, *kw)
+        return
+    check_valid_config(cfg)
+
+
+@given(st.one_of(st.integers(-3, 1200), JUNK), st.one_of(st.sampled_from(SPACINGS), JUNK))
+def test_timestep_grid(n, spacing):
+    CASES["grid"] += 1
+    try:
+        ts = dl.timestep_grid(n, spacing)
+    except Exception as e:               # noqa: BLE001
+        one_line(e, "steps", "spacing")
+        return
+    assert len(ts) == n and ts == sorted(set(ts)) and 0 <= ts[0] and ts[-1] <= 999
+
+
+# =============================================================================================
+# inject / ddim_invert / generate on a tiny random U-Net (16 px, 2–4 steps), float64
+
+@pytest.fixture(scope="module")
+def m64():
+    return dl.tiny_model(seed=0).to(dtype=torch.float64)
+
+
+@st.composite
+def images(draw, b=None, name="images"):
+    """B×3×16×16 images: mostly valid (any float dtype, layout), some of the wrong dtype, range or shape."""
+    b = b or draw(st.integers(1, 4))
+    seed = draw(st.integers(0, 2 ** 16))
+    x = torch.rand(b, 3, 16, 16, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 - 1
+    fault = draw(st.sampled_from([None] * 6 + ["range", "nan", "shape", "channels", "dtype", "numpy", "empty"]))
+    if fault == "range":
+        x = x * draw(st.sampled_from([2.0, 255.0, -3.0]))
+    elif fault == "nan":
+        x[0, 0, 0, 0] = draw(st.sampled_from([float("nan"), float("inf")]))
+    elif fault == "shape":
+        x = draw(st.sampled_from([x[..., :8, :8], x[0], x[:, :, :, :15], x[None]]))
+    elif fault == "channels":
+        x = x[:, :1]
+    elif fault == "dtype":
+        x = draw(st.sampled_from([x.to(torch.complex64), x > 0, (x * 127.5 + 127.5).to(torch.uint8)]))
+    elif fault == "numpy":
+        return x.numpy()
+    elif fault == "empty":
+        x = x[:0]
+    if fault is None:
+        x = x.to(draw(st.sampled_from([torch.float64, torch.float32, torch.float16])))
+        layout = draw(st.sampled_from(["plain", "transposed", "channels_last", "expanded"]))
+        if layout == "transposed":
+            x = x.transpose(2, 3).contiguous().transpose(2, 3)
+        elif layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        elif layout == "expanded":
+            x = x[:1].expand(b, -1, -1, -1)
+    return x
+
+
+def _alone_kw(kw, k, n_pairs, seed):
+    """The keyword arguments of pair ``k`` run alone: its own boost seed and its row of a per-pair mask."""
+    kw = dict(kw, sample_seeds=[seed + k])
+    m = kw.get("mask")
+    if m is not None and torch.as_tensor(m).dim() == 4 and torch.as_tensor(m).shape[0] == n_pairs > 1:
+        kw["mask"] = torch.as_tensor(m)[k:k + 1]
+    return kw
+
+
+@given(st.data())
+@example(None).via("issue 26: batch independence in float64 (and gamma=True, seed=-1 refused)")
+def test_inject(m64, data):
+    CASES["inject"] += 1
+    if data is None:                     # the pinned example: a valid 3-pair product run with boosting
+        content, style = (torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(n),
+                                     dtype=torch.float64) * 2 - 1 for n in (1, 3))
+        pairs = "product"
+        kw = {"steps": 4, "inversion_steps": 3, "t_edit": 500, "t_boost": 300, "calibrate": True}
+        for bad in ({"gamma": True}, {"seed": -1}, {"mask": [["a"]]}):
+            with pytest.raises((ValueError, TypeError)) as e:
+                dl.inject(m64, content, style, progress=False, **kw, **bad)
+            one_line(e.value, *bad)
+    else:
+        pairs = data.draw(st.sampled_from(["zip", "product", "zip", "all"]))
+        nc = data.draw(st.integers(1, 4 if pairs == "zip" else 2))
+        ns = nc if pairs == "zip" and data.draw(st.integers(0, 5)) else data.draw(st.integers(1, 2))
+        content, style = data.draw(images(nc), "content"), data.draw(images(ns), "style")
+        kw = {"steps": 3, "inversion_steps": 3, "t_edit": data.draw(st.sampled_from([0, 400, 999])),
+              "t_boost": 0}
+        kw.update(data.draw(overrides(fields=[f for f in FIELDS if f != "mask"], small_grid=True), "overrides"))
+        if data.draw(st.booleans()):
+            kw["mask"] = data.draw(masks(batch=nc * ns if pairs == "product" else nc), "mask")
+    note(f"pairs={pairs} kw={kw}")
+    try:
+        r = dl.inject(m64, content, style, pairs=pairs, progress=False, **kw)
+    except Exception as e:               # noqa: BLE001
+        one_line(e, *kw, "images", "pairs", "mask")
+        return
+    n = r.images.shape[0]
+    assert r.images.shape == (n, 3, 16, 16) and r.images.dtype == torch.float64
+    assert torch.isfinite(r.images).all()
+    assert json.loads(json.dumps(r.manifest)) == r.manifest
+    a, b = r.manifest["pair_index"]["content"], r.manifest["pair_index"]["style"]
+    assert len(a) == len(b) == n
+    seed = r.manifest["injection"]["seed"]
+    for k in range(n):                   # each pair of the batch equals that pair run alone
+        alone = dl.inject(m64, content[a[k]:a[k] + 1], style[b[k]:b[k] + 1], pairs="zip", progress=False,
+                          **_alone_kw(kw, k, n, seed))
+        err = float((alone.images[0] - r.images[k]).abs().max())
+        assert err <= ATOL64, (k, err)
+
+
+@given(images(), st.one_of(st.integers(2, 4), JUNK), st.one_of(st.sampled_from(SPACINGS), JUNK),
+       st.one_of(st.booleans(), JUNK))
+def test_ddim_invert(m64, x, steps, spacing, record_last):
+    CASES["invert"] += 1
+    try:
+        inv = dl.ddim_invert(m64, x, steps, spacing, record_last=record_last, progress=False)
+    except Exception as e:               # noqa: BLE001
+        one_line(e, "images", "steps", "spacing", "record_last")
+        return
+    b, n_rec = x.shape[0], steps - (not record_last)
+    assert inv.x_T.shape == x.shape and inv.h.shape[:2] == (b, n_rec) and len(inv.ts) == n_rec
+    assert torch.isfinite(inv.x_T).all() and torch.isfinite(inv.h).all()
+    for k in range(b):
+        alone = dl.ddim_invert(m64, x[k:k + 1], steps, spacing, record_last=record_last, progress=False)
+        assert float((alone.x_T[0] - inv.x_T[k]).abs().max()) <= ATOL64
+        assert float((alone.h[0] - inv.h[k]).abs().max()) <= ATOL64
+
+
+@given(st.data())
+def test_generate(m64, data):
+    CASES["generate"] += 1
+    b = data.draw(st.integers(1, 4))
+    x_T = data.draw(images(b), "x_T")
+    if torch.is_tensor(x_T) and data.draw(st.booleans()):
+        x_T = x_T * 1.5                   # noise is not limited to [-1, 1]
+    steps = data.draw(st.one_of(st.integers(2, 4), JUNK), "steps")
+    t_boost = data.draw(st.one_of(st.sampled_from([0, 500, 999]), JUNK), "t_boost")
+    seed = data.draw(st.one_of(st.integers(0, 2 ** 62), JUNK), "seed")
+    clip = data.draw(st.one_of(st.booleans(), JUNK), "clip_x0")
+    try:
+        y = dl.generate(m64, x_T, steps=steps, t_boost=t_boost, seed=seed, clip_x0=clip, progress=False)
+    except Exception as e:               # noqa: BLE001
+        one_line(e, "x_T", "steps", "t_boost", "seed", "clip_x0")
+        return
+    assert y.shape == x_T.shape and torch.isfinite(y).all()
+    for k in range(b):
+        alone = dl.generate(m64, x_T[k:k + 1], steps=steps, t_boost=t_boost, seed=seed + k, clip_x0=clip,
+                            progress=False)
+        assert float((alone[0] - y[k].to(alone)).abs().max()) <= ATOL64
+
+
+# =============================================================================================
+# The inversion cache: damaged entries are detected and recomputed, never unpickled
+
+@pytest.fixture(scope="module")
+def entry(tmp_path_factory):
+    """A true cache entry (tiny float32 model, 3 steps): its bytes and the inversion it holds."""
+    from diffstyle_lab.cache import cached_invert
+    m = dl.tiny_model(seed=0)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    cache = dl.InversionCache(tmp_path_factory.mktemp("cache"))
+    ref = cached_invert(m, x, steps=3, progress=False, cache=cache)
+    key = cache.key(m, x[0], 3, "authors", True)
+    return m, x, ref, key, cache.path(key).read_bytes()
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED_BY_PICKLE",))
+
+
+def _safetensors(tensors: dict, meta: dict) -> bytes:
+    from safetensors.torch import save
+    return save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
+
+
+@st.composite
+def corruptions(draw, good: bytes, ref, key):
+    """The bytes of a damaged entry: bit flips, truncation, appended bytes, or a well-formed safetensors file
+    with other keys, shapes, dtypes, values or metadata (with or without a matching checksum), or a pickle."""
+    from safetensors import safe_open  # noqa: F401  (the format the entries use)
+
+    from diffstyle_lab.cache import FORMAT, tensor_digest
+    kind = draw(st.sampled_from(["flip", "flip", "truncate", "append", "rewrite", "pickle", "empty"]))
+    if kind == "flip":
+        b = bytearray(good)
+        for _ in range(draw(st.integers(1, 3))):
+            i = draw(st.integers(0, len(b) - 1))
+            b[i] ^= 1 << draw(st.integers(0, 7))
+        return bytes(b)
+    if kind == "truncate":
+        return good[:draw(st.integers(0, len(good) - 1))]
+    if kind == "append":
+        return good + draw(st.binary(min_size=1, max_size=64))
+    if kind == "empty":
+        return b""
+    if kind == "pickle":
+        buf = io.BytesIO()
+        pickle.dump({"x_T": Evil(), "h": ref.h[0]}, buf)
+        return buf.getvalue()
+    t = {"x_T": ref.x_T[0].clone(), "h": ref.h[0].clone()}
+    meta = {"key": key, "format": str(FORMAT), "ts": json.dumps(ref.ts)}
+    change = draw(st.sampled_from(["rename", "extra", "drop", "shape", "dtype", "values", "key", "format", "ts",
+                                   "nan"]))
+    if change == "rename":
+        t["y"] = t.pop(draw(st.sampled_from(["x_T", "h"])))
+    elif change == "extra":
+        t["extra"] = torch.ones(1)
+    elif change == "drop":
+        del t[draw(st.sampled_from(["x_T", "h"]))]
+    elif change == "shape":
+        n = draw(st.sampled_from(["x_T", "h"]))
+        t[n] = draw(st.sampled_from([t[n][..., :1, :1], t[n][None], t[n].flatten(), t[n][:1]])).clone()
+    elif change == "dtype":
+        n = draw(st.sampled_from(["x_T", "h"]))
+        t[n] = t[n].to(draw(st.sampled_from([torch.float64, torch.float16, torch.bfloat16])))
+    elif change == "values":
+        n = draw(st.sampled_from(["x_T", "h"]))
+        t[n] = t[n] + draw(st.sampled_from([1e-6, 1.0, -0.5]))
+    elif change == "nan":
+        t["h"] = t["h"].clone()
+        t["h"].view(-1)[0] = float("nan")
+    elif change == "key":
+        meta["key"] = hashlib.sha256(draw(st.binary(max_size=8))).hexdigest()
+    elif change == "format":
+        meta["format"] = draw(st.sampled_from(["1", "3", "", "2.0"]))
+    else:
+        meta["ts"] = draw(st.sampled_from(["[0, 499]", "[999, 499, 0]", "null", "{}", "[0, 499, 998]"]))
+    if draw(st.booleans()):
+        meta["sha256"] = tensor_digest(t)            # a forger who recomputes the checksum
+    if draw(st.booleans()) and change not in ("drop",):
+        meta.pop(draw(st.sampled_from(sorted(meta))))
+    return _safetensors(t, meta)
+
+
+@contextlib.contextmanager
+def no_unpickling():
+    """Any unpickling during the block fails the test (pickle.load(s), torch.load without weights_only)."""
+    real_load, real_loads, real_torch = pickle.load, pickle.loads, torch.load
+    seen = []
+
+    def refuse(*a, **k):
+        seen.append((a[:1], k))
+        raise AssertionError("unpickled")
+
+    def torch_load(*a, **k):
+        if k.get("weights_only") is not True:
+            refuse(*a, **k)
+        return real_torch(*a, **k)
+    pickle.load, pickle.loads, torch.load = refuse, refuse, torch_load
+    try:
+        yield seen
+    finally:
+        pickle.load, pickle.loads, torch.load = real_load, real_loads, real_torch
+    assert not seen, seen
+
+
+@given(st.data())
+def test_cache_corruption(entry, data):
+    from diffstyle_lab.cache import cached_invert
+    CASES["cache"] += 1
+    m, x, ref, key, good = entry
+    bad = data.draw(corruptions(good, ref, key), "entry bytes")
+    with tempfile.TemporaryDirectory() as d:
+        cache = dl.InversionCache(d)
+        p = cache.path(key)
+        p.parent.mkdir(parents=True)
+        p.write_bytes(bad)
+        cwd = os.getcwd()
+        os.chdir(d)                      # a pickle payload would touch PWNED_BY_PICKLE here
+        try:
+            with no_unpickling(), warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                got = cached_invert(m, x, steps=3, progress=False, cache=cache)
+        finally:
+            os.chdir(cwd)
+        assert not (Path(d) / "PWNED_BY_PICKLE").exists()
+        assert torch.equal(got.x_T, ref.x_T) and torch.equal(got.h, ref.h) and got.ts == ref.ts
+        trusted = cache.hits == 1
+        if trusted:                      # only an entry holding exactly the true tensors may be trusted
+            assert not [x for x in w if "not trusted" in str(x.message)]
+        else:
+            assert [x for x in w if "not trusted" in str(x.message)], [str(x.message) for x in w]
+        for x_ in w:
+            assert "\n" not in str(x_.message)
+        expect = cache.expected(m, x[0], 3, "authors", True)
+        assert cache.load(key, expect) is not None           # rewritten (or kept): it verifies now
+
+
+# =============================================================================================
+# The manifest reader
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                    max_leaves=10)
+
+
+@st.composite
+def manifest_bytes(draw):
+    good = {"format": 2, "params": {"batch": 8}, "compute": {"device": "cpu"},
+            "pairs": {"c0_png__s0_png.png": {"content": "c0.png", "sha256": "0" * 64}}}
+    kind = draw(st.sampled_from(["good", "json", "edit", "flip", "truncate", "binary"]))
+    if kind == "json":
+        return json.dumps(draw(JSON)).encode()
+    if kind == "binary":
+        return draw(st.binary(max_size=64))
+    man = json.loads(json.dumps(good))
+    if kind == "edit":
+        where = draw(st.sampled_from(["top", "pairs", "entry"]))
+        target = {"top": man, "pairs": man["pairs"], "entry": man["pairs"]["c0_png__s0_png.png"]}[where]
+        key = draw(st.sampled_from(sorted(target) + ["format", "x"]))
+        if draw(st.booleans()):
+            target.pop(key, None)
+        else:
+            target[key] = draw(JSON)
+    raw = json.dumps(man, indent=draw(st.sampled_from([None, 1]))).encode()
+    if kind == "flip":
+        i = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:i] + bytes([raw[i] ^ (1 << draw(st.integers(0, 7)))]) + raw[i + 1:]
+    elif kind == "truncate":
+        raw = raw[:draw(st.integers(0, len(raw) - 1))]
+    return raw
+
+
+@given(manifest_bytes())
+@example(b"[" * 100000).via("a deeply nested manifest raised RecursionError")
+@example(b'{"format": 2, "params": {}, "pairs": {"a.png": 5}}').via("a non-object entry crashed the resume")
+@example(b'{"format": "2\\nx", "params": {}, "pairs": {}}').via("a format with a newline broke the one line")
+def test_manifest_reader(raw):
+    from diffstyle_lab.cli import MANIFEST_FORMAT, read_manifest
+    CASES["manifest"] += 1
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "manifest.json"
+        p.write_bytes(raw)
+        try:
+            man = read_manifest(p)
+        except ValueError as e:
+            one_line(e, str(p))
+            return
+    assert man["format"] == MANIFEST_FORMAT and isinstance(man["params"], dict)
+    assert all(isinstance(v, dict) for v in man["pairs"].values())
+
+
+# =============================================================================================
+# The command: generated input folders, flags and output folders
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from diffstyle_lab.faces.train import export
+    from diffstyle_lab.models import tiny_unet
+    d = tmp_path_factory.mktemp("cli_model") / "model"
+    export(tiny_unet(seed=0), d)
+    return d
+
+
+NAME = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=8)
+EXT = st.sampled_from([".png", ".png", ".jpg", ".PNG", ".webp", ".bmp", ".gif", ".tif", ".txt", ""])
+MODES = ["RGB", "L", "RGBA", "P", "LA", "CMYK", "1", "I;16", "I", "F"]
+
+
+@st.composite
+def input_file(draw):
+    """(name, kind, payload) of one entry of an input folder."""
+    name = draw(NAME).strip() or "x"
+    assume(name not in (".", "..") and not name.startswith("."))
+    ext = draw(EXT)
+    kind = draw(st.sampled_from(["image"] * 6 + ["empty", "garbage", "truncated", "folder", "symlink",
+                                                 "dangling"]))
+    mode = draw(st.sampled_from(MODES))
+    size = (draw(st.integers(1, 40)), draw(st.integers(1, 40)))
+    return name + ext, kind, (mode, size, draw(st.integers(0, 2 ** 16)))
+
+
+def _image(mode, size, seed):
+    rng = np.random.RandomState(seed)
+    a = rng.rand(size[1], size[0], 3)
+    im = Image.fromarray((a * 255).astype(np.uint8))
+    if mode in ("I;16", "I"):
+        return Image.fromarray((a[..., 0] * 65535).astype(np.uint16)).convert(mode) if mode == "I" else \
+            Image.fromarray((a[..., 0] * 65535).astype(np.uint16))
+    if mode == "F":
+        return Image.fromarray(a[..., 0].astype(np.float32))
+    return im.convert(mode)
+
+
+def _write_entry(folder: Path, name, kind, payload):
+    p = folder / name
+    mode, size, seed = payload
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".gif": "GIF", ".tif": "TIFF"}.get(
+        Path(name).suffix.lower(), "PNG")
+    if kind == "folder":
+        p.mkdir(exist_ok=True)
+        _image("RGB", size, seed).save(p / "inner.png")
+        return
+    if p.exists() or p.is_symlink():
+        return
+    if kind in ("symlink", "dangling"):
+        target = folder.parent / f"target{seed}.png"
+        if kind == "symlink":
+            _image("RGB", size, seed).save(target)
+        os.symlink(target, p)
+        return
+    if kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "garbage":
+        p.write_bytes(np.random.RandomState(seed).bytes(50))
+    else:
+        im = _image(mode, size, seed)
+        try:
+            buf = io.BytesIO()
+            im.save(buf, fmt)
+        except (OSError, ValueError, KeyError):       # a mode the format cannot hold: PNG bytes instead
+            buf = io.BytesIO()
+            im.convert("RGB").save(buf, "PNG")
+        data = buf.getvalue()
+        p.write_bytes(data[: len(data) // 2] if kind == "truncated" else data)
+
+
+def _snapshot(folder: Path) -> dict:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in folder.rglob("*")}
+
+
+@st.composite
+def cli_case(draw):
+    content = draw(st.lists(input_file(), min_size=1, max_size=3))
+    style = draw(st.lists(input_file(), min_size=1, max_size=2))
+    flags = []
+    if draw(st.booleans()):
+        flags += ["--batch", str(draw(st.one_of(st.integers(1, 3), st.integers(-1, 0))))]
+    if draw(st.booleans()):
+        flags += ["--fit", draw(st.sampled_from(["crop", "pad"]))]
+    if draw(st.integers(0, 4)) == 0:
+        flags += ["--gamma", draw(st.sampled_from(["0.5", "1", "1.5", "-0", "nan", "inf"]))]
+    if draw(st.integers(0, 4)) == 0:
+        flags += ["--seed", draw(st.sampled_from(["0", "7", "-1", str(2 ** 64)]))]
+    if draw(st.integers(0, 5)) == 0:
+        flags += ["--mask", "MASK"]
+    out = draw(st.sampled_from(["missing", "empty", "with_files", "with_files"]))
+    cache = draw(st.sampled_from(["off", "folder"]))
+    single_style = draw(st.integers(0, 3)) == 0
+    return content, style, flags, out, cache, single_style, draw(st.booleans())
+
+
+STEPS = ["--steps", "3", "--inversion-steps", "3", "--t-edit", "400", "--t-boost", "0"]
+
+
+@settings(max_examples=max(settings().max_examples // 2, 5))
+@given(cli_case())
+def test_cli(model_dir, case):
+    from diffstyle_lab.cli import LOCK_NAME, file_sha256
+    CASES["cli"] += 1
+    content_files, style_files, flags, out_kind, cache_kind, single_style, rerun = case
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "content").mkdir()
+        (d / "style").mkdir()
+        for e in content_files:
+            _write_entry(d / "content", *e)
+        for e in style_files:
+            _write_entry(d / "style", *e)
+        Image.new("L", (9, 7), 255).save(d / "mask.png")
+        style = d / "style"
+        if single_style:
+            style = next(iter(sorted(style.iterdir())), style)
+        out = d / "out"
+        if out_kind != "missing":
+            out.mkdir()
+        if out_kind == "with_files":
+            (out / "notes.txt").write_text("mine")
+            Image.new("RGB", (5, 5)).save(out / "keep.png")
+            (out / "sub").mkdir()
+            (out / "sub" / "x.bin").write_bytes(b"\x00\x01")
+        before = _snapshot(out)
+        argv = ["inject", "--content", str(d / "content"), "--style", str(style), "--out", str(out),
+                "--model", str(model_dir), "--device", "cpu", "--quiet", "--cache",
+                "off" if cache_kind == "off" else str(d / "cache"), *STEPS,
+                *[str(d / "mask.png") if f == "MASK" else f for f in flags]]
+        note(f"argv={argv}\ncontent={sorted(os.listdir(d / 'content'))}\nstyle={sorted(os.listdir(d / 'style'))}")
+        rc, err = _main(argv)
+        assert rc in (0, 2), (rc, err)
+        after = _snapshot(out)
+        for k, v in before.items():      # nothing that was there is lost or changed
+            assert after.get(k, "lost") == v, k
+        assert LOCK_NAME not in after and not [k for k in after if k.endswith(".tmp")], sorted(after)
+        if rc == 2:
+            lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+            if lines and lines[0].startswith("usage:"):      # argparse's own refusal: usage + one error line
+                lines = lines[1:]
+            assert len(lines) == 1 and "error:" in lines[0], err
+            assert set(after) == set(before)                  # nothing written
+            assert out.exists() == (out_kind != "missing")
+            return
+        man = json.loads((out / "manifest.json").read_text())
+        made = {k for k in after if "__" in k and k.endswith(".png") and "/" not in k}
+        assert set(man["pairs"]) == made and made
+        for name, e in man["pairs"].items():
+            assert file_sha256(out / name) == e["sha256"]
+            with Image.open(out / name) as im:
+                assert im.size == (16, 16) and im.mode == "RGB"
+        from diffstyle_lab.images import list_images
+        assert len(made) == len(list_images(d / "content")) * len(list_images(style))
+        if rerun:                        # a resume: nothing new, nothing changed
+            again = _snapshot(out)
+            assert _main(argv)[0] == 0
+            now = _snapshot(out)
+            assert {k: v for k, v in now.items() if k != "manifest.json" and k != "grid.png"} == \
+                {k: v for k, v in again.items() if k != "manifest.json" and k != "grid.png"}
+        if cache_kind == "folder":
+            _verify_cache(d / "cache")
+
+
+def _main(argv):
+    """(exit status, stderr) of one in-process command."""
+    from diffstyle_lab.cli import main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(argv)
+        except SystemExit as e:          # argparse: a flag of the wrong type
+            rc = e.code
+    return rc, err.getvalue()
+
+
+def _verify_cache(folder: Path):
+    """Every entry of a cache folder opens and matches its own checksum and key format."""
+    from safetensors import safe_open
+
+    from diffstyle_lab.cache import TENSORS, tensor_digest
+    for f in folder.glob("*/*.safetensors"):
+        with safe_open(str(f), framework="pt") as s:
+            meta, t = s.metadata(), {n: s.get_tensor(n) for n in s.keys()}
+        assert set(t) == set(TENSORS) and meta["key"] == f.stem and meta["sha256"] == tensor_digest(t), f
+    assert not list(folder.glob("*/*.tmp")) and not list(folder.glob("*/.*"))
