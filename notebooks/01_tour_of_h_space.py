@@ -117,9 +117,13 @@ print("hooks still attached after the with-blocks:", hu.has_hooks())
 #
 # A sampler callback sees every model evaluation (a `StepInfo` with t, x_t, h and g). We record
 # them while inverting the (up to 8) images (x_0 → x_T, deterministic DDIM) and while generating
-# `n_generate` images from noise (x_T → x_0). The samples from noise are shown first: a weak or
-# small model draws blurry, off-domain images from noise, and their h at small t is far from the h
-# of real images (compare the two |h| curves near t = 0).
+# `n_generate` images from noise (x_T → x_0). The samples from noise are shown first — look at them
+# before reading their curves. Drawn as the paper's sampler draws them (the predicted x_0 not
+# clipped), a small model can push many pixels to the ends of the range: solid black or white
+# images, or colour noise; the cell prints the share of such pixels. The second row draws the same
+# noise with `clip_x0=True` (P_t clamped to [−1, 1] at every step), which keeps the samples in range.
+# The |h|, |g| curves of generation below are those of the first row's samples, whatever they look
+# like: compare them with the curves of the inverted real images.
 
 # %%
 class Trajectory:
@@ -147,8 +151,20 @@ with nb.stopwatch() as sw:
     x_T = torch.randn((n_generate, m.in_channels, m.sample_size, m.sample_size), generator=gen).to(m.device)
     samples = dl.generate(m, x_T, steps=inversion_steps, progress=False, callbacks=[rec_gen])
 print(f"inverted {len(images)} images and generated {n_generate} in {sw.seconds:.1f} s")
-fig = nb.grid_figure([list(samples.float().cpu()), list(images.float().cpu())[:n_generate]],
-                     row_labels=["from noise", "inverted"], title="the generated samples (top) and the inverted images")
+clipped = dl.generate(m, x_T, steps=inversion_steps, progress=False, clip_x0=True)   # the same noise, P_t clamped
+
+
+def saturated(x):
+    """Share of pixel values at the ends of the range (|x| ≥ 0.98 in [−1, 1])."""
+    return float((x.float().clamp(-1, 1).abs() >= 0.98).float().mean())
+
+
+print(f"pixel values at the ends of the range: {100 * saturated(samples):.0f} % of the samples from noise, "
+      f"{100 * saturated(clipped):.0f} % with clip_x0, {100 * saturated(images):.0f} % of the real images")
+fig = nb.grid_figure([list(samples.float().cpu()), list(clipped.float().cpu()), list(images.float().cpu())[:n_generate]],
+                     row_labels=["from noise", "from noise,\nclip_x0", "inverted\n(real)"], cell=1.6,
+                     title="samples from noise (top: as the paper's sampler; middle: the same noise with clip_x0) "
+                           "and the inverted real images")
 nb.save_figure(fig, out_dir, "samples_from_noise")
 nb.show(fig)
 

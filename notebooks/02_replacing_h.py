@@ -150,15 +150,13 @@ ratio
 # editing step: `hu.hooks(h=lambda h: h_content)`. Written out on a two-point grid (t = 999, an
 # editing step, then a plain DDIM step to t = 0), in float64, without calibration and boosting (the
 # library call is given the same settings), it must equal `dl.inject(..., method="replace")`.
-# **The image of a two-step run is mostly noise** — two steps are far too few to denoise; the point
-# is the equality, not the picture.
+# The cell compares numbers and draws no image: two steps are far too few to denoise, and the point
+# is the equality.
 
 # %%
-import copy
-
 from diffstyle_lab import maths
 
-m64 = copy.deepcopy(m).to(dtype=torch.float64)
+m64 = nb.float64_copy(m)          # a float64 copy for an exact comparison
 hu64, acp = m64.hooked, m64.alphas_cumprod
 inv_c = dl.ddim_invert(m64, content[:1].double(), steps=inversion_steps, progress=False)
 inv_s = dl.ddim_invert(m64, style[:1].double(), steps=inversion_steps, progress=False)
@@ -175,7 +173,7 @@ with torch.no_grad():
     by_hand = maths.asymmetric_step(x, eps_0, eps_0, float(acp[t_last]), 1.0)
 ref = dl.inject(m64, inv_c, inv_s, method="replace", gamma=1.0, t_edit=max(t_edit, 1), t_boost=0, steps=2,
                 calibrate=False, clip_x0=False, progress=False)
-diff_replace = float((by_hand.float().cpu() - ref.images).abs().max())
+diff_replace = float((by_hand.cpu() - ref.images.double()).abs().max())
 print(f"replace by a one-line hook vs dl.inject(method='replace'), 2 steps: max |Δ| = {diff_replace:.1e}")
 assert diff_replace <= 1e-6, "the hook does not reproduce method='replace'"
 
@@ -185,8 +183,10 @@ assert diff_replace <= 1e-6, "the hook does not reproduce method='replace'"
 # Per method, averaged over the pairs (`metrics.measures`):
 # `struct_content` / `struct_style` — edge-map correlation with the content / style image (shape,
 # blind to colour); `bg_dist_style` — distance of the background colour to the style's (0–441);
-# `tv` — total variation (noise and blotches raise it); `out_of_range` — share of raw output values
-# outside [−1, 1] before clamping (a symptom of a step the model could not handle).
+# `tv` — total variation, the mean difference between neighbouring pixels (noise and speckle raise
+# it, but so do sharp edges, and a flat or washed-out image lowers it: read it next to the images);
+# `out_of_range` — share of raw output values outside [−1, 1] before clamping (a symptom of a step
+# the model could not handle).
 
 # %%
 cols = ["struct_content", "struct_style", "bg_dist_style", "colour_dist_style", "tv", "out_of_range"]
@@ -225,8 +225,9 @@ print(f"replace, total variation: t_edit={t_short} {nb.interval_text(*c['value']
 # face, or a colour neither image has — the grid shows which. In the second figure normalised Slerp
 # sits on ‖h̃‖/‖h‖ = 1 by construction, while nothing holds replace and add there (add roughly
 # doubles the norm when the two h are alike; replace moves it only as far as the two images' h
-# norms differ). Whether a norm change shows up as distortion is what `tv` and `out_of_range`
-# measure. Each measure is compared with no injection (γ = 0) and with the two cheap baselines
+# norms differ). The paper explains the damage of replace and add by that norm change; this run can
+# test it: the summary says which injection moves the norm most, which one moves the colours furthest
+# from the style, and whether each one's total variation is above or below no injection's. Each measure is compared with no injection (γ = 0) and with the two cheap baselines
 # (a pixel blend and Reinhard colour transfer), with a paired bootstrap interval over the pairs.
 
 # %%
@@ -240,16 +241,19 @@ def rel(method, col):
 
 dev = (ratio["mean"] - 1).abs()
 most = dev.drop(ns).idxmax()
+far = summary.loc[["replace", "add", ns], "colour_dist_style"].idxmax()
+smoother = [k for k in ("replace", "add", ns) if rel(k, "tv") < 0]
+tv_word = f"lower than no injection — smoother, not noisier: {', '.join(smoother)}" if smoother else \
+    "none is below no injection"
 print(f"""Measured on {m.source}, {n} pairs, {steps} steps, t_edit={t_edit}:
 • ‖h̃‖/‖h‖ over the editing steps: replace {ratio.loc['replace', 'mean']:.3f} (range {ratio.loc['replace', 'min']:.3f}–{ratio.loc['replace', 'max']:.3f}), add {ratio.loc['add', 'mean']:.3f} (range {ratio.loc['add', 'min']:.3f}–{ratio.loc['add', 'max']:.3f}), normalised Slerp {ratio.loc[ns, 'mean']:.6f} (max deviation from 1: {max(abs(ratio.loc[ns, 'min'] - 1), abs(ratio.loc[ns, 'max'] - 1)):.1e}).
-  The injection that moves the norm most is {most!r}.
-• Total variation relative to no injection ({base['tv']:.2f}): replace {rel('replace', 'tv'):+.2f}, add {rel('add', 'tv'):+.2f}, normalised Slerp {rel(ns, 'tv'):+.2f}.
+  The injection that moves the norm most is {most!r}; the one furthest from the style's colours is {far!r} (colour statistics distance {summary.loc[far, 'colour_dist_style']:.1f}, no injection {base['colour_dist_style']:.1f}){' — not the same one: the norm change alone does not explain the damage here' if far != most else ''}.
+• Total variation relative to no injection ({base['tv']:.2f}): replace {rel('replace', 'tv'):+.2f}, add {rel('add', 'tv'):+.2f}, normalised Slerp {rel(ns, 'tv'):+.2f} ({tv_word}).
 • Out-of-range share relative to no injection ({base['out_of_range']:.4f}): replace {rel('replace', 'out_of_range'):+.4f}, add {rel('add', 'out_of_range'):+.4f}, normalised Slerp {rel(ns, 'out_of_range'):+.4f}.
 • replace written as a one-line hook equals dl.inject(method="replace"): max |Δ| = {diff_replace:.1e}.""")
 per = {k: g.reset_index(drop=True) for k, g in table.groupby("method", sort=False)}
-for meth in ("replace", "add", ns):
-    for line in nb.claims(per[meth], refs, {"struct_content": ("structure similarity with the content", "higher"),
-                                             "colour_dist_style": ("colour statistics distance to the style", "lower")},
-                          name=meth, digits=2):
-        print("• " + line)
+for meth in ("replace", "add", ns):      # one small table per method: its mean and its difference to each reference
+    nb.show_claims(per[meth], refs, {"struct_content": ("structure similarity with the content", "higher"),
+                                     "colour_dist_style": ("colour statistics distance to the style", "lower")},
+                   name=meth, digits=2)
 print(f"""Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")

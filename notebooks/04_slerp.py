@@ -127,11 +127,9 @@ nb.show(fig)
 # (the figure shows the equality of the two results, not a usable transfer).
 
 # %%
-import copy
-
 from diffstyle_lab import maths
 
-m64 = copy.deepcopy(m).to(dtype=torch.float64)
+m64 = nb.float64_copy(m)          # a float64 copy for an exact comparison
 hu, acp = m64.hooked, m64.alphas_cumprod
 inv_c = dl.ddim_invert(m64, content[:1].double(), steps=inversion_steps, progress=False)
 inv_s = dl.ddim_invert(m64, style[:1].double(), steps=inversion_steps, progress=False)
@@ -157,7 +155,7 @@ with torch.no_grad():
 ref = dl.inject(m64, inv_c, inv_s, gamma=gamma, t_edit=t_hand, t_boost=0, steps=2, calibrate=False,
                 method="normalised_slerp", clip_x0=False, progress=False)
 diff_h = float((h_content - inv_c.h_at(t_first)).abs().max())
-diff = float((by_hand.float().cpu() - ref.images).abs().max())
+diff = float((by_hand.cpu() - ref.images.double()).abs().max())
 print(f"h^content read by hand vs stored by the inversion: max |Δ| = {diff_h:.1e}")
 print(f"‖h‖ = {float(h.norm()):.2f}, ‖h^content‖ = {float(h_content.norm()):.2f}, ‖h̃‖ = {float(h_tilde.norm()):.2f} "
       f"(normalised Slerp keeps ‖h‖); ‖ε̃ − ε‖ = {float((eps_tilde - eps).norm()):.3f}")
@@ -170,7 +168,7 @@ nb.show(nb.row_figure({"content": content[0], "style": style[0], "by hand": by_h
 # %% [markdown]
 # ## 3. Measured over all pairs
 #
-# For each γ (`gammas`, and the model's γ; until 2026-12-04 also 0.8), one batched injection of all pairs with `steps` steps, and the measures of
+# For each γ (`gammas`, and the model's γ), one batched injection of all pairs with `steps` steps, and the measures of
 # `metrics.measures`: structure similarity (edge maps) with the content and with the style image, and
 # the distance of the background colour to the style's and to the content's.
 
@@ -195,7 +193,7 @@ for ax, (col, label) in zip(axes, PANELS.items()):
     nb.draw_references(ax, refs, col)
     ax.set_xlabel("γ (share of content)")
     ax.set_ylabel(label, fontsize=8)
-axes[0].legend(fontsize=7)
+axes[0].legend(fontsize=8)
 fig.suptitle(f"mean over {n} pairs, {steps} steps; varied: γ; model defaults otherwise (t_edit={t_edit}, "
              f"calibrate={cfg.calibrate}); lines: no injection and the two cheap baselines", fontsize=9)
 fig.tight_layout()
@@ -234,12 +232,11 @@ per_gamma = {g: grp.reset_index(drop=True) for g, grp in table.groupby("gamma")}
 up = [g for g in sorted(per_gamma) if g > 0 and
       nb.compare(per_gamma[g].struct_content.to_numpy(), per_gamma[0.0].struct_content.to_numpy())["effect"] == "higher"]
 print(f"Measured on {m.source}, {n} pairs, {steps} steps, the model's settings (t_edit={t_edit}, calibrate={cfg.calibrate}):")
-for line in nb.claims(per_gamma[float(gamma)], refs,
-                      {"struct_content": ("structure similarity with the content", "higher"),
-                       "colour_dist_style": ("colour statistics distance to the style", "lower"),
-                       "bg_dist_style": ("background colour distance to the style", "lower")},
-                      name=f"γ={gamma:g}", digits=3):
-    print("• " + line)
+nb.show_claims(per_gamma[float(gamma)], refs,
+               {"struct_content": ("structure similarity with the content", "higher"),
+                "colour_dist_style": ("colour statistics distance to the style", "lower"),
+                "bg_dist_style": ("background colour distance to the style", "lower")},
+               name=f"γ={gamma:g}", digits=3)
 print(f"• γ values whose structure similarity with the content is detectably above no injection (paired CI above 0): "
       f"{up if up else 'none of ' + str([g for g in sorted(per_gamma) if g > 0])}.")
 print(f"""• one re-render of the slider view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).

@@ -59,7 +59,7 @@ m = nb.load(model, device, threads)
 cfg = nb.config(m, gamma=gamma, mask_norm=mask_norm, t_edit=t_edit, t_boost=t_boost, seed=seed)   # the model's defaults
 gamma, t_edit, t_boost = cfg.gamma, cfg.t_edit, cfg.t_boost
 nb.show_box(m, "injecting h only in the cells of a mask changes the image there and keeps the rest "
-               "(local mixing, §4.4, Fig. 9).")
+               "(local mixing, §4.4, Fig. 9).", about="local mixing (inside against outside a mask)")
 content, style, c_names, s_names = nb.load_pairs(m, n_pairs, content_dir, style_dir)
 n = len(content)
 pair_names = [f"{c_names[i]} × {s_names[i]}" for i in range(n)]
@@ -106,8 +106,9 @@ def local_change(result, reference, mask):
 # ## 2. Toggle the cells
 #
 # Click cells to switch them on (content injected there) or off; the row shows the mask at image
-# resolution, the style regenerated without injection, the locally mixed result, and where the
-# result differs from the no-injection run (a 2-D map; brighter = larger change).
+# resolution (white: content injected; dark: left alone), the style regenerated without injection,
+# the locally mixed result, and where the result differs from the no-injection run (a 2-D map of the
+# mean absolute change per pixel, 0–255; brighter = larger change).
 
 # %%
 @functools.lru_cache(maxsize=16)
@@ -125,9 +126,10 @@ def render(pair, mask, gamma=gamma, mask_norm=mask_norm):
     else:
         out = dl.inject(m, ci.select([i]), si.select([i]), cfg, gamma=float(gamma), mask=mk, mask_norm=mask_norm,
                         steps=widget_steps, progress=False).images
-    diff = (out.clamp(-1, 1) - ref.clamp(-1, 1)).abs().mean(1)[0]
-    return {"content": content[i], "style": style[i], "mask": nb.upsample_mask(mk, m.sample_size),
-            "no injection": ref[0], "local mixing": out[0], "|change|": diff}
+    diff = (out.clamp(-1, 1) - ref.clamp(-1, 1)).abs().mean(1)[0] * 127.5            # 0–255, as in section 3
+    shown = (nb.upsample_mask(mk, m.sample_size) * 1.6 - 0.6).expand(3, -1, -1)        # white: injected, dark: kept
+    return {"content": content[i], "style": style[i], "mask (white: injected)": shown,
+            "no injection": ref[0], "local mixing": out[0], "|change| (0–255)": diff}
 
 
 toggles = nb.mask_toggles(H, W, initial=MASKS["top half"])
@@ -141,12 +143,14 @@ latency = view.set(mask=MASKS["centre"])
 print(f"one re-render after changing the mask took {latency:.2f} s ({widget_steps} steps)")
 
 # %% [markdown]
-# **Static path** — the fixed masks for the first pair (each row one mask).
+# **Static path** — the fixed masks for the first pair (each row one mask). The |change| maps share
+# one colour scale (the bar on the right), so a dim map is a small change, not an auto-scaled one.
 
 # %%
 fig = view.static_figure([{"pair": pair_names[0], "mask": v} for v in MASKS.values()], row_labels=list(MASKS),
                          title=f"varied: the mask; model defaults otherwise (γ={gamma:g}, t_edit={t_edit}, "
-                               f"calibrate={cfg.calibrate}), mask_norm={mask_norm}, {widget_steps} steps")
+                               f"calibrate={cfg.calibrate}), mask_norm={mask_norm}, {widget_steps} steps",
+                         clim="shared", colorbar="|change| vs no injection (0–255)", cell=1.6)
 nb.save_figure(fig, out_dir, "masks")
 nb.show(fig)
 
@@ -187,7 +191,7 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 nb.save_figure(fig, out_dir, "local_change")
 nb.show(fig)
-loc.round(3)
+loc.round(3).astype(object).where(loc.notna(), "— (no outside)")     # "everywhere" has no outside
 
 # %% [markdown]
 # ## Exercise
@@ -227,6 +231,5 @@ for name_ in partial.index:
     print(f"• {name_}: change inside − outside {nb.interval_text(*c['diff'], digits=1, sign=True)} (0–255) — "
           + {"higher": "the change concentrates under the mask", "lower": "the change is larger outside the mask"}
           .get(c["effect"], c["effect"]))
-print(f"""• the mask drawn for "everywhere" is all on (a constant map is drawn on [0, 1], not auto-scaled).
-• one re-render of the toggle view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).
+print(f"""• one re-render of the toggle view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).
 Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")

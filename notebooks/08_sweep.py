@@ -84,8 +84,7 @@ print(f"model: {m.source} on {m.device}; {n} pairs; {len(gammas)} γ × {len(t_e
 # ε̃ = ε and calibration moves x by 0), and t_edit only says where injection happens — so the γ = 0
 # result is the same for every t_edit with the same boosting (min(t_boost, t_edit)). The cell checks
 # this on one pair with 12-step runs at the smallest and the largest t_edit before
-# reusing it; the reused rows of `sweep.csv` have no `seconds`. (Until 2026-12-04 the sweep ran γ = 0 at every t_edit and had a γ 0.8 column, 7 × 3
-# runs; now the γ values are 0, 0.2, 0.4, 0.6, 1 and the model's γ.)
+# reusing it; the reused rows of `sweep.csv` have no `seconds`.
 
 # %%
 def run_setting(g, te):
@@ -157,7 +156,7 @@ for ax, (col, label) in zip(axes, curves):
     nb.draw_references(ax, refs, col)
     ax.set_xlabel("γ")
     ax.set_title(label, fontsize=8)
-axes[0].legend(fontsize=6)
+axes[0].legend(fontsize=8)
 fig.suptitle(f"{m.source}: mean over {n} pairs, {steps} steps; varied: γ, t_edit; model defaults otherwise "
              f"({method}, calibrate={calibrate}, ω={omega:g}); lines: no injection and the two cheap baselines\n"
              "γ = 0 is one run per t_boost, drawn at every t_edit (it injects nothing; checked above)",
@@ -211,10 +210,9 @@ at_default = images[key] if key in images and min(t_boost, cfg.t_edit) == cfg.t_
     dl.inject(m, ci, si, cfg, progress=False).images
 default_meas = metrics.measures(at_default, content, style)
 print(f"Measured on {m.source}, {n} pairs, {steps} steps ({len(table)} rows in {csv_path}):")
-for line in nb.claims(default_meas, refs, {"struct_content": ("structure similarity with the content", "higher"),
-                                           "bg_dist_style": ("background colour distance to the style", "lower")},
-                      name=f"the model's setting (γ={cfg.gamma:g}, t_edit={cfg.t_edit})", digits=3):
-    print("• " + line)
+nb.show_claims(default_meas, refs, {"struct_content": ("structure similarity with the content", "higher"),
+                                    "bg_dist_style": ("background colour distance to the style", "lower")},
+               name=f"γ={cfg.gamma:g}, t_edit={cfg.t_edit} (the model's)", digits=3)
 good = []
 for (g, te), grp in table[table.gamma > 0].groupby(["gamma", "t_edit"]):
     sc = nb.compare(grp.struct_content.to_numpy(), refs[nb.NO_INJECTION].struct_content.to_numpy())

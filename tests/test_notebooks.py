@@ -530,10 +530,12 @@ def test_paper_box_reads_the_model_folders_summary(tmp_path):
     assert "not measured" not in box and "other weights" not in box
     assert "content injection closes 15 % [12 %, 18 %] of the gap to the ideal" in box
     assert "content injection closes 1 % [-2 %, 4 %] of the gap to the ideal — no effect detected" in box
-    assert "pixel blend 0.7·style + 0.3·content closes 42 % [40 %, 44 %]" in box
-    assert "Reinhard colour transfer closes -10 % [-15 %, -5 %]" in box
-    assert "layout as content 61 % [52 %, 70 %]" in box and "calibrate True" in box
-    assert "scripts/groundtruth_eval.py --fake" in box and "posed" in box and "upright" in box
+    assert "pixel blend 42 % [40 %, 44 %]" in box and "Reinhard -10 % [-15 %, -5 %]" in box
+    assert "layout as content in 61 % [52 %, 70 %] of those pairs" in box and "calibrate True" in box
+    assert "other images than the sample pairs" in box and "posed" in box and "upright" in box
+    assert max(len(ln) for ln in box.split("<br>")) < 400                 # one short line per set
+    about = nb.paper_box(m, "calibration keeps colours", about="style calibration")
+    assert "not style calibration" in about and "15 %" not in about     # no off-topic numbers
     (tmp_path / "model" / "summary.json").write_text(json.dumps(_summary("f" * 64)))
     assert "measured on other weights" in nb.paper_box(m, "x")
     (tmp_path / "model" / "summary.json").write_text("{not json")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..models import data_path
-from .claims import NO_INJECTION, PIXEL_BLEND, REINHARD, gap_sentence, interval_text
+from .claims import gap_sentence, interval_text
 
 __all__ = ["SUMMARY_FILE", "model_folder", "read_summary", "paper_box", "show_box"]
 
@@ -47,19 +47,29 @@ def read_summary(model) -> dict | None:
     return data
 
 
-def paper_box(model, paper: str, keys: Sequence[str] = ("gap_closed", "layout_as_content", "colours_as_style")) -> str:
+def paper_box(model, paper: str, keys: Sequence[str] = ("gap_closed", "layout_as_content", "colours_as_style"),
+              about: str | None = None) -> str:
     """The "The paper says / this model shows" box (Markdown): ``paper`` is the paper's claim
     (typed: it is a quotation of the paper); the model's part is read from its folder's
-    ``summary.json`` (:func:`read_summary`) and written with :func:`gap_sentence` / :func:`claim`,
-    or says "not measured for this model"."""
+    ``summary.json`` (:func:`read_summary`) and written with :func:`gap_sentence` /
+    :func:`interval_text`, one short line per evaluation set, saying that those numbers come from the
+    evaluation's pairs, not from the sample pairs the notebook draws — or says "not measured for this
+    model". ``about``: what the paper's claim is about when the evaluation does not measure it (e.g.
+    ``"style calibration"``): the box then says so instead of repeating the evaluation's numbers."""
     lines = ["| | |", "|---|---|", f"| **The paper says** | {paper} |"]
     s = read_summary(model)
     if s is None:
         lines.append(f"| **This model shows** | not measured for this model ({getattr(model, 'source', model)}: "
                      f"no `{SUMMARY_FILE}` in its folder; `scripts/groundtruth_eval.py` writes one) |")
         return "\n".join(lines)
+    if about:
+        lines.append(f"| **This model shows** | its evaluation (`{SUMMARY_FILE}`) measures injection at the model's "
+                     f"defaults, not {about}; the measurements below are this notebook's own (notebook 04 has "
+                     "the evaluation's numbers) |")
+        return "\n".join(lines)
     st = s.get("settings", {})
-    settings = ", ".join(f"{k} {v}" for k, v in st.items())
+    short = {k: st[k] for k in ("gamma", "t_edit", "t_boost", "calibrate", "omega") if k in st}
+    settings = ", ".join(f"{k} {v}" for k, v in short.items())
     warn = ""
     try:
         if s.get("weights_sha256") and s["weights_sha256"] != model.weights_hash:
@@ -69,26 +79,26 @@ def paper_box(model, paper: str, keys: Sequence[str] = ("gap_closed", "layout_as
     rows = []
     for name, d in s["sets"].items():
         base = d.get("baselines", {})
-        refs = {NO_INJECTION: 0.0, PIXEL_BLEND: base.get("pixel_blend", {}).get("gap_closed"),
-                REINHARD: base.get("reinhard", {}).get("gap_closed")}
-        refs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in refs.items()}
-        txt = f"*{name}* ({d.get('pairs', '?')} pairs, {d.get('description', '')}): " + \
-            gap_sentence(tuple(d["gap_closed"])) + "; " + \
-            "; ".join(f"{lbl} " + gap_sentence(v, "").strip() for lbl, v in
-                      ((PIXEL_BLEND, refs[PIXEL_BLEND]), (REINHARD, refs[REINHARD])) if v is not None)
+        others = [(lbl, base.get(key, {}).get("gap_closed")) for lbl, key in
+                  (("pixel blend", "pixel_blend"), ("Reinhard", "reinhard"))]
+        txt = f"• *{name}* ({d.get('pairs', '?')} pairs; {d.get('description', '')}): " + \
+            gap_sentence(tuple(d["gap_closed"])) + " (" + \
+            ", ".join(f"{lbl} {interval_text(*(float('nan') if x is None else x for x in v), share=True, digits=2)}"
+                      for lbl, v in others if v is not None) + ")"
         for k in keys[1:]:
             if k in d:
                 v, lo, hi = (float("nan") if x is None else x for x in d[k])
-                txt += f"; {k.replace('_', ' ')} {interval_text(v, lo, hi, share=True, digits=2)} of pairs"
+                txt += f"; {k.replace('_', ' ')} in {interval_text(v, lo, hi, share=True, digits=2)} of those pairs"
         rows.append(txt)
-    lines.append(f"| **This model shows** | measured on {s.get('model', '?')} with {settings}{warn}: "
-                 + " <br> ".join(rows) + f" (`{Path(s['_path']).name}`, by `{s.get('command', '?')}`) |")
+    lines.append(f"| **This model shows** | measured by its evaluation (`{Path(s['_path']).name}`) on {s.get('model', '?')} "
+                 f"({settings}){warn}, over the evaluation's own pairs — other images than the sample pairs "
+                 "drawn below, which need not look the same: <br> " + " <br> ".join(rows) + " |")
     return "\n".join(lines)
 
 
-def show_box(model, paper: str) -> str:
+def show_box(model, paper: str, about: str | None = None) -> str:
     """Display :func:`paper_box` as Markdown (and return its text, for printed summaries)."""
-    text = paper_box(model, paper)
+    text = paper_box(model, paper, about=about)
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 __all__ = ["NO_INJECTION", "PIXEL_BLEND", "REINHARD", "REFERENCES", "MIN_N", "baseline_images", "reference_measures",
-           "draw_references", "interval_text", "effect", "compare", "claim", "claims", "gap_sentence"]
+           "draw_references", "interval_text", "effect", "compare", "claim", "claims", "claims_table", "show_claims",
+           "gap_sentence"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,6 +171,60 @@ def claims(table_result, refs: Mapping, columns: Mapping[str, tuple[str, str | N
     return [claim(desc, np.asarray(table_result[col], float),
                   {k: np.asarray(v[col], float) for k, v in refs.items()}, better=better, **kw)
             for col, (desc, better) in columns.items()]
+
+
+SHORT = {NO_INJECTION: "no injection", PIXEL_BLEND: "pixel blend", REINHARD: "Reinhard"}
+
+
+def claims_table(table_result, refs: Mapping, columns: Mapping[str, tuple[str, str | None]], name: str = "injection",
+                 share: bool = False, digits: int = 3, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                 min_n: int = MIN_N):
+    """What :func:`claims` says, as a table (one row per measure, short cells) instead of long lines:
+    ``name`` — the measured mean with its interval; one column per reference — the difference
+    ``name − reference`` with its interval and the verdict word of :func:`compare` (``higher`` /
+    ``lower``, marked better or worse by ``better``, or ``no effect detected``). Returns
+    ``(DataFrame, note)``; ``note`` says n, the interval and how to read a cell."""
+    import pandas as pd
+    rows, n_used = [], set()
+    labels = [k for k in REFERENCES if k in refs] + [k for k in refs if k not in REFERENCES]
+    for col, (desc, better) in columns.items():
+        a = np.asarray(table_result[col], float)
+        row = {"measure": desc}
+        for label in labels:
+            c = compare(a, np.asarray(refs[label][col] if hasattr(refs[label], "columns") else refs[label], float),
+                        n_boot=n_boot, seed=seed, level=level, min_n=min_n)
+            if c["n"] is not None:
+                n_used.add(c["n"])
+            row.setdefault(name, interval_text(*c["value"], share=share, digits=digits))
+            word = c["effect"]
+            if better and word in ("higher", "lower"):
+                word += " (better)" if word == better else " (worse)"
+            row[f"vs {SHORT.get(label, label)}"] = \
+                f"{interval_text(*c['diff'], share=share, digits=digits, sign=True)}: {word}"
+        rows.append(row)
+    n = max(n_used) if n_used else 0
+    how = (f"n = {n} pairs; [low, high] = paired bootstrap {int(level * 100)} % interval" if n >= max(min_n, 2) else
+           f"n = {n} pair{'s' if n != 1 else ''}: too few for an interval (at least {min_n})")
+    note = (f"{how}. A 'vs' cell is the difference {name} − reference and its verdict; "
+            "'no effect detected' = the interval includes 0.")
+    return pd.DataFrame(rows).set_index("measure"), note
+
+
+def show_claims(table_result, refs: Mapping, columns: Mapping[str, tuple[str, str | None]], **kw):
+    """Display :func:`claims_table` (a table, then its one-line note) and return the DataFrame."""
+    df, note = claims_table(table_result, refs, columns, **kw)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+        shown = get_ipython() is not None
+    except ImportError:  # pragma: no cover
+        shown = False
+    if shown:
+        display(df)
+    else:
+        print(df.to_string())
+    print(note)
+    return df
 
 
 def gap_sentence(triple, label: str = "content injection") -> str:

@@ -38,7 +38,7 @@ def to_rgb(x) -> np.ndarray:
     return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
 
 
-def _draw(ax, img, cmap="magma"):
+def _draw(ax, img, cmap="magma", clim=None):
     ax.set_xticks([])
     ax.set_yticks([])
     for s in ax.spines.values():
@@ -53,24 +53,35 @@ def _draw(ax, img, cmap="magma"):
         # the colour map; draw it on [0, 1] (or on [0, v] / [v, 0]) instead
         v = float(np.nanmax(a))
         kw = dict(vmin=min(0.0, v), vmax=max(1.0, v))
+    if a.ndim == 2 and clim is not None:
+        kw = dict(vmin=clim[0], vmax=clim[1])
     ax.imshow(a, cmap=cmap if a.ndim == 2 else None, interpolation="nearest", **kw)
 
 
 def grid_figure(rows: Sequence[Sequence], row_labels: Sequence[str] | None = None,
                 col_labels: Sequence[str] | None = None, title: str | None = None, cell: float = 1.35,
-                cmap: str = "magma"):
+                cmap: str = "magma", clim=None, colorbar: str | None = None):
     """A matplotlib figure of images: ``rows`` is a list of rows, each a list of images (image
     tensors in [−1, 1], uint8 arrays, 2-D maps drawn with ``cmap``, or None for a blank cell).
-    ``col_labels`` go above the first row, ``row_labels`` left of each row."""
+    ``col_labels`` go above the first row, ``row_labels`` left of each row.
+
+    2-D maps are auto-scaled one by one unless ``clim`` is given: ``(low, high)``, or ``"shared"`` —
+    one scale from 0 to the largest value of all the figure's maps, so that maps can be compared.
+    ``colorbar``: a label; draws the colour bar of that common scale (needs ``clim``)."""
     import matplotlib.pyplot as plt
     nr = len(rows)
     nc = max((len(r) for r in rows), default=1)
+    if clim == "shared":
+        maps = [to_rgb(x) for r in rows for x in r if x is not None and to_rgb(x).ndim == 2]
+        clim = (0.0, max((float(np.nanmax(mp)) for mp in maps if mp.size), default=1.0) or 1.0)
+    if colorbar and clim is None:
+        raise ValueError("grid_figure: a colour bar needs a common scale (clim=(low, high) or 'shared')")
     left = 0.0 if not row_labels else 0.9
-    fig, axes = plt.subplots(nr, nc, figsize=(left + cell * nc, 0.35 * bool(title) + (cell + 0.25) * nr),
-                             squeeze=False)
+    fig, axes = plt.subplots(nr, nc, figsize=(left + cell * nc + (0.9 if colorbar else 0.0),
+                                              0.35 * bool(title) + (cell + 0.25) * nr), squeeze=False)
     for i, r in enumerate(rows):
         for j in range(nc):
-            _draw(axes[i, j], r[j] if j < len(r) else None, cmap)
+            _draw(axes[i, j], r[j] if j < len(r) else None, cmap, clim)
             if i == 0 and col_labels is not None and j < len(col_labels):
                 axes[i, j].set_title(col_labels[j], fontsize=8)
         if row_labels is not None and i < len(row_labels):
@@ -79,6 +90,12 @@ def grid_figure(rows: Sequence[Sequence], row_labels: Sequence[str] | None = Non
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    if colorbar:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+        bar = fig.colorbar(ScalarMappable(Normalize(*clim), cmap), ax=axes, shrink=0.8, fraction=0.04, pad=0.02)
+        bar.set_label(colorbar, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -224,14 +241,16 @@ class Explorer:
                     r[j] = None
         return rows, [_label(s) for s in settings], names
 
-    def static_figure(self, settings: Sequence[Mapping], title: str | None = None, row_labels=None):
+    def static_figure(self, settings: Sequence[Mapping], title: str | None = None, row_labels=None, **grid):
         """One row per setting (each a dict of control values), as a matplotlib figure; panels that
-        are the same in every row (e.g. the inputs) are drawn in the first row only."""
+        are the same in every row (e.g. the inputs) are drawn in the first row only. ``grid``: more
+        options of :func:`grid_figure` (``clim``, ``colorbar``, ``cell``)."""
         if not settings:
             raise ValueError("static_figure: give at least one setting")
         rows, labels, names = self.static_rows(settings)
+        grid.setdefault("cell", self.cell * 0.8)
         return grid_figure(rows, row_labels=row_labels or labels, col_labels=names,
-                           title=title or self.title, cell=self.cell * 0.8)
+                           title=title or self.title, **grid)
 
     def sweep_figure(self, name: str, values: Sequence, rows: Sequence[Mapping] = ({},), keep: Sequence[str] = (),
                      result: int | str = -1, title: str | None = None, row_labels=None, fmt: str = "{name}={value}"):

@@ -16,7 +16,7 @@ import torch
 from ..models import data_path
 
 __all__ = ["load", "injection_defaults", "data_path", "ood_folder", "load_folder", "sample_images", "sample_pairs",
-           "stopwatch", "InversionStore", "h_shape", "mask_from_cells", "upsample_mask", "config", "varied",
+           "stopwatch", "float64_copy", "InversionStore", "h_shape", "mask_from_cells", "upsample_mask", "config", "varied",
            "save_settings", "SETTINGS_FILE", "CHECKED_FIELDS", "load_images", "load_pairs"]
 
 
@@ -73,6 +73,20 @@ def sample_pairs(size: int, n_pairs: int, content_dir=None, style_dir=None):
     style, s_names = load_folder(style_dir, size) if style_dir else sample_images("style", size)
     n = min(n_pairs, len(content), len(style))
     return content[:n], style[:n], c_names[:n], s_names[:n]
+
+
+def float64_copy(model):
+    """A float64 copy of ``model`` for the notebooks' exact by-hand checks (``model`` is untouched).
+
+    Cast with torch's own ``Module.to``: diffusers' ``ModelMixin.to(dtype=…)`` logs "There are modules
+    in UNet2DModel that should be kept in float32: []" on every cast, even when that list is empty
+    (its check ``fp32_modules is not None`` is always true), which printed a warning into three
+    notebooks. The weights hash is recomputed for the new dtype, as ``DiffusionModel.to`` does."""
+    import copy
+    m64 = copy.deepcopy(model)
+    torch.nn.Module.to(m64.unet, dtype=torch.float64)
+    m64._weights_hash = None
+    return m64
 
 
 class stopwatch:
