@@ -162,7 +162,7 @@ def saturated(x):
 print(f"pixel values at the ends of the range: {100 * saturated(samples):.0f} % of the samples from noise, "
       f"{100 * saturated(clipped):.0f} % with clip_x0, {100 * saturated(images):.0f} % of the real images")
 fig = nb.grid_figure([list(samples.float().cpu()), list(clipped.float().cpu()), list(images.float().cpu())[:n_generate]],
-                     row_labels=["from noise", "from noise,\nclip_x0", "inverted\n(real)"], cell=1.6,
+                     row_labels=["from noise", "from noise,\nclip_x0", "inverted\n(real)"], cell=1.8,
                      title="samples from noise (top: as the paper's sampler; middle: the same noise with clip_x0) "
                            "and the inverted real images")
 nb.save_figure(fig, out_dir, "samples_from_noise")

@@ -112,7 +112,7 @@ table = pd.concat(tables, ignore_index=True)
 
 rows = [[content[i], style[i]] + [results[k][i] for k in METHODS] for i in range(n)]
 fig = nb.grid_figure(rows, col_labels=["content", "style"] + list(METHODS),
-                     row_labels=[f"pair {i}" for i in range(n)], cell=1.45,
+                     row_labels=[f"pair {i}" for i in range(n)], cell=1.7,
                      title=f"model defaults (t_edit={t_edit}, t_boost={t_boost}, calibrate={cfg.calibrate}); "
                            "varied on purpose: the mixing rule per column")
 nb.save_figure(fig, out_dir, "replace_add_slerp")

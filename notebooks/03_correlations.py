@@ -106,7 +106,7 @@ samples = dl.generate(m, x_T.to(m.device), steps=steps, progress=False).float().
 saturated = float((samples.clamp(-1, 1).abs() >= 0.98).float().mean())
 print(f"{100 * saturated:.0f} % of these samples' pixel values are at the ends of the range (solid black, white or "
       "saturated colour): the generate statistics describe such samples, the invert source real faces")
-fig = nb.grid_figure([list(samples)], title=f"8 samples from noise ({steps} steps)", cell=1.6)
+fig = nb.grid_figure([list(samples)], title=f"8 samples from noise ({steps} steps)", cell=1.8)
 nb.save_figure(fig, out_dir, "samples_from_noise")
 nb.show(fig)
 

@@ -150,7 +150,7 @@ print(f"one re-render after changing the mask took {latency:.2f} s ({widget_step
 fig = view.static_figure([{"pair": pair_names[0], "mask": v} for v in MASKS.values()], row_labels=list(MASKS),
                          title=f"varied: the mask; model defaults otherwise (γ={gamma:g}, t_edit={t_edit}, "
                                f"calibrate={cfg.calibrate}), mask_norm={mask_norm}, {widget_steps} steps",
-                         clim="shared", colorbar="|change| vs no injection (0–255)", cell=1.6)
+                         clim="shared", colorbar="|change| vs no injection (0–255)", cell=1.7)
 nb.save_figure(fig, out_dir, "masks")
 nb.show(fig)
 

@@ -136,7 +136,7 @@ with open(os.path.join(out_dir, "sweep_manifest.json"), "w") as fh:
               fh, indent=1)
 nb.save_settings(out_dir, m, cfg, gamma="the sweep's γ values", t_edit="the sweep's t_edit values")
 print(f"{len(table)} rows → {csv_path}")
-table.head()
+table.head().astype({"seconds": object}).fillna({"seconds": "— (the γ = 0 run reused)"})
 
 # %% [markdown]
 # ## 2. Means over pairs
@@ -172,7 +172,7 @@ mean.round(3)
 # %%
 rows_img = [[content[0], style[0]] + [images[(g, te)][0] for g in gammas] for te in t_edits]
 fig = nb.grid_figure(rows_img, row_labels=[f"t_edit={te}" for te in t_edits],
-                     col_labels=["content", "style"] + [f"γ={g:g}" for g in gammas], cell=1.1)
+                     col_labels=["content", "style"] + [f"γ={g:g}" for g in gammas], cell=1.5)
 nb.save_figure(fig, out_dir, "sweep_images")
 nb.show(fig)
 

@@ -109,7 +109,7 @@ for name, d in by_hand.items():
         rows.append([gt.content[i], gt.style[i], p_s[i].clamp(-1, 1), p_i[i].clamp(-1, 1), p_c[i].clamp(-1, 1)])
         labels.append(f"{name} {i}")
 fig = nb.grid_figure(rows, col_labels=["content", "style", "P_t(style)", "P_t(style | h^c)", "P_t(content)"],
-                     row_labels=labels, cell=1.3)
+                     row_labels=labels, cell=1.7)
 nb.save_figure(fig, out_dir, "probe_by_hand")
 nb.show(fig)
 

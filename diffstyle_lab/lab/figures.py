@@ -59,11 +59,12 @@ def _draw(ax, img, cmap="magma", clim=None):
 
 
 def grid_figure(rows: Sequence[Sequence], row_labels: Sequence[str] | None = None,
-                col_labels: Sequence[str] | None = None, title: str | None = None, cell: float = 1.35,
+                col_labels: Sequence[str] | None = None, title: str | None = None, cell: float = 1.7,
                 cmap: str = "magma", clim=None, colorbar: str | None = None):
     """A matplotlib figure of images: ``rows`` is a list of rows, each a list of images (image
     tensors in [−1, 1], uint8 arrays, 2-D maps drawn with ``cmap``, or None for a blank cell).
-    ``col_labels`` go above the first row, ``row_labels`` left of each row.
+    ``col_labels`` go above the first row, ``row_labels`` left of each row. ``cell``: inches per image
+    (1.7 by default: a 32-px image at 1.35 inches was too small to read in a lecture).
 
     2-D maps are auto-scaled one by one unless ``clim`` is given: ``(low, high)``, or ``"shared"`` —
     one scale from 0 to the largest value of all the figure's maps, so that maps can be compared.
@@ -99,7 +100,7 @@ def grid_figure(rows: Sequence[Sequence], row_labels: Sequence[str] | None = Non
     return fig
 
 
-def row_figure(panels: Mapping[str, object], title: str | None = None, cell: float = 1.6):
+def row_figure(panels: Mapping[str, object], title: str | None = None, cell: float = 1.8):
     """One row of labelled images: ``{"content": img, "style": img, "result": img}``."""
     return grid_figure([list(panels.values())], col_labels=list(panels.keys()), title=title, cell=cell)
 
@@ -165,7 +166,7 @@ class Explorer:
     """
 
     def __init__(self, render: Callable[..., Mapping[str, object]], controls: Mapping[str, object],
-                 fixed: Mapping[str, object] | None = None, title: str | None = None, cell: float = 1.6):
+                 fixed: Mapping[str, object] | None = None, title: str | None = None, cell: float = 1.7):
         self.render = render
         self.controls = dict(controls)
         self.fixed = dict(fixed or {})
@@ -248,7 +249,7 @@ class Explorer:
         if not settings:
             raise ValueError("static_figure: give at least one setting")
         rows, labels, names = self.static_rows(settings)
-        grid.setdefault("cell", self.cell * 0.8)
+        grid.setdefault("cell", self.cell)
         return grid_figure(rows, row_labels=row_labels or labels, col_labels=names,
                            title=title or self.title, **grid)
 
@@ -265,7 +266,7 @@ class Explorer:
             labels.append(_label(r))
         heads = list(keep) + [fmt.format(name=name, value=f"{v:g}" if isinstance(v, float) else v) for v in values]
         return grid_figure(grid, row_labels=row_labels or (labels if any(labels) else None), col_labels=heads,
-                           title=title or self.title, cell=self.cell * 0.8)
+                           title=title or self.title, cell=self.cell)
 
 
 # ---------------------------------------------------------------------------------------------
