@@ -204,18 +204,34 @@ curve[["struct_content", "struct_style", "bg_dist_style", "bg_dist_content", "tv
 # %% [markdown]
 # ## Exercise
 #
-# Switch the mixing rule to plain `lerp` (no norm rescaling) at the model's γ, with `steps` steps:
-# does the structure similarity with the content change against normalised Slerp? Say it with a
-# paired interval (`nb.compare`), not by eye.
+# **Break the norm on purpose.** Normalised Slerp exists because the U-Net expects ‖h‖ to stay
+# paired with ‖g‖ (notebooks 02, 03). Take the h of section 2 (the style's h and the content's h at
+# t = 999) and mix them at the model's γ with plain `lerp` (1−γ)·h + γ·h^content and with `slerp`
+# (no rescaling of h^content): how far does each move ‖h̃‖/‖h‖ from 1? Then inject with the three
+# rules, draw the results side by side and say with a paired interval whether lerp's structure
+# similarity with the content differs from normalised Slerp's. Which rule shrinks the norm, and does
+# the image show it?
 #
 # *The solution cell below (tagged `solution`) runs with the notebook, so it is tested.*
 
 # %% tags=["solution"]
-lerp = dl.inject(m, ci, si, cfg, method="lerp", steps=steps, progress=False).images
-c = nb.compare(metrics.measures(lerp, content, style).struct_content.to_numpy(),
-               per_gamma_ := table[table.gamma == float(gamma)].struct_content.to_numpy())
-print(f"structure similarity with the content at γ={gamma:g}: lerp {nb.interval_text(*c['value'])} vs normalised Slerp "
-      f"{nb.interval_text(*c['ref'])}; difference {nb.interval_text(*c['diff'], sign=True)} — {c['effect']}")
+RULES = ("lerp", "slerp", "normalised_slerp")
+ratios = {r: float(maths.mix_h(h, h_content, gamma, r).norm() / h.norm()) for r in RULES}
+print(f"‖h̃‖/‖h‖ at t={t_first}, γ={gamma:g}: " + ", ".join(f"{r} {v:.3f}" for r, v in ratios.items())
+      + f" (cos of the angle between h and h^content: {float(torch.nn.functional.cosine_similarity(h.flatten(), h_content.flatten(), 0)):.2f})")
+mixed = {r: dl.inject(m, ci, si, cfg, method=r, steps=steps, progress=False).images for r in RULES}
+k = min(n, 3)
+fig = nb.grid_figure([[content[i], style[i]] + [mixed[r][i] for r in RULES] for i in range(k)],
+                     col_labels=["content", "style"] + [f"{r}\n‖h̃‖/‖h‖ {ratios[r]:.2f} (t=999)" for r in RULES],
+                     row_labels=[f"pair {i}" for i in range(k)],
+                     title=f"the same injection with three mixing rules (γ={gamma:g}, {steps} steps); model defaults otherwise")
+nb.save_figure(fig, out_dir, "mixing_rules")
+nb.show(fig)
+sc = {r: metrics.measures(mixed[r], content, style).struct_content.to_numpy() for r in RULES}
+c = nb.compare(sc["lerp"], sc["normalised_slerp"])
+print(f"structure similarity with the content: lerp {nb.interval_text(*c['value'])} vs normalised Slerp "
+      f"{nb.interval_text(*c['ref'])}; difference {nb.interval_text(*c['diff'], sign=True)} — {c['effect']}; "
+      f"the rule that moves the norm most: {max(ratios, key=lambda r: abs(ratios[r] - 1))}")
 
 # %% [markdown]
 # ## What the figures show

@@ -106,7 +106,7 @@ def local_change(result, reference, mask):
 # ## 2. Toggle the cells
 #
 # Click cells to switch them on (content injected there) or off; the row shows the mask at image
-# resolution (white: content injected; dark: left alone), the style regenerated without injection,
+# resolution (orange: content injected; grey: left alone), the style regenerated without injection,
 # the locally mixed result, and where the result differs from the no-injection run (a 2-D map of the
 # mean absolute change per pixel, 0–255; brighter = larger change).
 
@@ -127,8 +127,9 @@ def render(pair, mask, gamma=gamma, mask_norm=mask_norm):
         out = dl.inject(m, ci.select([i]), si.select([i]), cfg, gamma=float(gamma), mask=mk, mask_norm=mask_norm,
                         steps=widget_steps, progress=False).images
     diff = (out.clamp(-1, 1) - ref.clamp(-1, 1)).abs().mean(1)[0] * 127.5            # 0–255, as in section 3
-    shown = (nb.upsample_mask(mk, m.sample_size) * 1.6 - 0.6).expand(3, -1, -1)        # white: injected, dark: kept
-    return {"content": content[i], "style": style[i], "mask (white: injected)": shown,
+    on = nb.upsample_mask(mk, m.sample_size)[None]                                   # 1: injected, 0: kept
+    shown = on * torch.tensor([1.0, 0.2, -0.8])[:, None, None] + (1 - on) * -0.6      # orange: injected, grey: kept
+    return {"content": content[i], "style": style[i], "mask (orange: injected)": shown,
             "no injection": ref[0], "local mixing": out[0], "|change| (0–255)": diff}
 
 
