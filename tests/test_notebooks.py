@@ -765,3 +765,35 @@ def test_site_says_what_to_run_when_nothing_was_executed_and_rewrites_links(tmp_
     assert html.count("data-unlinked=") == 2 and "maths.py" in html        # text kept, no dead link
     assert site.slug("2. Notation and the step — <code>diffstyle_lab/maths.py</code>") == \
         "2-notation-and-the-step--diffstyle_labmathspy"
+
+
+def test_claims_table_has_short_cells_and_says_how_to_read_them():
+    import pandas as pd
+    from diffstyle_lab.lab import notebook as nb
+    r = pd.DataFrame({"s": [0.5, 0.6, 0.7, 0.8], "d": [1.0, 2.0, 3.0, 4.0]})
+    refs = {nb.NO_INJECTION: pd.DataFrame({"s": [0.4, 0.5, 0.6, 0.7], "d": [1.0, 2.0, 3.0, 4.1]}),
+            nb.PIXEL_BLEND: pd.DataFrame({"s": [0.5, 0.6, 0.7, 0.9], "d": [1.0, 2.0, 3.0, 4.0]}),
+            nb.REINHARD: pd.DataFrame({"s": [0.1, 0.1, 0.1, 0.1], "d": [1.0, 2.0, 3.0, 4.0]})}
+    df, note = nb.claims_table(r, refs, {"s": ("structure", "higher"), "d": ("distance", "lower")}, name="γ=0.3",
+                               digits=2)
+    assert list(df.columns) == ["γ=0.3", "vs no injection", "vs pixel blend", "vs Reinhard"]
+    assert df.loc["structure", "vs no injection"].endswith("higher (better)")
+    assert df.loc["structure", "vs Reinhard"].startswith("+0.55")
+    assert all(len(str(v)) < 60 for v in df.to_numpy().ravel())            # short cells, not 400-character lines
+    assert "n = 4 pairs" in note and "35 distinct resamples" in note
+
+
+def test_float64_copy_casts_without_the_spurious_diffusers_warning(tiny, capfd):
+    import logging
+    from diffstyle_lab.lab import notebook as nb
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        m64 = nb.float64_copy(tiny)
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    assert next(m64.unet.parameters()).dtype == torch.float64 and next(tiny.unet.parameters()).dtype == torch.float32
+    assert m64.weights_hash != tiny.weights_hash
+    assert not [r for r in records if "float32" in r.getMessage()] and "float32" not in capfd.readouterr().err

@@ -205,6 +205,9 @@ def claims_table(table_result, refs: Mapping, columns: Mapping[str, tuple[str, s
     n = max(n_used) if n_used else 0
     how = (f"n = {n} pairs; [low, high] = paired bootstrap {int(level * 100)} % interval" if n >= max(min_n, 2) else
            f"n = {n} pair{'s' if n != 1 else ''}: too few for an interval (at least {min_n})")
+    if 2 <= n <= 8:
+        from math import comb
+        how += f" (with n = {n} a bootstrap has only {comb(2 * n - 1, n)} distinct resamples: a rough interval)"
     note = (f"{how}. A 'vs' cell is the difference {name} − reference and its verdict; "
             "'no effect detected' = the interval includes 0.")
     return pd.DataFrame(rows).set_index("measure"), note
