@@ -255,6 +255,15 @@ nb.show_claims(per_gamma[float(gamma)], refs,
                name=f"γ={gamma:g}", digits=3)
 print(f"• γ values whose structure similarity with the content is detectably above no injection (paired CI above 0): "
       f"{up if up else 'none of ' + str([g for g in sorted(per_gamma) if g > 0])}.")
+layout = nb.compare(per_gamma[float(gamma)].struct_content.to_numpy(), per_gamma[0.0].struct_content.to_numpy())
+colour = nb.compare(per_gamma[float(gamma)].bg_dist_style.to_numpy(), per_gamma[0.0].bg_dist_style.to_numpy())
+moved = {"layout (structure similarity with the content)": layout["effect"] == "higher",
+         "colours (background colour distance to the style)": colour["effect"] == "higher"}
+print("• at the model's γ, against no injection: " + "; ".join(f"{k} {'moved' if v else 'did not move detectably'}"
+                                                            for k, v in moved.items())
+      + (" — the reverse of the paper, which moves the layout and keeps the colours: on this model h changes the "
+         "colours more than the layout" if moved["colours (background colour distance to the style)"]
+         and not moved["layout (structure similarity with the content)"] else "") + ".")
 print(f"""• one re-render of the slider view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).
 • one editing step written out (hu.record, maths.normalised_slerp, hu.hooks, maths.asymmetric_step) vs dl.inject: max |Δ| = {diff:.1e}.
 • the slider and the static sweep use {widget_steps} steps; the curves and these sentences {steps}.

@@ -190,7 +190,7 @@ if out_dir:
 cal = table[table.calibrate].groupby("omega").mean(numeric_only=True)
 unc = base.mean(numeric_only=True)
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.2))
 for ax, col, label in zip(axes, ["colour_dist_style", "bg_dist_style", "struct_content"],
                           ["colour statistics distance to style", "background colour distance to style",
                            "structure similarity with content"]):
@@ -202,7 +202,7 @@ for ax, col, label in zip(axes, ["colour_dist_style", "bg_dist_style", "struct_c
     ax.set_ylim(0, 1.0 if col.startswith("struct") else 1.1 * top)
     ax.set_xlabel("ω")
     ax.set_ylabel(label, fontsize=8)
-axes[0].legend(fontsize=8)
+axes[-1].legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 fig.suptitle(f"mean over {n} pairs, {steps} steps; varied: ω, calibration; model defaults otherwise (γ={gamma:g}); "
              "lines: without calibration, no injection, the two cheap baselines", fontsize=9)
 fig.tight_layout()

@@ -148,7 +148,7 @@ mean = table.groupby(["t_edit", "gamma"])[[k for k, _ in curves] + ["bg_dist_con
 # the references: no injection (γ = 0 with the model's t_boost; the sweep's run when it has one) and the two cheap baselines
 none_img = zero[cfg.t_boost][0] if cfg.t_boost in zero else dl.inject(m, ci, si, cfg, gamma=0.0, progress=False).images
 refs = nb.reference_measures(none_img, content, style)
-fig, axes = plt.subplots(1, len(curves), figsize=(3.3 * len(curves), 3.3))
+fig, axes = plt.subplots(1, len(curves), figsize=(3.3 * len(curves) + 2.5, 3.3))
 for ax, (col, label) in zip(axes, curves):
     for k, te in enumerate(t_edits):
         s = mean.loc[te][col]
@@ -156,7 +156,7 @@ for ax, (col, label) in zip(axes, curves):
     nb.draw_references(ax, refs, col)
     ax.set_xlabel("γ")
     ax.set_title(label, fontsize=8)
-axes[0].legend(fontsize=8)
+axes[-1].legend(*axes[0].get_legend_handles_labels(), fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 fig.suptitle(f"{m.source}: mean over {n} pairs, {steps} steps; varied: γ, t_edit; model defaults otherwise "
              f"({method}, calibrate={calibrate}, ω={omega:g}); lines: no injection and the two cheap baselines\n"
              "γ = 0 is one run per t_boost, drawn at every t_edit (it injects nothing; checked above)",

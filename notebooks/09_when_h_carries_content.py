@@ -183,7 +183,8 @@ else:
     fig.tight_layout()
     nb.save_figure(fig, out_dir, "emergence")
     nb.show(fig)
-    display(pr.pivot(index="step", columns="run", values="value").round(3))
+    piv = pr.pivot(index="step", columns="run", values="value").round(3)
+    display(piv.astype(object).where(piv.notna(), "—"))     # "—": that run has no snapshot at that step
 
 # %% [markdown]
 # ## Exercise
@@ -245,6 +246,10 @@ if pr is not None:   # each run's own last snapshot (the runs need not end at th
     if flat:
         em_line += (f"\n  → in {', '.join(flat)} the transfer score rises while h-influence stays flat: that rise is "
                     "not h carrying more content")
+    if curve_path and "faces32_v2" in str(curve_path) and "skip_dropout_finetune" in last.index:
+        em_line += (f"\n  → this curve is v2's: v2 ended at peak r {last.loc['skip_dropout_finetune', 'value']:.3f}, the "
+                    f"shipped model measures {peak['current'][1]:.3f} here; it was trained differently (its model card "
+                    "says how), so v2's curve is not the shipped model's history")
 else:
     em_line = "emergence curve: none for this model"
 print(f"""Measured on {', '.join(f'{k}={v.source}' for k, v in models.items())}, {n_pairs} pairs, {probe_steps}-step grid:
