@@ -239,7 +239,7 @@ def index_page(names: list[str], facts: dict[str, dict], teaches: dict[str, str]
                     f"<td>{markdown_html(teaches.get(n, '')).strip().removeprefix('<p>').removesuffix('</p>')}</td>"
                     f"<td>{html.escape(f['reading'])}</td><td>{html.escape(f['compute'])}</td><td>{measured}</td></tr>")
     intro = readme.get("", "").split("\n| # |")[0]
-    intro = re.sub(r"^# .*\n", "", intro).strip()
+    intro = re.sub(r"^# .*\n", "", intro).strip().split("\n\n")[0]       # its first paragraph
     parts = ["<h1>diffstyle_lab — content injection in h-space, a course in nine notebooks</h1>",
              '<nav class="course"><a href="index.html">Course home</a>'
              f'<a href="{names[0]}.html">start with {html.escape(facts[names[0]]["title"] or names[0])} →</a>'
