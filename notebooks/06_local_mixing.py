@@ -223,9 +223,10 @@ print(f"change inside the centre mask: plain Slerp {nb.interval_text(*c['value']
 #
 # Computed from this run. In the static figure, compare the *|change|* map with the *mask* column:
 # a local edit would be bright under the mask and dark elsewhere — look whether it is, or whether
-# the whole face changes whatever the mask. The sentences below decide it per mask with a paired
-# interval of (change inside − change outside) over the pairs; "everywhere" is the unmasked
-# injection for scale.
+# the whole face changes whatever the mask (the maps share one colour scale). The sentences below
+# give, per mask, its inside/outside ratio against the unmasked injection's over the same regions
+# (the locality verdict), then a paired interval of (change inside − change outside) over the pairs;
+# "everywhere" is the unmasked injection for scale.
 
 # %%
 partial = loc.drop(index="everywhere")
@@ -239,7 +240,8 @@ for name_ in partial.index:
     t_ = table[table["mask"] == name_]
     c = nb.compare(t_.inside.to_numpy(), t_.outside.to_numpy())
     print(f"• {name_}: change inside − outside {nb.interval_text(*c['diff'], digits=1, sign=True)} (0–255) — "
-          + {"higher": "the change concentrates under the mask", "lower": "the change is larger outside the mask"}
+          + {"higher": "more change inside than outside (local only if its ratio beats the unmasked one, above)",
+             "lower": "more change outside the mask than inside"}
           .get(c["effect"], c["effect"]))
 print(f"""• one re-render of the toggle view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).
 Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")
