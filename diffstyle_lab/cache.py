@@ -231,6 +231,23 @@ class InversionCache:
         files = list(self.dir.glob("*/*.safetensors")) if self.dir.exists() else []
         return {"entries": len(files), "bytes": sum(f.stat().st_size for f in files), "dir": str(self.dir)}
 
+    def verify(self) -> list[str]:
+        """What is wrong in the cache folder (empty: nothing): every entry must open, be stored under its own
+        key and hold exactly ``x_T`` and ``h`` matching its checksum, with finite values; temporary files
+        (of writers killed mid-write) are listed too. Reads only safetensors (never unpickles)."""
+        from safetensors import safe_open
+        problems = [f"{f}: temporary file" for f in self.dir.glob("*/*.tmp")] if self.dir.exists() else []
+        for f in sorted(self.dir.glob("*/*.safetensors")) if self.dir.exists() else []:
+            try:
+                with safe_open(str(f), framework="pt") as s:
+                    meta, t = s.metadata() or {}, {n: s.get_tensor(n) for n in s.keys()}
+                why = self._mismatch(f.stem, meta, t, None)
+            except Exception as e:  # noqa: BLE001 - a damaged file is a finding, not a crash
+                why = f"unreadable ({type(e).__name__})"
+            if why:
+                problems.append(f"{f}: {why}")
+        return problems
+
     def clear(self) -> None:
         for f in self.dir.glob("*/*.safetensors"):
             f.unlink()

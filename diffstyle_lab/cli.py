@@ -475,8 +475,8 @@ def main(argv=None) -> int:
     try:
         return a.fn(a)
     except (ValueError, OSError, FloatingPointError) as e:
-        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(e) or type(e).__name__)
-        print(f"diffstyle-lab {a.cmd}: error: {msg}", file=sys.stderr)   # one line, whatever the file names hold
+        from .images import one_line      # one line, whatever the file names hold
+        print(f"diffstyle-lab {a.cmd}: error: {one_line(str(e) or type(e).__name__)}", file=sys.stderr)
         return 2
 
 

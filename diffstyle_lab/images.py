@@ -134,6 +134,12 @@ def list_images(path) -> list[Path]:
     return [p]
 
 
+def one_line(text) -> str:
+    """``str(text)`` with every non-printable character (newline, tab, control) written as its escape: file
+    names hold anything but a slash, and a label or an error message must stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 GRID_MIN_CELL = 128     # px: a grid cell smaller than this is upscaled (nearest neighbour) to at least this
 
 
@@ -173,7 +179,8 @@ def grid(images: torch.Tensor, nrow: int = 8, pad: int = 1, scale: int | None = 
         while t and width(t) > room:
             t = t[:-2] + "…" if len(t) > 1 else ""
         return t
-    row_labels = [str(t) for t in (row_labels or [])]
+    row_labels = [one_line(t) for t in (row_labels or [])]
+    col_labels = [one_line(t) for t in (col_labels or [])]
     left = 0 if not row_labels else int(min(max(width(t) for t in row_labels) + 10, 220))
     top = 0 if not col_labels else font_size + 10
     canvas = Image.new(img.mode if img.mode == "RGB" else "RGB", (img.width + left, img.height + top), "white")

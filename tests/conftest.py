@@ -72,10 +72,11 @@ def counter():
 try:
     from hypothesis import HealthCheck, settings as _hyp
 
-    _hyp.register_profile("ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    _hyp.register_profile("long", max_examples=1000, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _quiet = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    _hyp.register_profile("ci", max_examples=25, deadline=None, derandomize=True, database=None, print_blob=True,
+                          suppress_health_check=_quiet)
+    _hyp.register_profile("long", max_examples=1000, deadline=None, database=None, print_blob=True,
+                          suppress_health_check=_quiet)
     _hyp.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 except ImportError:            # hypothesis is a dev dependency; test_properties.py fails loudly without it
     pass

@@ -221,6 +221,20 @@ def images(draw, b=None, name="images"):
     return x
 
 
+def check_manifest(man: dict, cfg: InjectionConfig, pairs: str, model):
+    """The manifest says how the run was made: the config, the grids (recomputed here from their definitions
+    in docs/method.md), the pairing and the model."""
+    assert man["injection"] == json.loads(json.dumps(cfg.to_dict()))
+    gen, inj, inv = (dl.timestep_grid(cfg.steps, cfg.spacing), cfg.injection_grid(),
+                     dl.timestep_grid(cfg.inversion_steps, cfg.spacing))
+    assert man["generation_grid"] == gen and man["injection_grid"] == [t for t in inj if t >= cfg.t_edit]
+    assert man["inversion"] == {"steps": cfg.inversion_steps, "spacing": cfg.spacing, "grid": inv,
+                                "h_recorded_at": inv if cfg.record_last else inv[:-1]}
+    assert man["boost_grid"] == [t for i, t in enumerate(gen) if i > 0 and 0 < cfg.t_boost and t <= cfg.t_boost
+                                 and cfg.eta_boost > 0 and (cfg.boost == "paper" or t in inj)]
+    assert man["pairs"] == pairs and man["model"]["weights_sha256"] == model.weights_hash
+
+
 def _alone_kw(kw, k, n_pairs, seed):
     """The keyword arguments of pair ``k`` run alone: its own boost seed and its row of a per-pair mask."""
     kw = dict(kw, sample_seeds=[seed + k])
@@ -263,6 +277,7 @@ def test_inject(m64, data):
     assert r.images.shape == (n, 3, 16, 16) and r.images.dtype == torch.float64
     assert torch.isfinite(r.images).all()
     assert json.loads(json.dumps(r.manifest)) == r.manifest
+    check_manifest(r.manifest, InjectionConfig(**kw).validate(), pairs, m64)
     a, b = r.manifest["pair_index"]["content"], r.manifest["pair_index"]["style"]
     assert len(a) == len(b) == n
     seed = r.manifest["injection"]["seed"]
@@ -271,6 +286,97 @@ def test_inject(m64, data):
                           **_alone_kw(kw, k, n, seed))
         err = float((alone.images[0] - r.images[k]).abs().max())
         assert err <= ATOL64, (k, err)
+
+
+@settings(max_examples=max(settings().max_examples // 3, 5))
+@given(st.floats(0, 1), st.sampled_from(maths.mix_methods()), st.booleans(), st.booleans(), st.integers(0, 2 ** 16))
+def test_batch_doubling_equals_the_split_forward(m64, gamma, method, masked, calibrate, seed):
+    """``force_doubling`` (one forward of the doubled batch) and the split forward (shared down path) give
+    the same images and hand the callbacks the same h, g and h̃ (float64)."""
+    CASES["doubling"] += 1
+    g = torch.Generator().manual_seed(seed)
+    c, s_ = (torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(2))
+    mask = (torch.rand(16, 16, generator=g, dtype=torch.float64) > 0.5).double() if masked else None
+    runs, batches = [], []
+    hook = m64.unet.conv_in.register_forward_hook(lambda mod, inp, out: batches.append((doubling, inp[0].shape[0])))
+    for doubling in (False, True):
+        seen = []
+        r = dl.inject(m64, c, s_, gamma=gamma, method=method, mask=mask, calibrate=calibrate, steps=3,
+                      inversion_steps=3, t_edit=0, t_boost=0, progress=False, force_doubling=doubling,
+                      callbacks=[lambda i: seen.append(i)])
+        runs.append((r.images, seen))
+    hook.remove()
+    assert {n for d, n in batches if not d} == {2} and {n for d, n in batches if d} == {2, 4}   # 4: the doubled batch
+    (a, sa), (b, sb) = runs
+    assert float((a - b).abs().max()) <= ATOL64
+    assert [(i.phase, i.t) for i in sa] == [(i.phase, i.t) for i in sb] and sa
+    for i, j in zip(sa, sb):
+        for name in ("h", "g", "h_tilde", "h_content"):
+            u, v = getattr(i, name), getattr(j, name)
+            assert (u is None) == (v is None), (name, i.phase)
+            if u is not None:
+                assert float((u - v).abs().max()) <= ATOL64, name
+
+
+@pytest.mark.parametrize("embedding", ["positional", "fourier"])
+@given(t=st.integers(1, 999), scale=st.floats(0, 2))      # Fourier features take σ = t > 0
+@settings(max_examples=max(settings().max_examples // 3, 5))
+def test_split_forward_equals_doubling_for_both_time_embeddings(embedding, t, scale):
+    """The split forward (down path once, up path twice) gives the doubled batch's ε and ε̃, also for a U-Net
+    with Fourier time features (whose output the split path divides by σ_t itself)."""
+    from diffusers import UNet2DModel
+
+    from diffstyle_lab.hooks import HookedUNet
+    CASES["split"] += 1
+    torch.manual_seed(0)
+    u = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+                    down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+                    norm_num_groups=4, attention_head_dim=8, time_embedding_type=embedding).eval().requires_grad_(False).double()
+    hu = HookedUNet(u)
+    assert hu.can_split
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(t), dtype=torch.float64)
+    a = hu.asymmetric_eps(x, t, lambda h: scale * h)
+    b = hu.asymmetric_eps(x, t, lambda h: scale * h, force_doubling=True)
+    for u_, v in zip(a[:2], b[:2]):
+        assert float((u_ - v).abs().max()) <= ATOL64
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("tensors", "holds tensors ['h', 'x_T', 'y'], expected ['x_T', 'h']"), ("key", "stored under another key"),
+    ("format", "format 1, expected 2"), ("ts", "h does not hold one entry per timestep"),
+    ("shape", "h is (3, 16, 4, 4) torch.float32, the model gives (3, 16, 8, 8) torch.float32"),
+    ("grid", "timesteps differ from the grid"), ("checksum", "tensor checksum does not match"),
+    ("nan", "non-finite values")])
+def test_the_cache_says_why_an_entry_is_not_trusted(entry, tmp_path, damage, reason):
+    """Pinned cases of test_cache_corruption: the one-line warning names the reason, and the entry is rewritten."""
+    from diffstyle_lab.cache import FORMAT, cached_invert, tensor_digest
+    m, x, ref, key, good = entry
+    t = {"x_T": ref.x_T[0].clone(), "h": ref.h[0].clone()}
+    meta = {"key": key, "format": str(FORMAT), "ts": json.dumps(ref.ts)}
+    if damage == "tensors":
+        t["y"] = torch.ones(1)
+    elif damage == "key":
+        meta["key"] = "0" * 64
+    elif damage == "format":
+        meta["format"] = "1"
+    elif damage == "ts":
+        meta["ts"] = "[0, 999]"
+    elif damage == "shape":
+        t["h"] = t["h"][..., :4, :4].clone()
+    elif damage == "grid":
+        meta["ts"] = "[0, 499, 998]"
+    elif damage == "nan":
+        t["x_T"][0, 0, 0] = float("nan")
+    if damage != "checksum":
+        meta["sha256"] = tensor_digest(t)
+    cache = dl.InversionCache(tmp_path)
+    cache.path(key).parent.mkdir(parents=True)
+    cache.path(key).write_bytes(_safetensors(t, meta))
+    with pytest.warns(UserWarning) as w:
+        got = cached_invert(m, x, steps=3, progress=False, cache=cache)
+    msg = str(w[0].message)
+    assert msg == f"inversion cache entry {key}.safetensors is not trusted (ValueError: {reason}); recomputing it"
+    assert torch.equal(got.h, ref.h) and cache.hits == 0 and cache.misses == 1 and cache.verify() == []
 
 
 @given(images(), st.one_of(st.integers(2, 4), JUNK), st.one_of(st.sampled_from(SPACINGS), JUNK),
@@ -312,6 +418,83 @@ def test_generate(m64, data):
         alone = dl.generate(m64, x_T[k:k + 1], steps=steps, t_boost=t_boost, seed=seed + k, clip_x0=clip,
                             progress=False)
         assert float((alone[0] - y[k].to(alone)).abs().max()) <= ATOL64
+
+
+# =============================================================================================
+# The maths of one step (docs/method.md §2–7): identities, and floats and tensors giving the same numbers
+
+F64 = torch.float64
+
+
+@given(st.floats(1e-4, 0.999), st.floats(1e-4, 0.999), st.floats(0, 1), st.floats(0, 1), st.integers(0, 2 ** 16))
+def test_step_maths(a_t, a_prev, eta, omega, seed):
+    CASES["maths"] += 1
+    a_t, a_prev = min(a_t, a_prev), max(a_t, a_prev)          # ᾱ falls as t grows: ᾱ_t ≤ ᾱ_{t−1}
+    assume(a_prev - a_t > 1e-6)
+    g = torch.Generator().manual_seed(seed)
+    x, e, et, z, x0 = (torch.randn(2, 3, 4, 4, generator=g, dtype=F64) for _ in range(5))
+
+    def tens(v):
+        return torch.full((2, 1, 1, 1), v, dtype=F64)
+    sigma = maths.ddim_sigma(a_t, a_prev, eta)
+    assert 0 <= sigma and sigma ** 2 <= 1 - a_prev + 1e-12            # D_t stays real for η ≤ 1
+    assert abs(float(maths.ddim_sigma(tens(a_t), tens(a_prev), eta).flatten()[0]) - sigma) <= 1e-12
+    if eta == 1:                                                      # η = 1: the DDPM posterior's σ
+        assert abs(sigma ** 2 - (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) <= 1e-12
+    pairs = [(maths.pred_x0(x, e, a_t), maths.pred_x0(x, e, tens(a_t))),
+             (maths.direction(e, a_prev, sigma), maths.direction(e, tens(a_prev), tens(sigma))),
+             (maths.ddim_step(x0, e, a_prev, sigma, z), maths.ddim_step(x0, e, tens(a_prev), tens(sigma), z)),
+             (maths.asymmetric_step(x, et, e, a_t, a_prev, sigma, z),
+              maths.asymmetric_step(x, et, e, tens(a_t), tens(a_prev), tens(sigma), z)),
+             (maths.calibration_shift(x, e, et, a_t, omega), maths.calibration_shift(x, e, et, tens(a_t), omega))]
+    for f, t in pairs:
+        assert torch.allclose(f, t, rtol=0, atol=1e-10)
+    over = (1 - a_prev) ** 0.5 * (1 + 1e-9)          # σ² a hair above 1 − ᾱ_{t−1} (rounding): D_t is 0, not NaN
+    for d in (maths.direction(e, a_prev, over), maths.direction(e, tens(a_prev), tens(over))):
+        assert torch.equal(d, torch.zeros_like(e))
+    # P_t and the ε that gives a chosen x_0 are inverse; a deterministic step and the inversion step undo each other
+    assert torch.allclose(maths.pred_x0(x, maths.eps_from_x0(x, x0, a_t), a_t), x0, rtol=0, atol=1e-9)
+    down = maths.ddim_step(maths.pred_x0(x, e, a_t), e, a_prev)
+    assert torch.allclose(maths.ddim_inversion_step(down, e, a_prev, a_t), x, rtol=0, atol=1e-8)
+    assert torch.allclose(down, maths.asymmetric_step(x, e, e, a_t, a_prev), rtol=0, atol=0)
+    # x_{t−1} = √ᾱ_{t−1}·P̃ + √(1−ᾱ_{t−1}−σ²)·ε + σ·z, term by term
+    want = a_prev ** 0.5 * maths.pred_x0(x, et, a_t) + (1 - a_prev - sigma ** 2) ** 0.5 * e + sigma * z
+    assert torch.allclose(maths.asymmetric_step(x, et, e, a_t, a_prev, sigma, z), want, rtol=0, atol=1e-10)
+    # calibration: norm(P̃) has P's spread and P̃'s mean; with ε̃ = ε there is nothing to move
+    p, pt = maths.pred_x0(x, e, a_t), maths.pred_x0(x, et, a_t)
+    n = maths.normalise_like(pt, p)
+    assert torch.allclose(n.std((1, 2, 3)), p.std((1, 2, 3)), atol=1e-10)
+    assert torch.allclose(n.mean((1, 2, 3)), pt.mean((1, 2, 3)), atol=1e-10)
+    assert float(maths.calibration_shift(x, e, e, a_t, omega).abs().max()) <= 1e-10
+    want = a_t ** 0.5 * (n - p) + omega * (1 - a_t) ** 0.5 * (et - e)
+    assert torch.allclose(maths.calibration_shift(x, e, et, a_t, omega), want, rtol=0, atol=1e-10)
+
+
+@given(st.floats(0, 1), st.sampled_from(["same", "scaled", "opposite", "zero", "random"]), st.integers(0, 2 ** 16),
+       st.booleans())
+def test_mixing(gamma, relation, seed, masked):
+    CASES["mixing"] += 1
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(2, 4, 3, 3, generator=g, dtype=F64)
+    hc = {"same": h, "scaled": 2.5 * h, "opposite": -h, "zero": torch.zeros_like(h),
+          "random": torch.randn(2, 4, 3, 3, generator=g, dtype=F64)}[relation]
+    region = (torch.rand(2, 1, 3, 3, generator=g, dtype=F64) > 0.3).to(F64) if masked else None
+    for method in maths.mix_methods():
+        out = maths.mix_h(h, hc, gamma, method, region=region)
+        assert out.shape == h.shape and torch.isfinite(out).all(), method
+    s0, s1 = maths.slerp(h, hc, 0.0, region), maths.slerp(h, hc, 1.0, region)
+    assert torch.allclose(s0, h, atol=1e-9)
+    if relation != "opposite":           # θ = π: the fallback is the lerp, whose γ = 1 end is h^content too
+        assert torch.allclose(s1, hc, atol=1e-9)
+    ns = maths.normalised_slerp(h, hc, gamma, region)
+    if relation not in ("zero", "opposite"):     # ‖h̃‖ = ‖h‖ (over the region), the paper's normalisation
+        assert torch.allclose(maths.per_sample_norm(ns, region), maths.per_sample_norm(h, region), rtol=1e-9)
+    if relation in ("same", "scaled"):   # parallel: Slerp falls back to the lerp, exactly
+        want = (1 - gamma) * h + gamma * hc
+        assert torch.allclose(maths.slerp(h, hc, gamma, region), want, atol=1e-9)
+    m = region if region is not None else torch.ones(2, 1, 3, 3, dtype=F64)
+    mixed = maths.masked_mix(h, hc, m)
+    assert torch.equal(mixed, m * hc + (1 - m) * h)
 
 
 # =============================================================================================
@@ -391,8 +574,9 @@ def corruptions(draw, good: bytes, ref, key):
         meta["format"] = draw(st.sampled_from(["1", "3", "", "2.0"]))
     else:
         meta["ts"] = draw(st.sampled_from(["[0, 499]", "[999, 499, 0]", "null", "{}", "[0, 499, 998]"]))
-    if draw(st.booleans()):
-        meta["sha256"] = tensor_digest(t)            # a forger who recomputes the checksum
+    if change != "values" and draw(st.booleans()):   # a matching checksum: structure must still be checked
+        meta["sha256"] = tensor_digest(t)            # (other values under a recomputed checksum are a forgery,
+                                                     # not a corruption: no self-contained check can see it)
     if draw(st.booleans()) and change not in ("drop",):
         meta.pop(draw(st.sampled_from(sorted(meta))))
     return _safetensors(t, meta)
@@ -673,7 +857,7 @@ def test_cli(model_dir, case):
             assert {k: v for k, v in now.items() if k != "manifest.json" and k != "grid.png"} == \
                 {k: v for k, v in again.items() if k != "manifest.json" and k != "grid.png"}
         if cache_kind == "folder":
-            _verify_cache(d / "cache")
+            assert dl.InversionCache(d / "cache").verify() == []
 
 
 def _main(argv):
@@ -686,15 +870,3 @@ def _main(argv):
         except SystemExit as e:          # argparse: a flag of the wrong type
             rc = e.code
     return rc, err.getvalue()
-
-
-def _verify_cache(folder: Path):
-    """Every entry of a cache folder opens and matches its own checksum and key format."""
-    from safetensors import safe_open
-
-    from diffstyle_lab.cache import TENSORS, tensor_digest
-    for f in folder.glob("*/*.safetensors"):
-        with safe_open(str(f), framework="pt") as s:
-            meta, t = s.metadata(), {n: s.get_tensor(n) for n in s.keys()}
-        assert set(t) == set(TENSORS) and meta["key"] == f.stem and meta["sha256"] == tensor_digest(t), f
-    assert not list(folder.glob("*/*.tmp")) and not list(folder.glob("*/.*"))
