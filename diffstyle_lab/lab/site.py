@@ -12,7 +12,7 @@ every page, the exercise's solution folded in a ``<details>`` element, and ``met
 ``docs/method.md``) where the checkout has it. Links between notebooks, to the README's glossary and
 to the method notes are rewritten to the site's pages; a relative link to a file the site does not
 hold (a source file of the checkout) keeps its text and loses its link, so no link in the site points
-nowhere. Nothing is fetched: no CDN script (require.js, MathJax, the widget manager) is referenced,
+nowhere. An ipywidgets view cannot run in a static page: its place says so, and its static figure follows. Nothing is fetched: no CDN script (require.js, MathJax, the widget manager) is referenced,
 images are embedded in the pages, so the folder works offline and from ``file://``.
 
 **Why nbconvert with a generated index, not Jupyter Book 2 / MyST.** ``jupyter book build --html``
@@ -48,6 +48,10 @@ TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
 {% block rawcell scoped %}
 {%- if cell.metadata.get('course_fold') -%}{{ cell.source }}{%- else -%}{{ super() }}{%- endif -%}
 {%- endblock rawcell %}
+{%- block data_widget_view scoped %}
+<div class="jp-OutputArea-output widget-note">(An interactive view — sliders, toggles — runs here when the notebook is
+opened in Jupyter; this page shows its static figure below, drawn with fixed settings.)</div>
+{%- endblock data_widget_view -%}
 {% block data_png scoped %}
 <div class="jp-RenderedImage jp-OutputArea-output {{ extra_class }}">
 <img src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}" alt="a figure of {{ resources.course_title | escape_html }}">
@@ -59,6 +63,7 @@ CSS = """
 nav.course { font: 14px/1.5 system-ui, sans-serif; display: flex; gap: 1.2em; flex-wrap: wrap;
   padding: .6em 1em; margin: 0 0 1em; background: #f3f5f8; border: 1px solid #d8dde5; border-radius: 6px; }
 nav.course a { text-decoration: none; } nav.course .here { color: #555; }
+.widget-note { font: italic 13px system-ui, sans-serif; color: #555; padding: .3em 0; }
 details.solution { border: 1px solid #c9d3e0; border-radius: 6px; padding: .3em .8em; margin: .8em 0; }
 details.solution > summary { cursor: pointer; font: 600 14px system-ui, sans-serif; color: #2a4d7a; }
 body.course-page { max-width: 1100px; margin: 0 auto; padding: 1em; font: 15px/1.55 system-ui, sans-serif; }
