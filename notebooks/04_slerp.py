@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · Normalised Slerp: how much content, γ
 #
-# *Reading time ≈ 6 min · compute ≈ 43 s CPU for the full run (a few s with `--quick`) · [← 03_correlations](03_correlations.ipynb) · [05_calibration →](05_calibration.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 6 min · compute ≈ 54 s CPU for the full run (its exercise runs three injections) (a few s with `--quick`) · [← 03_correlations](03_correlations.ipynb) · [05_calibration →](05_calibration.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #
