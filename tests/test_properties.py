@@ -26,7 +26,9 @@ import json
 import math
 import os
 import pickle
+import re
 import tempfile
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -138,6 +140,9 @@ def check_valid_config(cfg: InjectionConfig):
     assert 0 <= cfg.t_boost <= cfg.t_edit < 1000 and 0 <= cfg.seed < 2 ** 63
     for n in ("calibrate", "record_last", "authors_noise_scale", "clip_x0"):
         assert type(getattr(cfg, n)) is bool, n
+    if cfg.mask is not None:
+        m = torch.as_tensor(cfg.mask, dtype=torch.float64)
+        assert m.numel() and bool(torch.isfinite(m).all()) and 0 <= float(m.min()) and float(m.max()) <= 1
     d = cfg.to_dict()
     assert json.loads(json.dumps(d, allow_nan=False)) == d
     again = InjectionConfig(**{k: v for k, v in d.items() if k != "mask"}, mask=cfg.mask).validate()
@@ -158,13 +163,16 @@ def check_valid_config(cfg: InjectionConfig):
 @example({"method": ["x"]}).via("an unhashable method gave a raw TypeError")
 @example({"mask": torch.ones(0, 4)}).via("an empty mask failed inside torch.min")
 @example({"gamma": np.float32(0.3)}).via("numpy scalars were refused with a misleading range message")
+@example({"mask": torch.full((4, 4), 1.5)}).via("a mask value just above 1")
 def test_config_fields(kw):
     CASES["config"] += 1
     note(repr(kw))
     try:
         cfg = InjectionConfig(**kw).validate()
     except Exception as e:               # noqa: BLE001 - the property is about which exceptions
-        one_line(e, *kw)
+        msg = one_line(e, *kw)
+        head = re.match(r"(\w+)[= ]", msg)          # "gamma=…: …", "mask has shape …", or the grid's own message
+        assert head and head.group(1) in FIELDS or re.match(r"\d+ steps with spacing='\w+' repeat", msg), msg
         return
     check_valid_config(cfg)
 
@@ -178,6 +186,36 @@ def test_timestep_grid(n, spacing):
         one_line(e, "steps", "spacing")
         return
     assert len(ts) == n and ts == sorted(set(ts)) and 0 <= ts[0] and ts[-1] <= 999
+
+
+EDGES_OK = [{"gamma": 0}, {"gamma": 1}, {"omega": 0.0}, {"omega": 1.0}, {"eta_boost": 0.0}, {"eta_boost": 1.0},
+            {"t_edit": 999, "t_boost": 999}, {"t_edit": 0, "t_boost": 0}, {"seed": 0}, {"seed": 2 ** 63 - 1},
+            {"steps": 2}, {"steps": 1000}, {"inversion_steps": 2}, {"inversion_steps": 1000},
+            {"steps": 4, "inject_every": 2}, {"steps": 1000, "inject_every": 20}, {"mask": torch.ones(1, 1)},
+            {"mask": torch.zeros(2, 1, 3, 5)}]
+EDGES_BAD = [({"gamma": -1e-12}, "gamma"), ({"gamma": 1 + 1e-12}, "gamma"), ({"omega": 1.0000001}, "omega"),
+             ({"eta_boost": -0.0001}, "eta_boost"), ({"t_edit": 1000}, "t_edit"), ({"t_edit": -1}, "t_edit"),
+             ({"t_boost": 401}, "t_boost"), ({"t_boost": -1}, "t_boost"), ({"seed": 2 ** 63}, "seed"),
+             ({"steps": 1}, "steps"), ({"steps": 1001}, "steps"), ({"inversion_steps": 1}, "inversion_steps"),
+             ({"inject_every": 0}, "inject_every"), ({"steps": 6, "inject_every": 4}, "inject_every"),
+             ({"steps": 4, "inject_every": 4}, "inject_every"), ({"mask": torch.ones(1, 2, 3, 3)}, "mask"),
+             ({"mask": torch.ones(2, 3, 3)}, "mask"), ({"mask": torch.full((3, 3), -1e-6)}, "mask")]
+
+
+@pytest.mark.parametrize("kw", EDGES_OK, ids=lambda kw: ",".join(kw))
+def test_config_range_ends_are_accepted(kw):
+    """Pinned ends of every range (a generated value rarely lands on one): accepted, and the grids exist."""
+    cfg = InjectionConfig(**kw).validate()
+    check_valid_config(cfg)
+    grid = cfg.injection_grid()
+    assert len(grid) == cfg.steps // cfg.inject_every and set(grid) <= set(dl.timestep_grid(cfg.steps, cfg.spacing))
+
+
+@pytest.mark.parametrize("kw, name", EDGES_BAD, ids=lambda v: ",".join(v) if isinstance(v, dict) else v)
+def test_config_just_outside_the_ranges_is_refused(kw, name):
+    with pytest.raises(ValueError) as e:
+        InjectionConfig(**kw).validate()
+    one_line(e.value, name)
 
 
 # =============================================================================================
@@ -268,6 +306,7 @@ def test_inject(m64, data):
         if data.draw(st.booleans()):
             kw["mask"] = data.draw(masks(batch=nc * ns if pairs == "product" else nc), "mask")
     note(f"pairs={pairs} kw={kw}")
+    t0 = time.perf_counter()
     try:
         r = dl.inject(m64, content, style, pairs=pairs, progress=False, **kw)
     except Exception as e:               # noqa: BLE001
@@ -278,6 +317,9 @@ def test_inject(m64, data):
     assert torch.isfinite(r.images).all()
     assert json.loads(json.dumps(r.manifest)) == r.manifest
     check_manifest(r.manifest, InjectionConfig(**kw).validate(), pairs, m64)
+    took = r.manifest["seconds"]                 # the recorded durations fit in the measured one
+    assert 0 <= took["inversion"] and 0 <= took["injection"]
+    assert took["inversion"] + took["injection"] <= time.perf_counter() - t0 + 0.002
     a, b = r.manifest["pair_index"]["content"], r.manifest["pair_index"]["style"]
     assert len(a) == len(b) == n
     seed = r.manifest["injection"]["seed"]
@@ -372,6 +414,9 @@ def test_the_cache_says_why_an_entry_is_not_trusted(entry, tmp_path, damage, rea
     cache = dl.InversionCache(tmp_path)
     cache.path(key).parent.mkdir(parents=True)
     cache.path(key).write_bytes(_safetensors(t, meta))
+    found = cache.verify()                       # without the model, all but the shape and the grid show
+    assert (found == []) == (damage in ("shape", "grid")), found
+    assert all(str(cache.path(key)) in f for f in found)
     with pytest.warns(UserWarning) as w:
         got = cached_invert(m, x, steps=3, progress=False, cache=cache)
     msg = str(w[0].message)
@@ -449,6 +494,12 @@ def test_step_maths(a_t, a_prev, eta, omega, seed):
              (maths.calibration_shift(x, e, et, a_t, omega), maths.calibration_shift(x, e, et, tens(a_t), omega))]
     for f, t in pairs:
         assert torch.allclose(f, t, rtol=0, atol=1e-10)
+    from diffstyle_lab.sampling import clip_prediction          # clip_x0: P_t(ε̃') = clamp(P_t(ε̃), −1, 1)
+    for rederive in (False, True):
+        e2, d2 = clip_prediction(x * 3, et, e, a_t, rederive_eps=rederive)
+        want = maths.pred_x0(x * 3, et, a_t).clamp(-1, 1)
+        assert torch.allclose(maths.pred_x0(x * 3, e2, a_t), want, rtol=0, atol=1e-8)
+        assert d2 is (e2 if rederive else e)
     over = (1 - a_prev) ** 0.5 * (1 + 1e-9)          # σ² a hair above 1 − ᾱ_{t−1} (rounding): D_t is 0, not NaN
     for d in (maths.direction(e, a_prev, over), maths.direction(e, tens(a_prev), tens(over))):
         assert torch.equal(d, torch.zeros_like(e))
@@ -634,6 +685,72 @@ def test_cache_corruption(entry, data):
             assert "\n" not in str(x_.message)
         expect = cache.expected(m, x[0], 3, "authors", True)
         assert cache.load(key, expect) is not None           # rewritten (or kept): it verifies now
+        assert cache.size()["entries"] == 1 and cache.verify() == []
+        cache.clear()
+        assert cache.size()["entries"] == 0
+
+
+@given(st.one_of(st.text(max_size=200), st.integers(), st.lists(st.integers(), max_size=40), JUNK))
+def test_values_in_messages_are_shown_on_one_short_line(v):
+    from diffstyle_lab.config import show
+    CASES["show"] += 1
+    out = show(v)
+    r = " ".join(repr(v).split())
+    assert "\n" not in out and len(out) <= 60
+    assert out == r if len(r) <= 60 and not torch.is_tensor(v) and not isinstance(v, np.ndarray) else \
+        (out.startswith("<") or (len(out) == 60 and out.endswith("…") and r.startswith(out[:-1])))
+
+
+def test_h_shape_without_the_meta_device(m64, monkeypatch):
+    """A layout that cannot run on the meta device gets h's shape from one real pass: the same shape."""
+    import torch.func
+
+    from diffstyle_lab.cache import h_shape
+    want = h_shape(m64, (3, 16, 16))
+
+    def refuse(*a, **k):
+        raise NotImplementedError("no meta kernels for this layout")
+    monkeypatch.setattr(torch.func, "functional_call", refuse)
+    assert h_shape(m64, (3, 16, 16)) == want == tuple(dl.ddim_invert(m64, torch.zeros(1, 3, 16, 16, dtype=F64), 2,
+                                                                       progress=False).h.shape[2:])
+
+
+@given(st.integers(1, 24), st.integers(1, 24), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2 ** 16))
+def test_resize_mask_shrinks_by_area_and_grows_bilinearly(h, w, th, tw, seed):
+    """docs/method.md §6: a mask is averaged over areas when both sides shrink (or stay), interpolated
+    bilinearly otherwise; it stays in [0, 1] and keeps its batch."""
+    import torch.nn.functional as F
+    CASES["resize"] += 1
+    m = torch.rand(2, 1, h, w, generator=torch.Generator().manual_seed(seed))
+    out = maths.resize_mask(m, (th, tw))
+    assert out.shape == (2, 1, th, tw) and 0 <= float(out.min()) and float(out.max()) <= 1
+    if (h, w) == (th, tw):
+        assert torch.equal(out, m)
+    elif h >= th and w >= tw:
+        assert torch.allclose(out, F.adaptive_avg_pool2d(m, (th, tw)))
+    else:
+        assert torch.allclose(out, F.interpolate(m, size=(th, tw), mode="bilinear", align_corners=False))
+
+
+def test_the_default_cache_folder(monkeypatch, tmp_path):
+    from diffstyle_lab.cache import default_cache_dir
+    monkeypatch.delenv("DIFFSTYLE_LAB_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / ".cache" / "diffstyle_lab" / "inversions"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x" / "diffstyle_lab" / "inversions"
+    monkeypatch.setenv("DIFFSTYLE_LAB_CACHE", str(tmp_path / "y"))
+    assert default_cache_dir() == tmp_path / "y" and dl.InversionCache().dir == tmp_path / "y"
+
+
+def test_progress_bars_do_not_linger(m64):
+    """With ``progress=True`` the bars are drawn on stderr and cleared when done (no line is left)."""
+    err = io.StringIO()
+    x = torch.zeros(1, 3, 16, 16, dtype=torch.float64)
+    with contextlib.redirect_stderr(err):
+        dl.inject(m64, x, x, steps=2, inversion_steps=2, progress=True)
+    assert "invert" in err.getvalue() and "injection" in err.getvalue() and "\n" not in err.getvalue()
 
 
 # =============================================================================================
@@ -797,6 +914,10 @@ STEPS = ["--steps", "3", "--inversion-steps", "3", "--t-edit", "400", "--t-boost
 
 @settings(max_examples=max(settings().max_examples // 2, 5))
 @given(cli_case())
+@example(([("0.png", "image", ("RGB", (1, 1), 0))], [("0\n0.png", "image", ("RGB", (1, 1), 0))], [], "missing", "off",
+          True, False)).via("a newline in a style name: results written, then grid.png failed on every run")
+@example(([("0.png", "image", ("RGB", (1, 1), 0))], [("0\x1e0.png", "empty", ("RGB", (1, 1), 0))], [], "missing",
+          "off", True, False)).via("a control character in a file name made the error two lines")
 def test_cli(model_dir, case):
     from diffstyle_lab.cli import LOCK_NAME, file_sha256
     CASES["cli"] += 1

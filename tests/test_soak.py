@@ -24,7 +24,7 @@ from conftest import cli_workspace
 ROUNDS = int(os.environ.get("SOAK_ROUNDS", "2"))
 N = int(os.environ.get("SOAK_PROCESSES", "4"))
 SEED = int(os.environ.get("SOAK_SEED", "26"))
-STEPS = ["--steps", "12", "--inversion-steps", "12", "--t-edit", "400", "--t-boost", "200"]
+STEPS = ["--steps", "20", "--inversion-steps", "20", "--t-edit", "400", "--t-boost", "200"]
 
 
 def _argv(ws, out, cache):
@@ -55,8 +55,10 @@ def test_killed_and_resumed_runs_leave_one_verified_output_per_pair(tmp_path):
     import numpy as np
     from PIL import Image
     ws = cli_workspace(tmp_path / "ws")
-    Image.fromarray((np.random.RandomState(5).rand(16, 16, 3) * 255).astype(np.uint8)).save(ws / "content" / "c2.png")
-    pairs = 3 * 2
+    for k in (2, 3):                                       # 4 content × 2 style: the lock is held for seconds
+        Image.fromarray((np.random.RandomState(k).rand(16, 16, 3) * 255).astype(np.uint8)).save(
+            ws / "content" / f"c{k}.png")
+    pairs = 4 * 2
     outs, cache = [tmp_path / "out", tmp_path / "out_b"], tmp_path / "cache"
     rng = random.Random(SEED)
     counts = {"started": 0, "killed": 0, "exit 0": 0, "exit 2 (in use)": 0}
@@ -67,7 +69,7 @@ def test_killed_and_resumed_runs_leave_one_verified_output_per_pair(tmp_path):
             out = outs[i % 2]                              # two writers per folder, all on one cache
             p = subprocess.Popen(_argv(ws, out, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, env=_env())
-            kill_at = time.time() + rng.uniform(0.5, 9.0) if rng.random() < 0.7 else None
+            kill_at = time.time() + rng.uniform(1.0, 15.0) if rng.random() < 0.5 else None
             procs.append((p, kill_at))
             counts["started"] += 1
         deadline = time.time() + 180
@@ -100,7 +102,7 @@ def test_killed_and_resumed_runs_leave_one_verified_output_per_pair(tmp_path):
     from diffstyle_lab import InversionCache
     assert InversionCache(cache).verify() == []            # every entry verifies, no partial file
     entries = InversionCache(cache).size()["entries"]
-    assert entries == 3 + 2                                # one entry per input image
+    assert entries == 4 + 2                                # one entry per input image
     print(f"\nsoak: {counts}, cache entries {entries}, {time.time() - t0:.0f} s")
     assert counts["started"] == ROUNDS * N and counts["killed"] + counts["exit 0"] + counts["exit 2 (in use)"] == \
         counts["started"]
