@@ -290,7 +290,7 @@ def test_inject(m64, data):
         content, style = (torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(n),
                                      dtype=torch.float64) * 2 - 1 for n in (1, 3))
         pairs = "product"
-        kw = {"steps": 4, "inversion_steps": 3, "t_edit": 500, "t_boost": 300, "calibrate": True}
+        kw = {"steps": 4, "inversion_steps": 3, "t_edit": 500, "t_boost": 500, "calibrate": True}  # noise at t=333
         for bad in ({"gamma": True}, {"seed": -1}, {"mask": [["a"]]}):
             with pytest.raises((ValueError, TypeError)) as e:
                 dl.inject(m64, content, style, progress=False, **kw, **bad)
@@ -424,10 +424,18 @@ def test_the_cache_says_why_an_entry_is_not_trusted(entry, tmp_path, damage, rea
     assert torch.equal(got.h, ref.h) and cache.hits == 0 and cache.misses == 1 and cache.verify() == []
 
 
-@given(images(), st.one_of(st.integers(2, 4), JUNK), st.one_of(st.sampled_from(SPACINGS), JUNK),
-       st.one_of(st.booleans(), JUNK))
-def test_ddim_invert(m64, x, steps, spacing, record_last):
+def one_bad(data, valid: dict) -> dict:
+    """The arguments of ``valid`` (name → strategy), at most one of them drawn from JUNK instead."""
+    bad = data.draw(st.sampled_from([None, None] + sorted(valid)), "junk argument")
+    return {k: data.draw(JUNK if k == bad else v, k) for k, v in valid.items()}
+
+
+@given(images(), st.data())
+def test_ddim_invert(m64, x, data):
     CASES["invert"] += 1
+    a = one_bad(data, {"steps": st.integers(2, 4), "spacing": st.sampled_from(SPACINGS),
+                       "record_last": st.booleans()})
+    steps, spacing, record_last = a["steps"], a["spacing"], a["record_last"]
     try:
         inv = dl.ddim_invert(m64, x, steps, spacing, record_last=record_last, progress=False)
     except Exception as e:               # noqa: BLE001
@@ -449,10 +457,9 @@ def test_generate(m64, data):
     x_T = data.draw(images(b), "x_T")
     if torch.is_tensor(x_T) and data.draw(st.booleans()):
         x_T = x_T * 1.5                   # noise is not limited to [-1, 1]
-    steps = data.draw(st.one_of(st.integers(2, 4), JUNK), "steps")
-    t_boost = data.draw(st.one_of(st.sampled_from([0, 500, 999]), JUNK), "t_boost")
-    seed = data.draw(st.one_of(st.integers(0, 2 ** 62), JUNK), "seed")
-    clip = data.draw(st.one_of(st.booleans(), JUNK), "clip_x0")
+    a = one_bad(data, {"steps": st.integers(2, 4), "t_boost": st.sampled_from([0, 500, 999]),
+                       "seed": st.integers(0, 2 ** 62), "clip_x0": st.booleans()})
+    steps, t_boost, seed, clip = a["steps"], a["t_boost"], a["seed"], a["clip_x0"]
     try:
         y = dl.generate(m64, x_T, steps=steps, t_boost=t_boost, seed=seed, clip_x0=clip, progress=False)
     except Exception as e:               # noqa: BLE001
