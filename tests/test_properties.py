@@ -140,10 +140,11 @@ def check_valid_config(cfg: InjectionConfig):
     assert 0 <= cfg.t_boost <= cfg.t_edit < 1000 and 0 <= cfg.seed < 2 ** 63
     for n in ("calibrate", "record_last", "authors_noise_scale", "clip_x0"):
         assert type(getattr(cfg, n)) is bool, n
+    d = cfg.to_dict()
     if cfg.mask is not None:
         m = torch.as_tensor(cfg.mask, dtype=torch.float64)
         assert m.numel() and bool(torch.isfinite(m).all()) and 0 <= float(m.min()) and float(m.max()) <= 1
-    d = cfg.to_dict()
+        assert d["mask"] == {"shape": list(m.shape), "mean": pytest.approx(float(m.mean()), abs=1e-6)}
     assert json.loads(json.dumps(d, allow_nan=False)) == d
     again = InjectionConfig(**{k: v for k, v in d.items() if k != "mask"}, mask=cfg.mask).validate()
     assert again.to_dict() == d
@@ -186,6 +187,13 @@ def test_timestep_grid(n, spacing):
         one_line(e, "steps", "spacing")
         return
     assert len(ts) == n and ts == sorted(set(ts)) and 0 <= ts[0] and ts[-1] <= 999
+    assert dl.timestep_grid(n) == dl.timestep_grid(n, "authors")         # the default spacing: the authors'
+    if spacing in ("authors", "linspace"):       # the definitions of docs/method.md / timestep_grid's docstring
+        assert ts[0] == 0 and ts[-1] == 999
+    elif spacing == "leading":
+        assert ts == [k * (1000 // n) for k in range(n)]
+    else:
+        assert ts[-1] == 999 and ts[0] == round(1000 - (n - 1) * 1000 / n) - 1
 
 
 EDGES_OK = [{"gamma": 0}, {"gamma": 1}, {"omega": 0.0}, {"omega": 1.0}, {"eta_boost": 0.0}, {"eta_boost": 1.0},
@@ -215,7 +223,9 @@ def test_config_range_ends_are_accepted(kw):
 def test_config_just_outside_the_ranges_is_refused(kw, name):
     with pytest.raises(ValueError) as e:
         InjectionConfig(**kw).validate()
-    one_line(e.value, name)
+    msg = one_line(e.value, name)
+    if name in ("gamma", "omega", "eta_boost"):  # the message says what is allowed
+        assert "must be in [0, 1]" in msg, msg
 
 
 # =============================================================================================
@@ -271,6 +281,7 @@ def check_manifest(man: dict, cfg: InjectionConfig, pairs: str, model):
     assert man["boost_grid"] == [t for i, t in enumerate(gen) if i > 0 and 0 < cfg.t_boost and t <= cfg.t_boost
                                  and cfg.eta_boost > 0 and (cfg.boost == "paper" or t in inj)]
     assert man["pairs"] == pairs and man["model"]["weights_sha256"] == model.weights_hash
+    assert man["device"] == str(model.device) and man["versions"]["torch"] == torch.__version__
 
 
 def _alone_kw(kw, k, n_pairs, seed):
@@ -427,7 +438,14 @@ def test_the_cache_says_why_an_entry_is_not_trusted(entry, tmp_path, damage, rea
 def one_bad(data, valid: dict) -> dict:
     """The arguments of ``valid`` (name → strategy), at most one of them drawn from JUNK instead."""
     bad = data.draw(st.sampled_from([None, None] + sorted(valid)), "junk argument")
-    return {k: data.draw(JUNK if k == bad else v, k) for k, v in valid.items()}
+    return {k: data.draw(JUNK if k == bad else v, k) for k, v in valid.items()} | {"_all_valid": bad is None}
+
+
+def good_images(x, lo=-1.0, hi=1.0) -> bool:
+    """Whether ``x`` is a batch the samplers must accept (B ≥ 1 real 3×16×16 images, finite, in [lo, hi])."""
+    return (torch.is_tensor(x) and x.dtype.is_floating_point and x.dim() == 4 and x.shape[0] > 0
+            and tuple(x.shape[1:]) == (3, 16, 16) and bool(torch.isfinite(x).all())
+            and lo - 1e-3 <= float(x.min()) and float(x.max()) <= hi + 1e-3)
 
 
 @given(images(), st.data())
@@ -439,6 +457,7 @@ def test_ddim_invert(m64, x, data):
     try:
         inv = dl.ddim_invert(m64, x, steps, spacing, record_last=record_last, progress=False)
     except Exception as e:               # noqa: BLE001
+        assert not (a["_all_valid"] and good_images(x)), f"valid arguments refused: {e}"
         one_line(e, "images", "steps", "spacing", "record_last")
         return
     b, n_rec = x.shape[0], steps - (not record_last)
@@ -461,11 +480,15 @@ def test_generate(m64, data):
                        "seed": st.integers(0, 2 ** 62), "clip_x0": st.booleans()})
     steps, t_boost, seed, clip = a["steps"], a["t_boost"], a["seed"], a["clip_x0"]
     try:
-        y = dl.generate(m64, x_T, steps=steps, t_boost=t_boost, seed=seed, clip_x0=clip, progress=False)
+        seen = []
+        y = dl.generate(m64, x_T, steps=steps, t_boost=t_boost, seed=seed, clip_x0=clip, progress=False,
+                        callbacks=[seen.append])
     except Exception as e:               # noqa: BLE001
+        assert not (a["_all_valid"] and good_images(x_T, -2, 2)), f"valid arguments refused: {e}"
         one_line(e, "x_T", "steps", "t_boost", "seed", "clip_x0")
         return
     assert y.shape == x_T.shape and torch.isfinite(y).all()
+    assert [i.phase for i in seen] == ["generate"] * steps and [i.step for i in seen] == list(range(steps))
     for k in range(b):
         alone = dl.generate(m64, x_T[k:k + 1], steps=steps, t_boost=t_boost, seed=seed + k, clip_x0=clip,
                             progress=False)
@@ -737,6 +760,93 @@ def test_resize_mask_shrinks_by_area_and_grows_bilinearly(h, w, th, tw, seed):
         assert torch.allclose(out, F.adaptive_avg_pool2d(m, (th, tw)))
     else:
         assert torch.allclose(out, F.interpolate(m, size=(th, tw), mode="bilinear", align_corners=False))
+
+
+@settings(max_examples=max(settings().max_examples // 3, 5))
+@given(st.integers(1, 5), st.one_of(st.none(), st.integers(1, 4)), st.integers(0, 2 ** 16))
+def test_the_cache_inverts_at_the_batch_size_it_is_given(entry, n, batch, seed):
+    """``batch``: every U-Net call sees exactly ``batch`` images (the last chunk padded) and the key records it."""
+    m, _, _, _, _ = entry
+    CASES["cache_batch"] += 1
+    x = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    seen = []
+    hook = m.unet.conv_in.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    with tempfile.TemporaryDirectory() as d:
+        cache = dl.InversionCache(d)
+        try:
+            inv = cache.invert(m, x, steps=2, progress=False, batch=batch)
+        finally:
+            hook.remove()
+        assert inv.x_T.shape == x.shape and set(seen) == {batch or n}
+        assert cache.key(m, x[0], 2, "authors", True, batch) != cache.key(m, x[0], 2, "authors", True, None) \
+            or batch is None
+
+
+def test_the_cache_key_covers_the_scheduler(entry):
+    """Another noise schedule is another inversion: every scheduler field in the key changes it."""
+    m, x, _, _, _ = entry
+    base = dl.InversionCache.key(m, x[0], 3, "authors", True)
+    for k, v in (("num_train_timesteps", 999), ("beta_schedule", "scaled_linear"), ("beta_start", 0.0002),
+                 ("beta_end", 0.03), ("trained_betas", [0.1, 0.2])):
+        other = dataclasses.replace(m, scheduler_config={**m.scheduler_config, k: v})
+        other._weights_hash = m.weights_hash
+        assert dl.InversionCache.key(other, x[0], 3, "authors", True) != base, k
+
+
+def test_verify_lists_leftovers_and_unreadable_entries(entry, tmp_path):
+    from diffstyle_lab.cache import cached_invert
+    m, x, _, key, good = entry
+    cache = dl.InversionCache(tmp_path)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        cached_invert(m, x, steps=3, progress=False, cache=cache)
+    assert err.getvalue() == "" and cache.verify() == []                   # progress=False: no bar either
+    (cache.path(key).parent / f".{key}.safetensors.x1.tmp").write_bytes(b"half")
+    cache.path(key).write_bytes(good[:100])
+    found = cache.verify()
+    assert len(found) == 2 and "temporary file" in found[0] and "unreadable" in found[1], found
+
+
+def test_an_unreadable_cache_path_is_a_miss(entry, tmp_path, monkeypatch):
+    """A cache path the file system refuses to stat (too long, no permission) is a miss, not a crash."""
+    from diffstyle_lab.cache import cached_invert
+    m, x, ref, _, _ = entry
+    cache = dl.InversionCache(tmp_path)
+
+    def refuse(self):
+        raise OSError(36, "File name too long")
+    monkeypatch.setattr(Path, "is_file", refuse)
+    got = cached_invert(m, x, steps=3, progress=False, cache=cache)
+    assert cache.misses == 1 and cache.hits == 0 and torch.equal(got.h, ref.h)
+
+
+def test_block_table_in_float64(m64):
+    from diffstyle_lab.hooks import block_table
+    tab = block_table(m64)
+    inv = dl.ddim_invert(m64, torch.zeros(1, 3, 16, 16, dtype=F64), 2, progress=False)
+    assert tab.attrs["h"] == tuple(inv.h.shape[2:]) and len(tab) == 2 + len(m64.unet.down_blocks) + \
+        len(m64.unet.up_blocks) + 1
+
+
+@given(st.integers(0, 999), st.integers(0, 999), st.floats(0, 1), st.sampled_from(["paper", "authors"]),
+       st.integers(1, 3))
+def test_boost_noise_follows_its_definition(t, t_boost, eta, boost, every):
+    """σ_t > 0 exactly where quality boosting is on (docs/method.md §5): 0 < t ≤ t_boost, η > 0, and with
+    boost='authors' only on the injection grid."""
+    from diffstyle_lab.sampling import boost_sigma
+    CASES["boost"] += 1
+    cfg = InjectionConfig(t_edit=999, t_boost=t_boost, eta_boost=eta, boost=boost)
+    inj = set(range(0, 1000, every))
+    sigma = boost_sigma(cfg, t, 0.5, 0.6, inj)             # any ᾱ_t < ᾱ_{t−1}
+    on = 0 < t_boost and t <= t_boost and eta > 0 and (boost == "paper" or t in inj)
+    assert (sigma > 0) == on, (sigma, on)
+
+
+def test_h_at_takes_the_nearest_recorded_t_and_the_larger_on_a_tie():
+    from diffstyle_lab.sampling import Inversion
+    h = torch.arange(3, dtype=F64).view(1, 3, 1, 1, 1)
+    inv = Inversion(torch.zeros(1, 3, 1, 1), h, [0, 10, 30], [0, 10, 30], "authors")
+    assert [float(inv.h_at(t)) for t in (0, 4, 5, 6, 20, 25, 999)] == [0, 0, 1, 1, 2, 2, 2]
 
 
 def test_the_default_cache_folder(monkeypatch, tmp_path):
