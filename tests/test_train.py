@@ -121,6 +121,21 @@ def test_bad_skip_dropout_options_write_nothing(tmp_path):
         assert not (tmp_path / "run").exists(), bad
 
 
+def _swapped_forward_checked(hu, unet, swap, x, t, idx, twins, eps, a, chosen, plain):
+    """The forward after ``swap.prepare``: the chosen samples' h is their twin's (same t and noise), the skips are
+    the sample's own (equal to replacing h by hand), the other samples are untouched. Returns the output."""
+    with hu.record("h") as rec:
+        out = unet(x, t).sample
+    swap.remove()
+    twin_h = hu.down_mid(a.sqrt() * twins[idx] + (1 - a).sqrt() * eps, t)[0]
+    with hu.hooks(h=lambda h: torch.where(chosen.view(-1, 1, 1, 1), twin_h, h)):
+        want = unet(x, t).sample
+    torch.testing.assert_close(rec["h"][chosen], twin_h[chosen], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[~chosen], plain[~chosen], rtol=1e-12, atol=1e-12)
+    return out
+
+
 def test_colour_swap_gives_the_chosen_samples_their_twins_h_and_leaves_the_others_alone():
     from diffstyle_lab.hooks import HookedUNet
     from diffstyle_lab.faces.train import ColourSwap, build_unet
@@ -135,15 +150,7 @@ def test_colour_swap_gives_the_chosen_samples_their_twins_h_and_leaves_the_other
         plain = unet(x, t).sample
         swap = ColourSwap(unet, twins)
         swap.prepare(idx, t, eps, a, chosen)
-        with hu.record("h") as rec:
-            out = unet(x, t).sample
-        swap.remove()
-        twin_h = hu.down_mid(a.sqrt() * twins[idx] + (1 - a).sqrt() * eps, t)[0]
-        with hu.hooks(h=lambda h: torch.where(chosen.view(-1, 1, 1, 1), twin_h, h)):
-            want = unet(x, t).sample
-    torch.testing.assert_close(rec["h"][chosen], twin_h[chosen], rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)           # skips are the image's own
-    torch.testing.assert_close(out[~chosen], plain[~chosen], rtol=1e-12, atol=1e-12)
+        out = _swapped_forward_checked(hu, unet, swap, x, t, idx, twins, eps, a, chosen, plain)
     assert (out[chosen] - plain[chosen]).abs().max() > 1e-6
     assert not unet.mid_block._forward_hooks                                # removed
 
@@ -227,15 +234,7 @@ def test_content_swap_gives_the_chosen_samples_the_twins_h_and_target_and_leaves
         swap = ContentSwap(unet, twins)
         swap.prepare(idx, t, eps, a, chosen)
         target = swap.target(x, idx, a, eps, chosen)
-        with hu.record("h") as rec:
-            out = unet(x, t).sample
-        swap.remove()
-        twin_h = hu.down_mid(a.sqrt() * twins[idx] + (1 - a).sqrt() * eps, t)[0]
-        with hu.hooks(h=lambda h: torch.where(chosen.view(-1, 1, 1, 1), twin_h, h)):
-            want = unet(x, t).sample
-    torch.testing.assert_close(rec["h"][chosen], twin_h[chosen], rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)              # skips are the sample's own
-    torch.testing.assert_close(out[~chosen], plain[~chosen], rtol=1e-12, atol=1e-12)
+        out = _swapped_forward_checked(hu, unet, swap, x, t, idx, twins, eps, a, chosen, plain)
     torch.testing.assert_close(target[~chosen], eps[~chosen], rtol=0, atol=0)
     a_ = a.flatten()
     for i in torch.nonzero(chosen).flatten().tolist():         # the target's x_0 is the twin, not the sample
