@@ -8,40 +8,19 @@ else is recomputed and rewritten. Writes are atomic; an unwritable folder gives 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from .config import timestep_grid
+from .fileio import atomic_write, file_sha256, sha256_hex, tensor_bytes, tensor_digest  # noqa: F401  (file_sha256: re-exported)
 from .sampling import Inversion, ddim_invert, eps_provider
 
 FORMAT = 2
 TENSORS = ("x_T", "h")
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` to a per-process temporary file next to ``path`` (no image suffix), then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def default_cache_dir() -> Path:
@@ -49,16 +28,6 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "diffstyle_lab" / "inversions"
-
-
-def tensor_digest(tensors: dict) -> str:
-    """SHA-256 over the names, shapes, dtypes and bytes of ``tensors`` (in name order)."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        v = tensors[name].detach().to("cpu").contiguous()
-        h.update(f"{name}|{tuple(v.shape)}|{v.dtype}|".encode())
-        h.update(v.view(torch.uint8).numpy().tobytes() if v.numel() else b"")
-    return h.hexdigest()
 
 
 def invert_in_batches(model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors", record_last: bool = True,
@@ -109,16 +78,11 @@ class InversionCache:
     # -- keys ------------------------------------------------------------------------------
     @staticmethod
     def key(model, image: torch.Tensor, steps: int, spacing: str, record_last: bool, batch: int | None = None) -> str:
-        h = hashlib.sha256()
         meta = {"format": FORMAT, "weights": model.weights_hash, "grid": timestep_grid(steps, spacing, model.T),
                 "spacing": spacing, "record_last": record_last, "dtype": str(image.dtype), "batch": batch,
                 "scheduler": {k: model.scheduler_config.get(k) for k in
                               ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")}}
-        h.update(json.dumps(meta, sort_keys=True).encode())
-        img = image.detach().to("cpu").contiguous()
-        h.update(str(tuple(img.shape)).encode())
-        h.update(img.view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
+        return sha256_hex(json.dumps(meta, sort_keys=True), str(tuple(image.shape)), tensor_bytes(image))
 
     def path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.safetensors"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import inspect
 import json
 import os
@@ -20,7 +19,7 @@ import time
 import typing
 from pathlib import Path
 
-from .cache import atomic_write, file_sha256  # noqa: F401  (cli.file_sha256 is public)
+from .fileio import atomic_write, file_sha256, read_json, sha256_hex, write_json  # noqa: F401  (cli.file_sha256 is public)
 
 MANIFEST_FORMAT = 2
 LOCK_NAME = ".diffstyle-lab.lock"
@@ -119,11 +118,10 @@ def output_names(contents: list[Path], styles: list[Path]) -> dict:
 
 def read_manifest(path: Path) -> dict | None:
     """The manifest of an output folder, or None if there is none; anything that is not one is an error."""
-    from .models import read_json_object
     if not path.exists():
         return None
     fix = f"; choose another --out, or delete {path} to recompute everything"
-    man = read_json_object(path, fix)
+    man = read_json(path, fix)
     for key in ("pairs", "params"):
         if not isinstance(man.get(key), dict):
             raise ValueError(f"{path}: not a diffstyle-lab manifest (no '{key}' object){fix}")
@@ -217,7 +215,7 @@ def _owner_alive(info: str) -> bool:
 
 
 def _pair_seed(seed: int, content: Path, style: Path) -> int:
-    return int(hashlib.sha256(f"{seed}|{content.name}|{style.name}".encode()).hexdigest()[:12], 16)
+    return int(sha256_hex(f"{seed}|{content.name}|{style.name}")[:12], 16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +254,7 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     cfg = make_config(m, {**(overrides or {}), "mask": mask_t})
     inversion = {"steps": cfg.inversion_steps, "spacing": cfg.spacing, "record_last": cfg.record_last}
     injection = cfg.to_dict()
-    injection["mask"] = None if mask_t is None else hashlib.sha256(mask_t.numpy().tobytes()).hexdigest()
+    injection["mask"] = None if mask_t is None else sha256_hex(mask_t.numpy().tobytes())
     params = {"model": m.weights_hash, "injection": injection, "inversion": inversion, "fit": fit,
               "batch": batch}
     compute = {"device": dev, "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -328,7 +326,7 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
                 run = {k2: v for k2, v in r.manifest.items() if k2 not in ("pair_index", "seconds")}
                 man = {"format": MANIFEST_FORMAT, "params": params, "compute": (old or {}).get("compute", compute),
                        "pairs": done, "run": run}
-                atomic_write(man_path, lambda tmp: Path(tmp).write_text(json.dumps(man, indent=1)))
+                write_json(man_path, man)
 
             # grid: rows = content, columns = style, with the inputs on the edges
             blank = torch.ones(1, 3, size, size)

@@ -9,7 +9,6 @@ silently half-initialised model (the authors' code loads with ``strict=False``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .config import InjectionConfig
+from .fileio import read_json, sha256_hex, tensor_bytes
 from .hooks import HookedUNet
 
 DEFAULT_MODEL = "faces32"
@@ -85,12 +85,8 @@ class DiffusionModel:
     def weights_hash(self) -> str:
         """SHA-256 of all parameters and buffers (names, shapes, dtypes, bytes); computed once."""
         if self._weights_hash is None:
-            h = hashlib.sha256()
-            for k, v in sorted(self.unet.state_dict().items()):
-                h.update(f"{k}|{tuple(v.shape)}|{v.dtype}".encode())
-                h.update(v.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes()
-                         if v.numel() else b"")
-            self._weights_hash = h.hexdigest()
+            sd = self.unet.state_dict()
+            self._weights_hash = sha256_hex((f"{k}|{tuple(v.shape)}|{v.dtype}", tensor_bytes(v)) for k, v in sorted(sd.items()))
         return self._weights_hash
 
     def describe(self) -> dict:
@@ -160,22 +156,6 @@ def load_default_model(name: str = DEFAULT_MODEL, device="cpu") -> DiffusionMode
 
 # ---------------------------------------------------------------------------------------------
 
-def read_json_object(path, fix: str = "") -> dict:
-    """A JSON file that must hold an object: a one-line ``ValueError`` naming the file otherwise."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}){fix}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file (expected JSON){fix}") from None
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply to read{fix}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, expected an object {{...}}{fix}")
-    return data
-
-
 def _read_state_dict(folder: Path) -> dict:
     st = folder / "diffusion_pytorch_model.safetensors"
     if st.exists():
@@ -221,7 +201,7 @@ def load_unet_folder(folder, dtype=torch.float32):
     cfg_path = folder / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{folder} is not a diffusers U-Net folder (no config.json)")
-    cfg = read_json_object(cfg_path, "; it should be the diffusers U-Net config saved with the weights")
+    cfg = read_json(cfg_path, "; it should be the diffusers U-Net config saved with the weights")
     cls = {"UNet2DModel": UNet2DModel, "UNet2DConditionModel": UNet2DConditionModel}.get(cfg.get("_class_name"))
     if cls is None:
         raise ValueError(f"{cfg_path}: _class_name={cfg.get('_class_name')!r}; diffstyle_lab loads "
@@ -249,7 +229,7 @@ def load_unet_folder(folder, dtype=torch.float32):
 def _scheduler_config(root: Path) -> dict:
     for p in (root / "scheduler" / "scheduler_config.json", root / "scheduler_config.json"):
         if p.exists():
-            cfg = read_json_object(p, "; it should be the diffusers scheduler config")
+            cfg = read_json(p, "; it should be the diffusers scheduler config")
             try:
                 alphas_cumprod_from_config(cfg)
             except ValueError as e:
