@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -49,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from diffstyle_lab.faces import train as T  # noqa: E402
+from diffstyle_lab.fileio import write_json, write_safetensors  # noqa: E402
 
 V1 = str(ROOT / "data" / "models" / "faces32_v1")
 V3 = str(ROOT / "diffstyle_lab" / "data" / "models" / "faces32")      # v3 (= mean_cs25 of the first run)
@@ -120,11 +120,8 @@ def content_twins(other_pose: torch.Tensor, same_pose: torch.Tensor, share: floa
 
 
 def save_fp16(unet, path: Path) -> None:
-    from safetensors.torch import save_file
     sd = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in unet.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp))
-    os.replace(tmp, path)
+    write_safetensors(path, sd)
 
 
 def main(argv=None):
@@ -237,7 +234,7 @@ def main(argv=None):
                        "candidates": {n: {k: v for k, v in dataclasses.asdict(tr.cfg).items() if k != "out"}
                                       for n, tr in trainers.items()},
                        "loss_curve": curve}
-            (out / "gpu_train.json").write_text(json.dumps(summary, indent=1, default=str))
+            write_json(out / "gpu_train.json", summary, default=str)
     files = sorted(f.name for f in out.iterdir() if f.is_file())
     if dev.type == "cuda" and len(files) + 1 > 8:          # + the log that gpu_train.sh writes beside them
         say(f"warning: {len(files) + 1} files in {out}; the device tool brings back at most 8 — fewer --only "

@@ -189,7 +189,7 @@ def _rewrite(cache, key, tensors, meta_from_entry=True, checksum=False):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from diffstyle_lab.cache import tensor_digest
+    from diffstyle_lab.fileio import tensor_digest
     p = cache.path(key)
     with safe_open(str(p), framework="pt") as f:
         meta = dict(f.metadata())

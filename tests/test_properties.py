@@ -406,7 +406,8 @@ def test_split_forward_equals_doubling_for_both_time_embeddings(embedding, t, sc
     ("nan", "non-finite values")])
 def test_the_cache_says_why_an_entry_is_not_trusted(entry, tmp_path, damage, reason):
     """Pinned cases of test_cache_corruption: the one-line warning names the reason, and the entry is rewritten."""
-    from diffstyle_lab.cache import FORMAT, cached_invert, tensor_digest
+    from diffstyle_lab.cache import FORMAT, cached_invert
+    from diffstyle_lab.fileio import tensor_digest
     m, x, ref, key, good = entry
     t = {"x_T": ref.x_T[0].clone(), "h": ref.h[0].clone()}
     meta = {"key": key, "format": str(FORMAT), "ts": json.dumps(ref.ts)}
@@ -613,7 +614,8 @@ def corruptions(draw, good: bytes, ref, key):
     with other keys, shapes, dtypes, values or metadata (with or without a matching checksum), or a pickle."""
     from safetensors import safe_open  # noqa: F401  (the format the entries use)
 
-    from diffstyle_lab.cache import FORMAT, tensor_digest
+    from diffstyle_lab.cache import FORMAT
+    from diffstyle_lab.fileio import tensor_digest
     kind = draw(st.sampled_from(["flip", "flip", "truncate", "append", "rewrite", "pickle", "empty"]))
     if kind == "flip":
         b = bytearray(good)

@@ -201,5 +201,5 @@ def content_style_pairs(n: int, seed: int, size: int = 32, pose: bool = True):
 
 
 def save_factors(path, factors: list[Factors]) -> None:
-    with open(path, "w") as fh:
-        json.dump([dataclasses.asdict(f) for f in factors], fh)
+    from ..fileio import write_json
+    write_json(path, [dataclasses.asdict(f) for f in factors], indent=None)

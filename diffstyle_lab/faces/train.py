@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import json
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..fileio import file_sha256, read_json, write_json, write_npz, write_safetensors, write_text
 from .avatars import to_tensor
 
 LAYOUTS = {
@@ -88,13 +87,13 @@ def _data_cache(cfg: TrainConfig) -> Path:
 
 def _training_data(cfg: TrainConfig) -> torch.Tensor:
     cache = _data_cache(cfg)
-    if cache.exists():
-        x = np.load(cache, allow_pickle=False)["images"]
-    else:
+    want = (cfg.n_train, cfg.image_size, cfg.image_size, 3)
+    x = np.load(cache, allow_pickle=False)["images"] if cache.exists() else None
+    if x is None or x.shape != want or not Path(str(cache) + ".factors.json").exists():   # verified before use
         from .avatars import make_faces, save_factors
         x, fs = make_faces(cfg.n_train, cfg.data_seed, cfg.image_size, pose=cfg.pose)
-        np.savez_compressed(cache, images=x)
-        save_factors(str(cache) + ".factors.json", fs)
+        save_factors(str(cache) + ".factors.json", fs)      # the factors first: the images mark a finished cache
+        write_npz(cache, compressed=True, images=x)
     return to_tensor(x)
 
 
@@ -102,13 +101,13 @@ def _colour_twins(cfg: TrainConfig) -> torch.Tensor:
     """Each training face again with the same content factors (identity, pose) in freshly drawn colours."""
     data = _data_cache(cfg)
     cache = data.with_name(data.stem + "_twins.npz")
-    fs = json.loads(Path(str(data) + ".factors.json").read_text())
+    fs = read_json(str(data) + ".factors.json", expect=list)
     twins = np.load(cache, allow_pickle=False)["images"] if cache.exists() else None
     if twins is None or twins.shape != (len(fs), cfg.image_size, cfg.image_size, 3):   # verified before use
         from .avatars import Factors, render, same_identity_other_colours
         rng = np.random.default_rng([cfg.data_seed, 2])
         twins = np.stack([render(same_identity_other_colours(Factors(**d), rng), cfg.image_size) for d in fs])
-        np.savez_compressed(cache, images=twins)
+        write_npz(cache, compressed=True, images=twins)
     return to_tensor(twins)
 
 
@@ -117,7 +116,7 @@ def _content_twins(cfg: TrainConfig) -> torch.Tensor:
     them, another pose) of the same family in the same colours (:func:`avatars.other_identity_same_colours`)."""
     data = _data_cache(cfg)
     cache = data.with_name(data.stem + f"_content_twins_{cfg.content_swap_same_pose:g}.npz")
-    fs = json.loads(Path(str(data) + ".factors.json").read_text())
+    fs = read_json(str(data) + ".factors.json", expect=list)
     twins = np.load(cache, allow_pickle=False)["images"] if cache.exists() else None
     if twins is None or twins.shape != (len(fs), cfg.image_size, cfg.image_size, 3):   # verified before use
         from .avatars import POSE_KEYS, Factors, other_identity_same_colours, render
@@ -131,14 +130,11 @@ def _content_twins(cfg: TrainConfig) -> torch.Tensor:
                 o = dataclasses.replace(o, **{k: getattr(f, k) for k in POSE_KEYS})
             out.append(render(o, cfg.image_size))
         twins = np.stack(out)
-        tmp = cache.with_name(cache.stem + ".tmp.npz")
-        np.savez_compressed(tmp, images=twins)
-        os.replace(tmp, cache)
+        write_npz(cache, compressed=True, images=twins)
     return to_tensor(twins)
 
 
 def _save_state(path: Path, model, ema, opt, step: int, cfg: TrainConfig):
-    from safetensors.torch import save_file
     path.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v.contiguous() for k, v in ema.state_dict().items()})
@@ -146,15 +142,17 @@ def _save_state(path: Path, model, ema, opt, step: int, cfg: TrainConfig):
         for k, v in st.items():
             if torch.is_tensor(v):
                 tensors[f"opt.{i}.{k}"] = v.contiguous()
-    tmp = path / "state.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path / "state.safetensors")
-    (path / "state.json").write_text(json.dumps({"step": step, "config": dataclasses.asdict(cfg)}))
+    write_safetensors(path / "state.safetensors", tensors)
+    write_json(path / "state.json", {"step": step, "config": dataclasses.asdict(cfg),       # last: marks it whole
+                                     "sha256": file_sha256(path / "state.safetensors")}, indent=None)
 
 
 def _load_state(path: Path, model, ema, opt) -> int:
     from safetensors.torch import load_file
-    meta = json.loads((path / "state.json").read_text())
+    meta = read_json(path / "state.json", "; delete the checkpoint folder to train from the start")
+    if "sha256" in meta and meta["sha256"] != file_sha256(path / "state.safetensors"):
+        raise ValueError(f"{path / 'state.safetensors'} does not match {path / 'state.json'} (a write was cut short?); "
+                         "delete the checkpoint folder to train from the start")
     t = load_file(str(path / "state.safetensors"))
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=True)
     ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")}, strict=True)
@@ -412,7 +410,7 @@ def train(cfg: TrainConfig):
     if not new_log:  # drop rows written after the checkpoint we resume from
         lines = log.read_text().splitlines()
         keep = [lines[0]] + [r for r in lines[1:] if r and int(r.split(",")[0]) <= step]
-        log.write_text("\n".join(keep) + "\n")
+        write_text(log, "\n".join(keep) + "\n")
     fh = open(log, "w" if new_log else "a", newline="")
     w = csv.writer(fh)
     if new_log:
