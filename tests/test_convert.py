@@ -1,4 +1,5 @@
-"""Original DDPM / SDEdit checkpoints → diffusers folders (diffstyle_lab.backends.convert)."""
+"""Original DDPM / SDEdit checkpoints → diffusers folders (diffstyle_lab.backends.convert), checked against the
+original network (tests/reference_ddpm.py): float64, to rounding."""
 
 import argparse
 import json
@@ -8,6 +9,9 @@ import torch
 
 from diffstyle_lab.backends import convert as C
 from diffstyle_lab.models import load_model
+from reference_ddpm import OriginalDDPM, max_abs_diff, timestep_embedding
+
+CHECKS = {"tensors": 268, "round_trip_exact": True, "forward_finite": True}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,14 +65,15 @@ def test_inverse_mapping_gives_the_original_key_layout(original):
     assert original["up.1.attn.2.norm.weight"].shape == (64,)
     assert "down.2.downsample.conv.weight" not in original and "up.0.upsample.conv.weight" not in original
     assert {k.split(".")[0] for k in original} == {"temb", "conv_in", "down", "mid", "up", "norm_out", "conv_out"}
-    assert set(original) == set(C.OriginalDDPM(32, (1, 2, 2), 2, [1]).state_dict())
+    assert set(original) == set(OriginalDDPM(32, (1, 2, 2), 2, [1]).state_dict())
     arch = C.infer_architecture(original)
     assert arch == {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 2, "attn_levels": [1], "in_channels": 3,
                     "out_ch": 3, "temb_ch": 128}
 
 
 def test_original_network_computes_what_the_converted_model_computes(unet, original):
-    ref = C.OriginalDDPM(32, (1, 2, 2), 2, [1])
+    """float32, diffusers as it is (its own float32 time embedding): equal to float32 rounding."""
+    ref = OriginalDDPM(32, (1, 2, 2), 2, [1])
     ref.load_state_dict(original, strict=True)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -89,11 +94,13 @@ def test_ckpt_round_trip_is_exact(tmp_path, unet, original):
     assert cfg["down_block_types"] == ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"]
     assert cfg["up_block_types"] == ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
     assert cfg["sample_size"] == 32 and cfg["freq_shift"] == 1 and cfg["flip_sin_to_cos"] is False
-    assert rec["sample_size_inferred"] and rec["verified_max_abs_diff"] < 1e-4
-    assert json.loads((out / "conversion.json").read_text())["source_sha256"] == rec["source_sha256"]
+    assert rec["sample_size_inferred"] and rec["checks"] == CHECKS
+    assert json.loads((out / "conversion.json").read_text()) == json.loads(json.dumps(rec))
     m = load_model(out)
     for k, v in unet.state_dict().items():
         assert torch.equal(m.unet.state_dict()[k], v), k
+    err, scale = max_abs_diff(original, m.unet, C.infer_architecture(original), size=32)
+    assert err <= 1e-12 * scale, (err, scale)                      # the folder on disk = the original network
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     assert torch.equal(_eps(m.unet, x, (10, 900)), _eps(unet, x, (10, 900)))
     # and the project's samplers run on it
@@ -102,7 +109,8 @@ def test_ckpt_round_trip_is_exact(tmp_path, unet, original):
     assert inv.h.shape == (1, 3, 64, 8, 8)
     with pytest.raises(C.ConversionError, match="not empty"):
         C.convert(ckpt, out)
-    C.convert(ckpt, out, overwrite=True, do_verify=False)
+    C.convert(ckpt, out, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []    # no temporary folder left
 
 
 def test_training_checkpoint_containers(tmp_path, unet, original):
@@ -174,11 +182,77 @@ def test_config_checks_and_sample_size(original):
         C.build_unet(no_attn)
 
 
-def test_verification_catches_a_wrong_model(unet, original):
-    arch = C.infer_architecture(original)
-    assert C.verify(original, unet, arch) < 1e-4
-    with pytest.raises(C.ConversionError, match="verification failed"):
-        C.verify(original, ddpm_layout_unet(seed=9), arch)
+def test_converted_model_equals_the_original_network_in_float64(original):
+    """The whole network but the time embedding, in float64: equal to rounding (≈ 1e-15), at four timesteps."""
+    unet, arch, _ = C.build_unet(original)
+    err, scale = max_abs_diff(original, unet, arch, size=32)
+    assert scale > 0.1 and err <= 1e-12 * scale, (err, scale)
+
+
+def test_converted_time_embedding_is_ddpms():
+    """The embedding the config selects (sin then cos, freq_shift=1), computed in float32 by diffusers: equal to
+    DDPM's float64 embedding to float32 rounding of t·f (t ≤ 999); the other conventions are far off."""
+    from diffusers.models.embeddings import get_timestep_embedding
+    t = torch.arange(1000)
+    ref = timestep_embedding(t, 32)
+    unet = C.build_unet(C.to_original(ddpm_layout_unet()))[0]
+    assert float((unet.time_proj(t).double() - ref).abs().max()) < 2e-4
+    for flip, shift in ((True, 1), (False, 0)):
+        assert float((get_timestep_embedding(t, 32, flip, shift).double() - ref).abs().max()) > 1.0
+
+
+@pytest.fixture
+def clean_key_cache(monkeypatch):       # cleared before the key maps are restored
+    C._inverse_keys.cache_clear()
+    yield
+    C._inverse_keys.cache_clear()
+
+
+def _swap(monkeypatch, names: dict, a: str, b: str):
+    na, nb = names[a], names[b]
+    monkeypatch.setitem(names, a, nb)
+    monkeypatch.setitem(names, b, na)
+
+
+def test_a_wrong_mapping_of_same_shaped_tensors_is_caught_by_the_reference(original, monkeypatch, clean_key_cache):
+    """Attention q ↔ k in the key map: same shapes everywhere, so the conversion's own checks pass (the weights
+    map back exactly through the same wrong map); the float64 comparison with the original network fails."""
+    _swap(monkeypatch, C._ATT, "q", "k")
+    unet, arch, _ = C.build_unet(original)
+    assert C.check_converted(original, unet) == CHECKS
+    err, scale = max_abs_diff(original, unet, arch, size=32)
+    assert err > 1e-3 * scale, (err, scale)
+
+
+def test_a_wrong_mapping_of_other_shapes_is_refused(original, monkeypatch, clean_key_cache):
+    _swap(monkeypatch, C._RES, "norm1", "norm2")      # a ResNet that widens 32 → 64 has norms of both widths
+    with pytest.raises(C.ConversionError, match=r"shape mismatch.*down\.1\.block\.0\.norm"):
+        C.build_unet(original)
+
+
+def test_the_conversion_checks_its_own_output(tmp_path, original, monkeypatch):
+    bad = dict(original, **{"temb.dense.0.bias": torch.zeros(128, dtype=torch.int64)})
+    bad["mid.attn_1.q.bias"] = original["mid.attn_1.q.bias"].clone()
+    bad["mid.attn_1.q.bias"][3] = float("nan")
+    with pytest.raises(C.ConversionError, match=r"not floating point: temb\.dense\.0\.bias.*NaN.*mid\.attn_1\.q"):
+        C.build_unet(bad)
+    huge = dict(original, **{"conv_out.weight": torch.full_like(original["conv_out.weight"], 1e38)})
+    torch.save(huge, tmp_path / "huge.ckpt")
+    with pytest.raises(C.ConversionError, match="not finite"):
+        C.convert(tmp_path / "huge.ckpt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # a tensor put in the wrong place while the key map is right: the weights no longer map back
+    real_map = C.map_state_dict
+
+    def swapped(sd, target, n_levels):
+        out = real_map(sd, target, n_levels)
+        q, k = "mid_block.attentions.0.to_q.weight", "mid_block.attentions.0.to_k.weight"
+        out[q], out[k] = out[k], out[q]
+        return out
+    monkeypatch.setattr(C, "map_state_dict", swapped)
+    unet = C.build_unet(original)[0]
+    with pytest.raises(C.ConversionError, match=r"do not map back.*mid\.attn_1\.k\.weight, mid\.attn_1\.q\.weight"):
+        C.check_converted(original, unet)
 
 
 def test_convert_subcommand(tmp_path, original, capsys):
@@ -189,7 +263,7 @@ def test_convert_subcommand(tmp_path, original, capsys):
     a = p.parse_args(["convert", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "conv"),
                       "--ch-mult", "1,2,2", "--attn-resolutions", "16"])
     assert a.fn(a) == 0
-    assert "verified" in capsys.readouterr().out
+    assert "checked: 268 tensors" in capsys.readouterr().out
     assert load_model(tmp_path / "conv").sample_size == 32
     a = p.parse_args(["convert", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "conv2"), "--ch", "16"])
     with pytest.raises(C.ConversionError, match="ch=16"):

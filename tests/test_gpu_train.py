@@ -1,4 +1,4 @@
-"""The CPU path of the prepared GPU training run (scripts/gpu_train.sh, issue 19): every candidate trained
+"""The CPU path of the prepared GPU training run (training/gpu_train.sh, issue 19): every candidate trained
 in lock-step on a tiny rendered data set, the weights brought back flat, then imported as model folders."""
 from __future__ import annotations
 
@@ -18,15 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_train_cpu_path_returns_loadable_candidates(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, GPU_TRAIN_CPU="1", OUT=str(out), PYTHON=sys.executable, OMP_NUM_THREADS="1")
-    p = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_train.sh")], env=env, capture_output=True, text=True,
+    p = subprocess.run(["bash", str(ROOT / "training" / "gpu_train.sh")], env=env, capture_output=True, text=True,
                        timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import gpu_train
-        import gpu_import
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from training import gpu_import, gpu_train
     names = set(gpu_train.CANDIDATES)
     assert {f.name for f in out.iterdir()} == {f"{n}.safetensors" for n in names} | {"gpu_train.json", "gpu_train.log"}
     meta = json.loads((out / "gpu_train.json").read_text())
@@ -44,23 +39,14 @@ def test_gpu_train_cpu_path_returns_loadable_candidates(tmp_path):
 
 
 def test_gpu_import_names_a_missing_record(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import gpu_import
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from training import gpu_import
     with pytest.raises(SystemExit, match="gpu_train.json is missing"):
         gpu_import.main([str(tmp_path), str(tmp_path / "models")])
 
 
 def test_snapshots_by_step_come_back_as_model_folders(tmp_path):
     """--snapshot-every N keeps each candidate's EMA weights every N steps; gpu_import makes a folder of each."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import gpu_import
-        import gpu_train
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    from training import gpu_import, gpu_train
     out = tmp_path / "out"
     gpu_train.main(["--out", str(out), "--device", "cpu", "--tiny", "--workers", "1", "--only", "ctl",
                     "--snapshot-every", "4"])

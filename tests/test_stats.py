@@ -404,6 +404,22 @@ def test_collect_inversion_and_trajectory_cosine(tiny):
         stats.collect(tiny, 4, source="invert")
 
 
+def test_collect_of_given_images_resumes_only_for_the_same_images(tmp_path, tiny):
+    imgs = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    kw = dict(source="invert", steps=4, batch_size=3, out_dir=tmp_path, progress=False)
+    a = stats.collect(tiny, images=imgs, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch_0000000_0000003.npz", "meta.json"]  # no temporary
+
+    def no_step(info):
+        raise AssertionError("the finished batch was recomputed")
+    b = stats.collect(tiny, images=imgs.clone(), callbacks=[no_step], **kw)
+    assert (b.source, b.model, list(b.ts), sorted(b.values)) == (a.source, a.model, list(a.ts), sorted(a.values))
+    for q in a.values:
+        np.testing.assert_array_equal(b[q], a[q])
+    with pytest.raises(ValueError, match=r"other parameters \(images differ\)"):
+        stats.collect(tiny, images=imgs.flip(0), **kw)
+
+
 @pytest.mark.parametrize("method", ["normalised_slerp", "replace"])
 def test_collect_injection_records_h_tilde_only_while_editing(tiny, method):
     cfg = InjectionConfig(steps=4, t_edit=500, t_boost=0, gamma=0.4, method=method)

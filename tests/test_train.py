@@ -29,7 +29,7 @@ def test_unknown_layout():
         build_unet("h2")
 
 
-# Measured on the shipped model (scripts/evaluate_default_model.py): see diffstyle_lab/data/models/faces32/README.md.
+# Measured on the shipped model (training/evaluate_default_model.py): see diffstyle_lab/data/models/faces32/README.md.
 PSNR_FLOOR_DB = 25.0
 
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 S=$1; P=$2; shift 2
-.venv/bin/python scripts/gpu_import.py data/screen_v4/seed$S runs/screen/models$S >/dev/null
+.venv/bin/python -m training.gpu_import data/screen_v4/seed$S runs/screen/models$S >/dev/null
 for n in "$@"; do
   M=runs/screen/models$S/$n
   cp diffstyle_lab/data/models/faces32/diffstyle_lab.json $M/

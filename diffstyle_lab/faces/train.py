@@ -318,7 +318,7 @@ def draw_batch(step: int, seed: int, n_data: int, batch_size: int, shape, drop: 
 
 class Trainer:
     """One model's training state and its step: the DDPM ε-loss with the configured regularisers, AdamW,
-    gradient clipping and the EMA. :func:`train` drives one; ``scripts/gpu_train.py`` drives several in
+    gradient clipping and the EMA. :func:`train` drives one; ``training/gpu_train.py`` drives several in
     lock-step on the same batches (equal compute, common random numbers)."""
 
     def __init__(self, cfg: TrainConfig, data: torch.Tensor, twins: torch.Tensor | None = None, device="cpu",

@@ -9,7 +9,7 @@ distance between the two images' own predictions:
 r = 0: the decoder ignores h (the skips carry everything); r near 1: h alone carries what makes
 the two predictions differ. The other image's x_t differs too, so the ceiling of r is below 1.
 ``eps_ratio`` is the same ratio on ε instead of P_t. Seconds per checkpoint on a CPU; used to
-screen candidate default models before their full transfer scores (``scripts/emergence.py``).
+screen candidate default models before their full transfer scores (``training/emergence.py``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import maths
+from .. import fileio, maths
 from ..sampling import InjectionConfig, Inversion, StepInfo, ddim_invert, generate, reverse, timestep_grid
 
 PHASES = {"reverse": ("generate", "inject"), "invert": ("invert",), "generate": ("generate",), "inject": ("inject",)}
@@ -248,13 +247,10 @@ class NormTable:
                          a.model, a.source, a.settings, a.inject_method)
 
     def save(self, path) -> None:
-        """Write an ``.npz`` (atomically: a temporary file renamed into place)."""
-        path = Path(path)
+        """Write an ``.npz`` (atomically: :func:`diffstyle_lab.fileio.write_npz`)."""
         meta = {"model": self.model, "source": self.source, "inject_method": self.inject_method,
                 "settings": [dataclasses.asdict(s) for s in self.settings]}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, ts=self.ts, meta=json.dumps(meta), **{"q:" + q: v for q, v in self.values.items()})
-        os.replace(tmp, path)
+        fileio.write_npz(path, ts=self.ts, meta=json.dumps(meta), **{"q:" + q: v for q, v in self.values.items()})
 
     @staticmethod
     def load(path) -> "NormTable":
@@ -357,22 +353,13 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
     label = model.source
     out = None
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {"model": label, "weights_sha256": model.weights_hash, "source": source, "steps": steps,
-                "spacing": spacing, "seed": seed, "batch_size": batch_size,
-                "settings": [dataclasses.asdict(s) for s in settings],
-                "injection": None if cfg is None else cfg.to_dict(),
-                "images": None if images is None else ("function" if callable(images) else _tensor_hash(images))}
-        mp = out / "meta.json"
-        if mp.exists():
-            old = json.loads(mp.read_text())
-            diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-            if diff:
-                raise ValueError(f"{out} holds a run with other parameters ({', '.join(diff)} differ); "
-                                 "use another out_dir or delete that folder")
-        else:
-            mp.write_text(json.dumps(meta, indent=1))
+        digest = None if images is None else "function" if callable(images) else \
+            fileio.tensor_digest({"images": images})
+        out = _open_run(out_dir, {
+            "model": label, "weights_sha256": model.weights_hash, "source": source, "steps": steps,
+            "spacing": spacing, "seed": seed, "batch_size": batch_size,
+            "settings": [dataclasses.asdict(s) for s in settings],
+            "injection": None if cfg is None else cfg.to_dict(), "images": digest})
     parts = []
     bar = tqdm(total=n, desc=f"stats ({source})", unit="sample", disable=not progress)
     for start, stop in bounds:
@@ -415,6 +402,17 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
     return NormTable.concat(parts)
 
 
-def _tensor_hash(x: torch.Tensor) -> str:
-    import hashlib
-    return hashlib.sha256(x.detach().cpu().contiguous().float().numpy().tobytes()).hexdigest()[:16]
+def _open_run(out_dir, meta: dict) -> Path:
+    """``out_dir`` (created), after writing ``meta.json`` there or checking that the one there equals ``meta``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mp = out / "meta.json"
+    if not mp.exists():
+        fileio.write_json(mp, meta)
+        return out
+    old = fileio.read_json(mp, fix="; use another out_dir or delete that folder")
+    diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+    if diff:
+        raise ValueError(f"{out} holds a run with other parameters ({', '.join(diff)} differ); "
+                         "use another out_dir or delete that folder")
+    return out

@@ -1,6 +1,6 @@
 """Evidence for the shipped default model (issue 3 §4), one command:
 
-    python scripts/evaluate_default_model.py [--model diffstyle_lab/data/models/faces32] [--pairs 100]
+    python -m training.evaluate_default_model [--model diffstyle_lab/data/models/faces32] [--pairs 100]
 
 Writes <model>/evaluation.json, samples.png (64 samples), loss.png (if a loss CSV is given) and
 injection.png, and prints a Markdown summary for the model card.
@@ -10,7 +10,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import diffstyle_lab as dl

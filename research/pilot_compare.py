@@ -1,6 +1,6 @@
 """Compare training layouts on the content/style split (issue 3 §2): reconstruction PSNR, and on
 content/style pairs whether injection moves the structure towards the content image while the
-background stays the style image's. Usage: python scripts/pilot_compare.py runs/h4/model runs/h8/model"""
+background stays the style image's. Usage: python -m research.pilot_compare runs/h4/model runs/h8/model"""
 import sys
 
 import torch

@@ -1,6 +1,6 @@
 """Can a model sample? Images from pure noise at given settings, judged without a person (issue 25 §6).
 
-    python scripts/sample_check.py MODEL [MODEL …] [--n 128] [--steps 50] [--sheet DIR]
+    python -m training.sample_check MODEL [MODEL …] [--n 128] [--steps 50] [--sheet DIR]
 
 For each model and each of clip_x0 off / on: the share of saturated pixels (|x| ≥ 0.98; a training render has
 ≈ 0 % outside its flat colours, see the "renders" row), the factor classifier's mean top-class probability on the

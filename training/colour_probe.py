@@ -1,6 +1,6 @@
 """Where does a model keep colour, and where content? The colour-in-h probe next to the h-influence probe.
 
-    python scripts/colour_probe.py data/models/faces32_v1 data/models/faces32 --pairs 16 --steps 20 \
+    python -m training.colour_probe data/models/faces32_v1 data/models/faces32 --pairs 16 --steps 20 \
         --out docs/emergence/colour_probe.csv
 
 For each model and grid t, on posed faces (``--upright``: upright faces) and rows keyed by ``probe``:

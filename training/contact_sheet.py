@@ -1,7 +1,7 @@
 """Contact sheets for the model card: random ground-truth pairs, what injection makes of them at the model's
 stored defaults, next to the ideal and the pixel blend.
 
-    python scripts/contact_sheet.py diffstyle_lab/data/models/faces32 --pairs 24 --seed 123000
+    python -m training.contact_sheet diffstyle_lab/data/models/faces32 --pairs 24 --seed 123000
 
 Writes ``MODEL/contact_posed.png`` and ``MODEL/contact_upright.png`` (or into ``--out``): per pair, in
 columns, content · style · ideal (content's identity/pose in the style's colours) · result at the

@@ -1,7 +1,7 @@
 """Probe curve of a fine-tuning run: r(t) (diffstyle_lab.stats.probe, replacement, 16 ground-truth
 pairs, 20-step grid) for the starting weights and the run's snapshots.
 
-    python scripts/probe_curve.py ft_eps docs/emergence/ft_eps.csv     # reads runs/ft_eps/snapshots
+    python -m research.probe_curve ft_eps docs/emergence/ft_eps.csv     # reads runs/ft_eps/snapshots
 """
 import sys, csv, torch
 torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 """Train several candidate default models in lock-step on one GPU: equal compute, the same batches.
 
-    python scripts/gpu_train.py --out $OUT --budget 420          # on a lent H100/H200 (scripts/gpu_train.sh)
-    python scripts/gpu_train.py --out /tmp/g --device cpu --tiny  # the CPU path (tests/test_gpu_train.py)
+    python -m training.gpu_train --out $OUT --budget 420          # on a lent H100/H200 (training/gpu_train.sh)
+    python -m training.gpu_train --out /tmp/g --device cpu --tiny  # the CPU path (tests/test_gpu_train.py)
 
 1. Renders the training faces on every core (posed and upright faces, each with its recoloured twin for
    the colour swap), deterministic in ``--data-seed``: nothing has to be carried but the code.
@@ -17,7 +17,7 @@
    tool brings back at most 8 files of ≤ 16 MiB: one candidate with 5 snapshots fits beside the final weights,
    the record and the log, e.g. ``--only mean_cs25 --max-steps 2000 --snapshot-every 400``),
    ``gpu_train.json`` (configs, steps, images seen, timings, loss curve) and the log on stdout.
-   ``python scripts/gpu_import.py OUT runs/gpu`` turns them into diffusers model folders.
+   ``python -m training.gpu_import OUT runs/gpu`` turns them into diffusers model folders.
 
 Measured on a lent H200 (2026-12-04, torch 2.11, bf16): rendering 64,000 faces + twins on 16 cores 33 s;
 the six candidates at batch 256 took 446 ms per lock-step (74 ms per model step, ≈ 3,400 images/s in all),
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -45,10 +44,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from diffstyle_lab.faces import train as T  # noqa: E402
-from diffstyle_lab.fileio import write_json, write_safetensors  # noqa: E402
+from diffstyle_lab.faces import train as T
+from diffstyle_lab.fileio import write_json, write_safetensors
 
 V1 = str(ROOT / "data" / "models" / "faces32_v1")
 V3 = str(ROOT / "diffstyle_lab" / "data" / "models" / "faces32")      # v3 (= mean_cs25 of the first run)

@@ -1,6 +1,6 @@
-"""Turn what scripts/gpu_train.py brought back into diffusers model folders.
+"""Turn what training/gpu_train.py brought back into diffusers model folders.
 
-    python scripts/gpu_import.py /work/.device/N runs/gpu     # → runs/gpu/<candidate>/{unet,scheduler}, train.json
+    python -m training.gpu_import /work/.device/N runs/gpu     # → runs/gpu/<candidate>/{unet,scheduler}, train.json
 
 Each ``<candidate>.safetensors`` (fp16 EMA weights) is loaded into the U-Net that ``gpu_train.json``
 describes (strict: every key must match) and exported with the training noise schedule; the run's
@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffstyle_lab.faces import train as T  # noqa: E402
+from diffstyle_lab.faces import train as T
 
 
 def main(argv=None):

@@ -1,8 +1,8 @@
 """Diagnostic: the h-influence probe with every U-Net skip connection scaled by s (inference only).
 
-    python scripts/probe_skip_scaling.py
+    python -m research.probe_skip_scaling
 """
-import torch, sys
+import torch
 torch.set_num_threads(1)
 from diffstyle_lab.stats import probe
 from diffstyle_lab.faces import groundtruth as G

@@ -1,6 +1,6 @@
 """The emergence curve: does h come to carry content as a model trains?
 
-    python scripts/emergence.py runs/NAME --init data/models/faces32_v1 --every 2 --t-edits 400 --gammas 0.3 0.6 \
+    python -m training.emergence runs/NAME --init data/models/faces32_v1 --every 2 --t-edits 400 --gammas 0.3 0.6 \
         --out diffstyle_lab/data/models/faces32/emergence.csv      # appends; one "run" column per run
 
 For the starting weights (``--init``, step 0) and every snapshot in ``RUN/snapshots/step_*``: the

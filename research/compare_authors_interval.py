@@ -3,7 +3,7 @@ steps (injection and boost noise every 20 steps, on their 50-point grid) against
 the 50-point grid, next to DDIM's own 1000-vs-50 gap, the injection's effect, and injecting at every
 one of the 1000 steps. Prints mean |Δ| over the sample pairs (docs/method.md §5).
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/compare_authors_interval.py [--pairs 2]
+    OMP_NUM_THREADS=1 .venv/bin/python -m research.compare_authors_interval [--pairs 2]
 """
 
 import argparse
