@@ -1,6 +1,9 @@
 """Build hook: the course notebooks (``notebooks/``, outside the package) travel in the wheel as
 ``diffstyle_lab/lab/course/`` so that ``diffstyle-lab notebooks`` finds them in any install
-(``diffstyle_lab.lab.run_notebooks.notebook_dir``). Everything else is in pyproject.toml."""
+(``diffstyle_lab.lab.run_notebooks.notebook_dir``). It copies every pair by pattern, so a new notebook needs no
+edit here (its metadata travels inside it; the build environment has no jupytext to read it, and
+tests/test_catalogue.py checks these patterns pick exactly the catalogue's pairs). Everything else is in
+pyproject.toml."""
 import shutil
 from pathlib import Path
 

@@ -1,3 +1,21 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_s: 18.9
+#     needs:
+#     - content_dir
+#     - style_dir
+#     quick:
+#       inversion_steps: 8
+#       n_generate: 3
+#     reading_minutes: 8
+#     teaches: what h (mid-block output) and g (its skip connection) are, where they
+#       sit in the U-Net, reading/replacing them with `model.hooked.record()` / `.hooks()`,
+#       |h| and |g| along t for inversions and for generation, how alike two images'
+#       h are per t; a t slider over an inversion trajectory
+#     title: A tour of h-space
+# ---
+
 # %% [markdown]
 # # 01 · A tour of h-space
 #

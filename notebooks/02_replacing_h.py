@@ -1,3 +1,27 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_note: "2026-12-05, machine shared; the exercise's injection added \u2248 6\
+#       \ s"
+#     cpu_s: 37.0
+#     injects: true
+#     needs:
+#     - content_dir
+#     - style_dir
+#     paper_box: true
+#     prerequisites:
+#     - 01_tour_of_h_space
+#     quick:
+#       inversion_steps: 8
+#       n_pairs: 2
+#       steps: 8
+#     reading_minutes: 6
+#     teaches: "the paper's first experiment: replace and add h, the norm change \u2016\
+#       h\u0303\u2016/\u2016h\u2016 they cause per t, image measures of distortion,\
+#       \ against normalised Slerp"
+#     title: 'Replacing h: the paper''s first experiment'
+# ---
+
 # %% [markdown]
 # # 02 · Replacing h: the paper's first experiment
 #

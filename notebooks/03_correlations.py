@@ -1,3 +1,24 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_s: 103.5
+#     injects: true
+#     prerequisites:
+#     - 01_tour_of_h_space
+#     - 02_replacing_h
+#     quick:
+#       batch_size: 6
+#       n_boot: 50
+#       n_perm: 10
+#       n_samples: 6
+#       steps: 6
+#     reading_minutes: 6
+#     teaches: r_homo, r_hetero and r_alt (replace/add/lerp/slerp/normalised Slerp)
+#       per t with bootstrap intervals, from `diffstyle_lab.stats`, on generation, inversion
+#       and injection runs
+#     title: '|h| and |g| go together: r_homo, r_hetero, r_alt'
+# ---
+
 # %% [markdown]
 # # 03 · |h| and |g| go together: r_homo, r_hetero, r_alt
 #

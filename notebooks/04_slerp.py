@@ -1,3 +1,30 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_note: "2026-12-05, machine shared; the exercise's three injections added \u2248\
+#       \ 11 s"
+#     cpu_s: 53.9
+#     injects: true
+#     needs:
+#     - content_dir
+#     - style_dir
+#     paper_box: true
+#     prerequisites:
+#     - 02_replacing_h
+#     - 03_correlations
+#     quick:
+#       inversion_steps: 8
+#       n_pairs: 2
+#       steps: 8
+#       widget_steps: 6
+#     reading_minutes: 6
+#     teaches: "normalised Slerp with a \u03B3 slider (and the slerp/lerp ablations),\
+#       \ a \u03B3 sweep, **one editing step written out by hand** (`hu.record`, `maths.normalised_slerp`,\
+#       \ `hu.hooks(h=\u2026)`, `maths.asymmetric_step`) and checked against `dl.inject`,\
+#       \ content/style measures against \u03B3"
+#     title: "Normalised Slerp: how much content, \u03B3"
+# ---
+
 # %% [markdown]
 # # 04 · Normalised Slerp: how much content, γ
 #

@@ -1,3 +1,25 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_s: 41.7
+#     injects: true
+#     needs:
+#     - content_dir
+#     - style_dir
+#     paper_box: true
+#     prerequisites:
+#     - 04_slerp
+#     quick:
+#       inversion_steps: 8
+#       n_pairs: 2
+#       steps: 8
+#       widget_steps: 6
+#     reading_minutes: 5
+#     teaches: "style calibration with an \u03C9 slider, with and without side by side,\
+#       \ measured against \u03C9, and its cost"
+#     title: "Style calibration, \u03C9"
+# ---
+
 # %% [markdown]
 # # 05 · Style calibration, ω
 #

@@ -1,3 +1,25 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_s: 42.0
+#     injects: true
+#     needs:
+#     - content_dir
+#     - style_dir
+#     paper_box: true
+#     prerequisites:
+#     - 04_slerp
+#     quick:
+#       inversion_steps: 8
+#       n_pairs: 2
+#       steps: 8
+#       widget_steps: 6
+#     reading_minutes: 6
+#     teaches: "masks on the h grid (4\xD74 toggle buttons for the default model), how\
+#       \ local the change is (inside vs outside the mask)"
+#     title: 'Local mixing: inject content in part of the image'
+# ---
+
 # %% [markdown]
 # # 06 · Local mixing: inject content in part of the image
 #

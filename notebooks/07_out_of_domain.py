@@ -1,3 +1,25 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_s: 56.0
+#     injects: true
+#     needs:
+#     - content_dir
+#     - ood_dir
+#     prerequisites:
+#     - 04_slerp
+#     quick:
+#       inversion_steps: 8
+#       n_contents: 2
+#       n_styles: 2
+#       steps: 8
+#       widget_steps: 6
+#     reading_minutes: 6
+#     teaches: out-of-domain style images (`data/ood/`, procedural paintings), how much
+#       of them the face model can regenerate, t_boost = 0 (the paper's advice) vs 200
+#     title: Out-of-domain styles
+# ---
+
 # %% [markdown]
 # # 07 · Out-of-domain styles
 #

@@ -1,3 +1,32 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_s: 86.5
+#     injects: true
+#     needs:
+#     - content_dir
+#     - style_dir
+#     paper_box: true
+#     prerequisites:
+#     - 04_slerp
+#     - 05_calibration
+#     quick:
+#       gammas:
+#       - 0.0
+#       - 0.6
+#       inversion_steps: 8
+#       n_pairs: 2
+#       steps: 8
+#       t_edits:
+#       - 400
+#     reading_minutes: 5
+#     teaches: "a papermill batch sweep over \u03B3 \xD7 t_edit (\u03B3 0, 0.2, 0.4,\
+#       \ 0.6, 1 and the model's \u03B3 \xD7 t_edit 200, 400, 600; \u03B3 = 0 run once,\
+#       \ since it does not depend on t_edit) writing `sweep.csv` (tidy: one row per\
+#       \ pair \xD7 setting), `sweep.png` and `sweep_images.png` into `out_dir`"
+#     title: "A parameter sweep: \u03B3 \xD7 t_edit"
+# ---
+
 # %% [markdown]
 # # 08 · A parameter sweep: γ × t_edit
 #

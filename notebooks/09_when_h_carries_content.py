@@ -1,3 +1,22 @@
+# ---
+# jupyter:
+#   diffstyle_lab:
+#     cpu_s: 49.5
+#     prerequisites:
+#     - 01_tour_of_h_space
+#     - 02_replacing_h
+#     quick:
+#       n_pairs: 2
+#       probe_steps: 8
+#     reading_minutes: 6
+#     teaches: "the h-influence probe r(t) \u2014 one step by hand (`probe.trajectory`,\
+#       \ `hu.hooks(h=\u2026)`, `maths.pred_x0`), then `probe.h_influence` \u2014 on\
+#       \ the first default model (`faces32_v1`, its decoder ignores h) and the current\
+#       \ one, and the emergence curve of a skip-dropout fine-tuning (the one that made\
+#       \ v2; the shipped v3 has no snapshots), next to its control"
+#     title: When does h carry content?
+# ---
+
 # %% [markdown]
 # # 09 · When does h carry content?
 #
@@ -148,7 +167,7 @@ if out_dir:
 # %% [markdown]
 # ## 3. The emergence curve
 #
-# Measured while fine-tuning (`scripts/emergence.py` on every snapshot, stored with the model):
+# Measured while fine-tuning (`python -m training.emergence` on every snapshot, stored with the model):
 # the peak of r(t) over t ∈ [400, 800] (16 pairs, 20-step grid) and the share of the gap to the
 # ideal render that injection closes (24 pairs, 20 steps, normalised Slerp) — for the skip-dropout
 # run and for the control trained the same way without it. The shipped model (v3) was trained on a
@@ -164,7 +183,7 @@ if curve is None and is_default:      # the model's own curve, else the previous
 curve_path = curve
 if curve_path is None or not os.path.exists(curve_path):
     pr = None
-    print(f"no emergence curve for {models['current'].source}: it is measured while training (scripts/emergence.py) "
+    print(f"no emergence curve for {models['current'].source}: it is measured while training (training/emergence.py) "
           "and shipped only with the default model; pass curve=PATH for one of yours")
 else:
     em = pd.read_csv(curve_path)

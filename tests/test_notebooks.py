@@ -1,7 +1,11 @@
 """The notebooks: sources and paired .ipynb agree, committed .ipynb carry no outputs, each has a
 papermill ``parameters`` cell and a hosted-setup cell that does nothing locally, and every notebook
 executes with quick parameters (papermill) and shows its figures. Also the helpers of
-``diffstyle_lab.lab.notebook`` and ``diffstyle_lab.lab.run_notebooks``."""
+``diffstyle_lab.lab.notebook`` (the runner's own tests: tests/test_runner.py).
+
+Which notebooks there are, and what each needs (input folders, a paper box, recorded settings), is read
+from the notebooks' own metadata (:mod:`diffstyle_lab.lab.catalogue`); a test names a notebook only to
+check that notebook's own output (tests/test_catalogue.py keeps the list of those)."""
 
 from __future__ import annotations
 
@@ -16,12 +20,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
-SOURCES = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
-NAMES = [p.stem for p in SOURCES]
-EXPECTED = ["01_tour_of_h_space", "02_replacing_h", "03_correlations", "04_slerp", "05_calibration",
-            "06_local_mixing", "07_out_of_domain", "08_sweep", "09_when_h_carries_content"]
 
 jupytext = pytest.importorskip("jupytext")
+from diffstyle_lab.lab import catalogue  # noqa: E402  (needs jupytext)
+
+INFOS = catalogue.notebooks(NB_DIR)
+BY_NAME = {i.name: i for i in INFOS}
+SOURCES = [i.path for i in INFOS]
+NAMES = [i.name for i in INFOS]
 
 
 def _cells(nb):
@@ -29,7 +35,11 @@ def _cells(nb):
 
 
 def test_all_notebooks_are_there():
-    assert NAMES == EXPECTED
+    """Every .py and .ipynb in notebooks/ is a course notebook of the catalogue (a misnamed one would be
+    silently left out of every run), each a pair."""
+    assert len(NAMES) >= 2
+    assert sorted(p.stem for p in NB_DIR.glob("*.py")) == NAMES
+    assert sorted(p.stem for p in NB_DIR.glob("*.ipynb")) == NAMES
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=NAMES)
@@ -61,8 +71,9 @@ def test_parameters_cell(src):
     assert params.get("model", "missing") is None, "model=None (→ the default model) must be a parameter"
     assert "device" in params and "out_dir" in params and "threads" in params
     # every quick setting the runner would pass is a literal the notebook declares
-    quick = rn.parameters_for(src.stem, nb, quick=True)
-    assert quick, f"{src.stem}: no quick parameters apply"
+    info = catalogue.read_info(src, nb)
+    quick = rn.parameters_for(info, nb, quick=True)
+    assert quick and quick == info.quick, f"{src.stem}: no quick parameters apply, or some are not declared"
     for k, v in quick.items():
         assert type(v) is type(params[k]) or params[k] is None, f"{k}: quick {v!r} vs default {params[k]!r}"
     # the parameters cell comes after the hosted-setup cell and before any use of the model
@@ -118,7 +129,7 @@ def executed(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", NAMES)
 def test_notebook_executes_with_quick_parameters(executed, name):
     import nbformat
     out, rows, _ = executed
@@ -156,12 +167,18 @@ def _stranger_workspace(root):
     return folder
 
 
+# what one notebook prints on the stranger model, checked on purpose for that notebook
+STRANGER_SAYS = {"06_local_mixing": lambda p: ["h grid 16×16"],
+                 "07_out_of_domain": lambda p: ["styles from " + p["ood_dir"]],
+                 "09_when_h_carries_content": lambda p: ["no before/after comparison", "no emergence curve for"]}
+
+
 @pytest.mark.slow
 def test_every_notebook_runs_on_a_stranger_model_and_user_images(tmp_path):
     """The --quick set on another diffusers U-Net of another size (64 px, random weights), with
-    folders of the user's own images: every notebook, 09 included, runs; each says which model it
-    ran on; 09 says that it has no before/after comparison and no emergence curve for this model;
-    the paper box says "not measured for this model"."""
+    folders of the user's own images: every notebook runs; each says which model it ran on and takes
+    the folders its metadata says it needs; the paper box says "not measured for this model"; 09 says
+    that it has no before/after comparison and no emergence curve for this model."""
     import nbformat
     from diffstyle_lab.lab import run_notebooks as rn
     folder = _stranger_workspace(tmp_path)
@@ -169,7 +186,7 @@ def test_every_notebook_runs_on_a_stranger_model_and_user_images(tmp_path):
               "ood_dir": str(tmp_path / "ood")}
     summary = rn.run_all(out=tmp_path / "out", quick=True, html=False, jobs=1, timeout=600, parameters=params,
                          echo=lambda *a: None)
-    assert [r["notebook"] for r in summary["notebooks"]] == EXPECTED
+    assert [r["notebook"] for r in summary["notebooks"]] == NAMES
     for r in summary["notebooks"]:
         assert r["ok"], f"{r['notebook']} on a 64-px stranger model: {r['error']} (see {r['ipynb']})"
         assert r["parameters"]["model"] == str(folder)
@@ -178,26 +195,21 @@ def test_every_notebook_runs_on_a_stranger_model_and_user_images(tmp_path):
         text = "".join(o.get("text", "") for o in outs if o.output_type == "stream")
         md = "".join(o.get("data", {}).get("text/markdown", "") for o in outs)
         assert str(folder) in text, r["notebook"]
-        name = r["notebook"]
-        if name[:2] in ("01", "02", "04", "05", "06", "08"):
-            assert r["parameters"]["content_dir"] == params["content_dir"] and "style_dir" in r["parameters"]
-        if name[:2] in ("02", "04", "05", "06", "08"):
-            assert "not measured for this model" in md, f"{name}: the paper box"
-        if name.startswith("06"):
-            assert "h grid 16×16" in text
-        if name.startswith("07"):
-            assert r["parameters"]["ood_dir"] == params["ood_dir"] and "styles from " + params["ood_dir"] in text
-        if name.startswith("09"):
-            assert "no before/after comparison" in text and "no emergence curve for" in text
+        info = BY_NAME[r["notebook"]]
+        for k in info.needs:
+            assert r["parameters"][k] == params[k], f"{info.name}: {k} not passed"
+        if info.paper_box:
+            assert "not measured for this model" in md, f"{info.name}: the paper box"
+        for said in STRANGER_SAYS.get(info.name, lambda p: [])(params):
+            assert said in text, f"{info.name}: {said!r}"
 
 
 @pytest.mark.slow
 def test_sweep_writes_a_tidy_table(executed):
     import pandas as pd
-    from diffstyle_lab.lab import run_notebooks as rn
     out, rows, _ = executed
     df = pd.read_csv(out / "08_sweep" / "sweep.csv")
-    q = {**rn.QUICK_COMMON, **rn.QUICK["08_sweep"]}
+    q = BY_NAME["08_sweep"].quick
     assert len(df) == len(set(q["gammas"]) | {0.0, STORED["gamma"]}) * len(q["t_edits"]) * q["n_pairs"]
     for col in ("pair", "gamma", "t_edit", "struct_content", "struct_style", "bg_dist_style", "bg_dist_content",
                 "psnr_content", "psnr_style"):
@@ -212,37 +224,10 @@ def test_timings_and_html(executed, tmp_path):
     from diffstyle_lab.lab import run_notebooks as rn
     out, rows, summary = executed
     t = json.loads((out / "timings.json").read_text())
-    assert [r["notebook"] for r in t["notebooks"]] == EXPECTED and t["quick"] is True
+    assert [r["notebook"] for r in t["notebooks"]] == NAMES and t["quick"] is True
     assert all(r["cpu_s"] > 0 and r["wall_s"] > 0 for r in t["notebooks"])
-    html = rn.to_html(rows["04_slerp"]["ipynb"], tmp_path / "04.html").read_text()
+    html = rn.to_html(rows[NAMES[-1]]["ipynb"], tmp_path / "last.html").read_text()
     assert "data:image/png;base64" in html and "What the figures show" in html
-
-
-# ---------------------------------------------------------------------------------------------
-# run_notebooks helpers
-
-def test_runner_passes_only_declared_parameters():
-    from diffstyle_lab.lab import run_notebooks as rn
-    nb = jupytext.read(str(NB_DIR / "01_tour_of_h_space.py"))
-    p = rn.parameters_for("01_tour_of_h_space", nb, quick=True, extra={"gamma": 0.5, "inversion_steps": 12},
-                          out_dir="/x", cache_dir="/c")
-    assert "gamma" not in p and "cache_dir" not in p            # 01 declares neither
-    assert p["inversion_steps"] == 12 and p["out_dir"] == "/x"  # extra wins over quick
-    nb8 = jupytext.read(str(NB_DIR / "08_sweep.py"))
-    p8 = rn.parameters_for("08_sweep", nb8, quick=True, cache_dir="/c")
-    assert p8["gammas"] == rn.QUICK["08_sweep"]["gammas"] and p8["cache_dir"] == "/c"
-    assert rn.parameters_for("08_sweep", nb8) == {}
-
-
-def test_runner_cli(capsys):
-    from diffstyle_lab.lab import run_notebooks as rn
-    assert rn.main(["--list"]) == 0
-    listed = capsys.readouterr().out
-    assert all(n in listed for n in EXPECTED)
-    with pytest.raises(SystemExit):
-        rn.main(["--only", "99_nothing"])
-    assert rn.build_parser().parse_args(["-p", "gammas=[0.1, 0.2]", "-p", "model=runs/x"]).param == \
-        [("gammas", [0.1, 0.2]), ("model", "runs/x")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,39 +354,6 @@ def test_ood_images_are_the_shipped_ones():
     assert (nb.ood_folder() / "README.md").exists()
 
 
-def test_cli_forwards_options_to_the_notebook_runner(capsys):
-    from diffstyle_lab.cli import main
-    assert main(["notebooks", "--list"]) == 0
-    out = capsys.readouterr().out
-    assert "01_tour_of_h_space" in out and "08_sweep" in out
-
-
-def test_runner_schedules_longest_first_on_free_cores(tmp_path, monkeypatch):
-    from diffstyle_lab.lab import run_notebooks as rn
-    srcs = rn.notebooks()
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(rn, "busy_cores", lambda window=0.5: 0.1)
-    assert rn.auto_jobs(8) == 2 and rn.auto_jobs(1) == 1
-    monkeypatch.setattr(rn, "busy_cores", lambda window=0.5: 1.8)      # busy now: one at a time
-    assert rn.auto_jobs(8) == 1
-    # the load average is only the fallback where /proc/stat is absent
-    monkeypatch.setattr(rn, "busy_cores", lambda window=0.5: None)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
-    assert rn.auto_jobs(8) == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (3.7, 3.0, 2.0))
-    assert rn.auto_jobs(8) == 1
-    order = [p.stem for p in rn.longest_first(srcs, tmp_path, quick=False)]
-    assert order[:2] == ["03_correlations", "08_sweep"] and sorted(order) == EXPECTED
-    # a previous run's timings (same mode) win over the hint
-    (tmp_path / "timings.json").write_text(json.dumps({"quick": False, "notebooks": [
-        {"notebook": n, "wall_s": 100.0 if n == "01_tour_of_h_space" else 1.0, "ok": True} for n in EXPECTED]}))
-    assert rn.longest_first(srcs, tmp_path, quick=False)[0].stem == "01_tour_of_h_space"
-    assert rn.longest_first(srcs, tmp_path, quick=True)[0].stem == "03_correlations"
-    text = rn.table([{"notebook": "b", "wall_s": 2.0, "cpu_s": 1.0, "ok": True, "error": None},
-                     {"notebook": "a", "wall_s": 3.0, "cpu_s": 1.5, "ok": False, "error": "boom"}])
-    assert text.splitlines()[1].startswith("a ") and "FAILED — boom" in text
-
-
 def test_collect_inject_shares_the_generate_trajectories(tiny):
     """Notebook 03 takes its 'generate' table from the content generations of the 'inject' run
     (``also_generate``): the same table as ``source="generate"``, without generating twice."""
@@ -419,39 +371,6 @@ def test_collect_inject_shares_the_generate_trajectories(tiny):
         assert np.array_equal(got.values[q], alone.values[q], equal_nan=True), q
     with pytest.raises(ValueError, match="also_generate"):
         tn.collect(tiny, 3, source="generate", also_generate=[], **kw)
-
-
-def test_free_cores_are_read_from_proc_stat(tmp_path, monkeypatch):
-    """/proc/stat parsing: busy = all but idle and iowait; two reads over a window give busy cores."""
-    from diffstyle_lab.lab import run_notebooks as rn
-    text = ("cpu  100 5 45 800 50 0 0 0 0 0\ncpu0 50 2 20 400 25 0 0 0 0 0\n"
-            "cpu1 50 3 25 400 25 0 0 0 0 0\nintr 1 2 3\n")
-    assert rn.cpu_times(text) == (150.0, 1000.0)
-    assert rn.cpu_times("cpu 1 2 3 4\n") == (6.0, 10.0)          # an old kernel with four fields
-    with pytest.raises(ValueError):
-        rn.cpu_times("intr 1 2\n")
-    reads = iter(["cpu  100 0 0 900 0 0 0 0\n", "cpu  175 0 0 925 0 0 0 0\n"])   # 75 of 100 jiffies busy
-
-    class Stat:
-        def __init__(self, *a, **k):
-            self.text = next(reads)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-        def read(self):
-            return self.text
-    monkeypatch.setattr("builtins.open", Stat)
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    assert rn.busy_cores(window=0.0) == pytest.approx(3.0)
-    monkeypatch.undo()
-    assert rn.busy_cores(window=0.0, stat=str(tmp_path / "missing")) is None
-    if Path("/proc/stat").exists():
-        b = rn.busy_cores(window=0.05)
-        assert b is not None and 0.0 <= b <= (os.cpu_count() or 1) + 1e-6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,7 +502,9 @@ def test_executed_notebooks_injected_with_the_models_defaults(executed):
     default (diffstyle_lab/data/models/faces32/diffstyle_lab.json, read here directly) unless the notebook says it
     varies that field on purpose. 08's sweep_manifest.json records the stored calibration, ω and t_boost."""
     out, rows, _ = executed
-    for name in EXPECTED[1:8]:                   # 02 … 08 inject
+    for name in NAMES:
+        assert (out / name / "settings.json").exists() == BY_NAME[name].injects, f"{name}: metadata `injects`"
+    for name in [i.name for i in INFOS if i.injects]:
         rec = json.loads((out / name / "settings.json").read_text())
         assert rec["model_defaults"] == {**rec["model_defaults"], **STORED}, name
         for k, v in rec["config"].items():
@@ -614,7 +535,8 @@ def test_no_parameter_defaults_against_the_models_defaults(src):
 def test_course_material(src):
     """An exercise with a solution cell (tagged, so papermill runs it), previous/next links to notebooks
     that exist, a link to the glossary and docs/method.md, reading and compute time; notebooks that read
-    images take content_dir and style_dir (07: ood_dir), defaulting to the sample faces."""
+    images take the folders their metadata's `needs` names, defaulting to the sample faces; the first cell's
+    heading, reading and compute time are the metadata's."""
     import re
     from diffstyle_lab.lab import run_notebooks as rn
     nb = jupytext.read(str(src))
@@ -628,10 +550,12 @@ def test_course_material(src):
     for link in links:
         assert (NB_DIR / link).exists(), f"{src.stem}: link {link} points nowhere"
     params = rn.declared_parameters(nb)
-    if src.stem[:2] in ("01", "02", "04", "05", "06", "08"):
-        assert params.get("content_dir", "missing") is None and params.get("style_dir", "missing") is None
-    if src.stem.startswith("07"):
-        assert params.get("ood_dir", "missing") is None
+    info = BY_NAME[src.stem]
+    for k in info.needs:
+        assert k.endswith("_dir") and params.get(k, "missing") is None, f"{src.stem}: {k} must default to None"
+    assert head.splitlines()[0] == f"# {info.heading}", f"{src.stem}: the heading is not the metadata's title"
+    assert f"Reading time ≈ {info.reading_minutes} min" in head and f"compute ≈ {info.compute}" in head, \
+        f"{src.stem}: reading/compute time in the first cell differ from the metadata"
 
 
 def test_glossary_links_the_method_notes():
@@ -669,102 +593,6 @@ def test_a_constant_map_is_not_auto_scaled():
     clims = [ax.images[0].get_clim() for ax in fig.axes]
     assert clims[0] == (0.0, 1.0) and clims[1] == (0.0, 1.0) and clims[2] == (0.0, 2.0)
     plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------
-# Quiet runs (issue 27 §3): no kernel noise on a clean run, a real error still shown
-
-def _runner(args, cwd, timeout=600):
-    import subprocess
-    return subprocess.run([sys.executable, "-m", "diffstyle_lab.lab.run_notebooks", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
-
-
-NOISE = ("WARNING", "ERROR", "without encryption", "KeyboardInterrupt", "Traceback")
-
-
-@pytest.mark.slow
-def test_a_clean_run_prints_the_table_and_nothing_else(tmp_path):
-    r = _runner(["--quick", "--only", "01", "--no-html", "-j", "1", "--out", str(tmp_path / "out")], ROOT)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "01_tour_of_h_space" in r.stdout and "status" in r.stdout and "0 failed" in r.stdout
-    noisy = [ln for ln in (r.stdout + r.stderr).splitlines() if any(w in ln for w in NOISE)]
-    assert not noisy, f"a clean run printed {noisy}"
-
-
-@pytest.mark.slow
-def test_a_failing_notebooks_error_is_shown(tmp_path):
-    import jupytext
-    nb_dir = tmp_path / "nbs"
-    nb_dir.mkdir()
-    (nb_dir / "01_fails.py").write_text(
-        '# %% tags=["parameters"]\nout_dir = None\n\n# %%\nprint("before")\n\n'
-        '# %%\nraise RuntimeError("deliberate failure: the lecturer broke cell 2")\n')
-    jupytext.read(str(nb_dir / "01_fails.py"))              # a valid notebook
-    r = _runner(["--dir", str(nb_dir), "--no-html", "-j", "1", "--out", str(tmp_path / "out")], tmp_path)
-    assert r.returncode == 1
-    assert "deliberate failure: the lecturer broke cell 2" in r.stdout + r.stderr
-    assert "FAILED" in r.stdout
-    assert "without encryption" not in r.stderr
-
-
-def test_the_kernel_manager_encrypts_and_does_not_interrupt_a_shutdown():
-    import asyncio
-
-    import zmq
-    from diffstyle_lab.lab.kernel import QuietKernelManager
-    km = QuietKernelManager(kernel_name="python3")
-    if zmq.has("curve"):
-        assert km.transport_encryption == "auto" and km.transport == "tcp"
-    else:
-        assert km.transport == ("ipc" if os.name == "posix" else "tcp")
-    with pytest.raises(RuntimeError):                     # no kernel: an interrupt outside a shutdown is sent
-        asyncio.run(km._async_interrupt_kernel())
-    km.shutting_down = True
-    assert asyncio.run(km._async_interrupt_kernel()) is None
-
-
-def test_no_notebooks_is_one_line_and_non_zero(tmp_path, monkeypatch, capsys):
-    from diffstyle_lab.lab import run_notebooks as rn
-    monkeypatch.setattr(rn, "NOTEBOOK_DIR", tmp_path / "none")
-    monkeypatch.setattr(rn, "PACKAGED_DIR", tmp_path / "none2")
-    for args in (["--list"], ["--quick"], ["--copy", str(tmp_path / "c")]):
-        assert rn.main(args) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "no notebooks found" in err, err
-    assert rn.main(["--dir", str(tmp_path), "--list"]) == 2
-    assert "--dir" in capsys.readouterr().err
-
-
-def test_copy_writes_the_notebooks_and_refuses_to_overwrite(tmp_path, capsys):
-    from diffstyle_lab.lab import run_notebooks as rn
-    dest = tmp_path / "course"
-    assert rn.main(["--copy", str(dest)]) == 0
-    assert sorted(p.stem for p in dest.glob("*.ipynb")) == EXPECTED and (dest / "README.md").exists()
-    assert sorted(p.stem for p in dest.glob("*.py")) == EXPECTED
-    assert rn.main(["--copy", str(dest)]) == 0              # the same files again: fine
-    (dest / "04_slerp.ipynb").write_text("{}")
-    capsys.readouterr()
-    assert rn.main(["--copy", str(dest)]) == 2
-    assert "04_slerp.ipynb" in capsys.readouterr().err
-    assert rn.main(["--dir", str(dest), "--list"]) == 0
-
-
-def test_site_says_what_to_run_when_nothing_was_executed_and_rewrites_links(tmp_path, capsys):
-    from diffstyle_lab.cli import main
-    from diffstyle_lab.lab import site
-    assert main(["site", "--executed", str(tmp_path / "nothing"), "--out", str(tmp_path / "s")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "diffstyle-lab notebooks --out" in err and not (tmp_path / "s").exists()
-    pages = {"01_a.html", "index.html", "method.html"}
-    html = site.rewrite_links('<a href="01_a.ipynb">x</a> <a href="README.md#glossary">g</a> '
-                              '<a class="k" href="../docs/method.md#2-notation">m</a> <a href="../diffstyle_lab/maths.py">s</a> '
-                              '<a href="https://example.org/">e</a> <a href="02_b.ipynb">n</a>', pages)
-    assert 'href="01_a.html"' in html and 'href="index.html#glossary"' in html
-    assert 'class="k" href="method.html#2-notation"' in html and 'href="https://example.org/"' in html
-    assert html.count("data-unlinked=") == 2 and "maths.py" in html        # text kept, no dead link
-    assert site.slug("2. Notation and the step — <code>diffstyle_lab/maths.py</code>") == \
-        "2-notation-and-the-step--diffstyle_labmathspy"
 
 
 def test_claims_table_has_short_cells_and_says_how_to_read_them():

@@ -8,12 +8,15 @@ the copy that travels in the wheel (``diffstyle_lab/lab/course/``, put there by 
 ``--copy DIR`` writes that copy (``.ipynb``, ``.py``, README) into a folder of the user's choice.
 Kernels are started by :class:`~diffstyle_lab.lab.kernel.QuietKernelManager` (no TCP warning, no
 shutdown noise; a notebook's real error is still printed).
+
+What the runner knows of each notebook — its quick parameters, its cost for scheduling, its title — is
+the notebook's own ``diffstyle_lab`` metadata, read by :mod:`diffstyle_lab.lab.catalogue`: a new notebook
+needs no edit here.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import resource
@@ -21,21 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+from ..fileio import read_json, write_json, write_text
+from .catalogue import SOURCE_GLOB, NotebookInfo, declared_parameters, read_info
+from .catalogue import notebooks as catalogue
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"                       # in a checkout (and an editable install)
 PACKAGED_DIR = Path(__file__).resolve().parent / "course"   # in a wheel (setup.py copies notebooks/ there)
 DEFAULT_OUT = Path("outputs") / "notebooks"
 DEFAULT_TIMEOUT = 1800   # seconds per cell
-
-# Parameters of a quick run: few steps, few samples. Only those a notebook declares in its
-# ``parameters`` cell are passed to it.
-QUICK_COMMON = {"inversion_steps": 8, "steps": 8, "widget_steps": 6, "n_generate": 3, "n_pairs": 2}
-QUICK = {
-    "03_correlations": {"n_samples": 6, "batch_size": 6, "n_boot": 50, "n_perm": 10, "steps": 6},
-    "07_out_of_domain": {"n_styles": 2, "n_contents": 2},
-    "08_sweep": {"gammas": [0.0, 0.6], "t_edits": [400]},
-    "09_when_h_carries_content": {"probe_steps": 8},
-}
 
 
 class NoNotebooks(FileNotFoundError):
@@ -48,21 +45,22 @@ def notebook_dir(directory=None) -> Path:
     a one-line message when there is none."""
     if directory:
         d = Path(directory).expanduser()
-        if not sorted(d.glob("[0-9][0-9]_*.py")):
+        if not sorted(d.glob(SOURCE_GLOB)):
             raise NoNotebooks(f"--dir {d}: no notebook sources (NN_name.py) there; pass the folder that "
                               "`diffstyle-lab notebooks --copy DIR` wrote, or the checkout's notebooks/")
         return d
     for d in (NOTEBOOK_DIR, PACKAGED_DIR):
-        if sorted(d.glob("[0-9][0-9]_*.py")):
+        if sorted(d.glob(SOURCE_GLOB)):
             return d
     raise NoNotebooks(f"no notebooks found: neither {NOTEBOOK_DIR} (a checkout) nor {PACKAGED_DIR} (the installed "
                       "copy) holds NN_name.py files; reinstall diffstyle_lab from its repository or a wheel, or "
                       "pass --dir FOLDER")
 
 
-def notebooks(directory=None) -> list[Path]:
-    """The notebook sources ``NN_*.py`` of :func:`notebook_dir` (``directory``), in order."""
-    return sorted(notebook_dir(directory).glob("[0-9][0-9]_*.py"))
+def notebooks(directory=None) -> list[NotebookInfo]:
+    """The notebooks of :func:`notebook_dir` (``directory``), in order, each with its metadata
+    (:func:`~diffstyle_lab.lab.catalogue.notebooks`: a notebook without valid metadata is one line naming it)."""
+    return catalogue(notebook_dir(directory))
 
 
 def copy_notebooks(dest, directory=None) -> list[Path]:
@@ -73,7 +71,9 @@ def copy_notebooks(dest, directory=None) -> list[Path]:
     dest = Path(dest).expanduser()
     if dest.exists() and not dest.is_dir():
         raise ValueError(f"--copy {dest} is a file; pass a folder (it is created if missing)")
-    files = [f for pattern in ("[0-9][0-9]_*.ipynb", "[0-9][0-9]_*.py", "README.md") for f in sorted(src.glob(pattern))]
+    infos = catalogue(src)
+    files = [i.path.with_suffix(".ipynb") for i in infos] + [i.path for i in infos] + [src / "README.md"]
+    files = [f for f in files if f.exists()]
     for f in files:
         t = dest / f.name
         if t.exists() and t.read_bytes() != f.read_bytes():
@@ -91,31 +91,15 @@ def read(path):
     return jupytext.read(str(path))
 
 
-def declared_parameters(nb) -> dict:
-    """Names and default values of the code cell tagged ``parameters`` (papermill's convention; literal
-    values, others as source text)."""
-    cell = next((c for c in nb.cells if c.cell_type == "code"
-                 and "parameters" in c.get("metadata", {}).get("tags", [])), None)
-    if cell is None:
-        return {}
-    out = {}
-    for node in ast.parse(cell.source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                out[node.targets[0].id] = ast.get_source_segment(cell.source, node.value)
-    return out
-
-
-def parameters_for(name: str, nb, quick: bool = False, extra: dict | None = None, out_dir=None,
+def parameters_for(info: NotebookInfo, nb, quick: bool = False, extra: dict | None = None, out_dir=None,
                    cache_dir=None) -> dict:
-    """The parameters to pass to notebook ``name``: ``out_dir`` and ``cache_dir``, the quick
-    settings (if ``quick``), then ``extra`` — each kept only if the notebook declares it."""
+    """The parameters to pass to the notebook ``info`` (``nb``, as read): ``out_dir`` and ``cache_dir``,
+    its metadata's ``quick`` settings (if ``quick``), then ``extra`` — each kept only if the notebook
+    declares it."""
     declared = declared_parameters(nb)
     p = {k: str(v) for k, v in (("out_dir", out_dir), ("cache_dir", cache_dir)) if v is not None}
     if quick:
-        p.update({**QUICK_COMMON, **QUICK.get(name, {})})
+        p.update(info.quick)
     p.update(extra or {})
     return {k: v for k, v in p.items() if k in declared}
 
@@ -139,7 +123,7 @@ def run_one(source, out="outputs/notebooks", parameters: dict | None = None, qui
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     nb = read(source)
-    params = parameters_for(name, nb, quick, parameters, out_dir=(out / name).resolve(),
+    params = parameters_for(read_info(source, nb), nb, quick, parameters, out_dir=(out / name).resolve(),
                             cache_dir=None if cache_dir is None else Path(cache_dir).resolve())
     ipynb = out / f"{name}.ipynb"
     t0, c0 = time.perf_counter(), _cpu_seconds()
@@ -163,26 +147,19 @@ def to_html(ipynb, html_path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(ipynb), as_version=4))
-    Path(html_path).write_text(body, encoding="utf-8")
+    write_text(html_path, body)
     return Path(html_path)
 
 
-def select(sources: list[Path], only) -> list[Path]:
+def select(infos: list[NotebookInfo], only) -> list[NotebookInfo]:
+    """The notebooks of ``infos`` whose name starts with one of ``only`` (all where ``only`` is empty)."""
     if not only:
-        return sources
-    keep = [p for p in sources if any(p.stem.startswith(o) for o in only)]
-    missing = [o for o in only if not any(p.stem.startswith(o) for p in sources)]
+        return infos
+    keep = [i for i in infos if any(i.name.startswith(o) for o in only)]
+    missing = [o for o in only if not any(i.name.startswith(o) for i in infos)]
     if missing:
-        raise SystemExit(f"no notebook matches {missing}; have {[p.stem for p in sources]}")
+        raise SystemExit(f"no notebook matches {missing}; have {[i.name for i in infos]}")
     return keep
-
-
-# Rough relative cost of the full run, for scheduling the longest first when notebooks run at once
-# (CPU seconds of one full run with the model's settings, 2026-12-04, after 03/04/08 got cheaper: 03 104,
-# 08 87, 07 56, 09 50, 04 43, 05 42, 06 42, 02 32, 01 19); a previous <out>/timings.json takes precedence.
-COST_HINT = {"03_correlations": 104.0, "08_sweep": 87.0, "07_out_of_domain": 56.0, "09_when_h_carries_content": 50.0,
-             "04_slerp": 43.0, "05_calibration": 42.0, "06_local_mixing": 42.0, "02_replacing_h": 32.0,
-             "01_tour_of_h_space": 19.0}
 
 
 def cpu_times(text: str) -> tuple[float, float]:
@@ -229,21 +206,22 @@ def auto_jobs(n: int, window: float = 0.5) -> int:
     return max(1, min(n, int(cores - busy + 0.5)))
 
 
-def longest_first(sources: list[Path], out: Path, quick: bool) -> list[Path]:
-    """``sources`` ordered by their last wall time in ``out/timings.json`` (same quick/full mode),
-    else by :data:`COST_HINT`, longest first — so the long ones do not start last."""
+def longest_first(infos: list[NotebookInfo], out: Path, quick: bool) -> list[NotebookInfo]:
+    """``infos`` ordered by their last wall time in ``out/timings.json`` (same quick/full mode),
+    else by the full-run CPU seconds their metadata states (``cpu_s``), longest first — so the long
+    ones do not start last. A timings file that cannot be read is ignored."""
     cost = {}
-    t = out / "timings.json"
+    t = Path(out) / "timings.json"
     if t.exists():
         try:
-            prev = json.loads(t.read_text())
+            prev = read_json(t)
             if prev.get("quick") == quick:
                 cost = {r["notebook"]: float(r["wall_s"]) for r in prev["notebooks"] if r.get("ok")}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             cost = {}
-    if not all(p.stem in cost for p in sources):
-        cost = COST_HINT
-    return sorted(sources, key=lambda p: -cost.get(p.stem, 1.0))
+    if not all(i.name in cost for i in infos):
+        cost = {i.name: i.cpu_s for i in infos}
+    return sorted(infos, key=lambda i: -cost[i.name])
 
 
 def table(rows: list[dict]) -> str:
@@ -277,27 +255,27 @@ def run_all(only=None, out=DEFAULT_OUT, quick: bool = False, parameters: dict | 
 
     if jobs <= 1:
         rows = []
-        for src in sources:
-            echo(f"▶ {src.stem} …")
-            rows.append(run_one(src, **kw))
+        for info in sources:
+            echo(f"▶ {info.name} …")
+            rows.append(run_one(info.path, **kw))
             report(rows[-1])
         cpu = _cpu_seconds() - c0
     else:  # one process per running notebook; each measures its own kernel's CPU time
         from concurrent.futures import ProcessPoolExecutor, as_completed
         order = longest_first(sources, out, quick)
         echo(f"▶ {len(sources)} notebooks, {jobs} at a time, longest first "
-             f"({', '.join(p.stem[:2] for p in order)}) …")
+             f"({', '.join(f'{i.order:02d}' for i in order)}) …")
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(run_one, src, **kw) for src in order]
+            futures = [pool.submit(run_one, i.path, **kw) for i in order]
             for f in as_completed(futures):
                 report(f.result())
             done = {r["notebook"]: r for r in (f.result() for f in futures)}
-        rows = [done[p.stem] for p in sources]
+        rows = [done[i.name] for i in sources]
         cpu = sum(r["cpu_s"] for r in rows)
     summary = {"notebooks": rows, "wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(cpu, 2),
                "quick": quick, "jobs": jobs, "ok": all(r["ok"] for r in rows), "cpu_count": os.cpu_count(),
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    (out / "timings.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "timings.json", summary)
     echo(table(rows))
     echo(f"total: {len(rows)} notebooks, wall {summary['wall_s']:.1f} s, cpu {summary['cpu_s']:.1f} s "
          f"({'quick' if quick else 'full'} run, {jobs} at a time; {sum(not r['ok'] for r in rows)} failed) → {out}")
@@ -320,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Execute the notebooks with papermill into executed .ipynb + HTML.")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="output folder (default: outputs/notebooks)")
     ap.add_argument("--quick", action="store_true", help="small grids and few steps (a smoke run)")
-    ap.add_argument("--only", nargs="+", metavar="NB", help="notebook names or number prefixes, e.g. 01 04_slerp")
+    ap.add_argument("--only", nargs="+", metavar="NB", help="notebook names or number prefixes, e.g. 01 04")
     ap.add_argument("-p", "--param", action="append", type=_parse_param, default=[], metavar="NAME=VALUE",
                     help="set a notebook parameter (JSON value or plain string); repeatable")
     ap.add_argument("--model", help="shortcut for -p model=PATH_OR_ID")
@@ -333,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
                     help=f"per-cell timeout in seconds (default {DEFAULT_TIMEOUT}; 0 = none): a hung cell fails "
                          "the notebook instead of blocking the run")
-    ap.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
+    ap.add_argument("--list", action="store_true",
+                    help="list the notebooks: title, parameters and quick settings (from each notebook), then exit")
     ap.add_argument("--dir", help="the folder of notebook sources NN_name.py (default: the checkout's notebooks/, "
                                   "else the copy installed with the package)")
     ap.add_argument("--copy", metavar="DIR", help="write the notebooks (.ipynb + paired .py) and their README into "
@@ -350,7 +329,7 @@ def check_arguments(a) -> None:
     notebooks(a.dir)                   # NoNotebooks (one line) where there are none
     if not a.param:
         return
-    declared = {n for src in select(notebooks(a.dir), a.only) for n in declared_parameters(read(src))}
+    declared = {n for i in select(notebooks(a.dir), a.only) for n in declared_parameters(read(i.path))}
     for name, _ in a.param:
         if name not in declared:
             near = difflib.get_close_matches(name, sorted(declared), n=1)
@@ -370,8 +349,8 @@ def main(argv=None) -> int:
                   f"`jupyter lab {a.copy}`, or run them with `diffstyle-lab notebooks --dir {a.copy}`")
             return 0
         if a.list:
-            for src in notebooks(a.dir):
-                print(f"{src.stem}: {declared_parameters(read(src))}")
+            for i in notebooks(a.dir):
+                print(f"{i.name}: {i.heading}; parameters {declared_parameters(read(i.path))}; quick {i.quick}")
             return 0
     except (ValueError, OSError) as e:     # NoNotebooks is an OSError
         print(f"diffstyle-lab notebooks: error: {e}", file=sys.stderr)

@@ -4,9 +4,10 @@
     diffstyle-lab site                        # → outputs/site/index.html (open it in any browser)
     diffstyle-lab site --executed DIR --out DIR
 
-It writes ``index.html`` — what the course covers, the notebooks in order with what each teaches,
-reading time and compute time (the one stated in the notebook and the one measured by the run that
-made the pages), the prerequisites and the glossary (from ``notebooks/README.md``) — one page per
+It writes ``index.html`` — what the course covers, the notebooks in order with what each teaches, the
+notebooks to read first, reading time and compute time (the one stated in the notebook and the one
+measured by the run that made the pages; all but the last from each executed notebook's own metadata,
+:mod:`diffstyle_lab.lab.catalogue`), the prerequisites and the glossary (from ``notebooks/README.md``) — one page per
 executed notebook with its figures and printed outputs, previous/next links at the top and bottom of
 every page, the exercise's solution folded in a ``<details>`` element, and ``method.html`` (from
 ``docs/method.md``) where the checkout has it. Links between notebooks, to the README's glossary and
@@ -27,15 +28,16 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import re
 import sys
 from pathlib import Path
 
+from ..fileio import read_json, write_text
+from .catalogue import NAME, CatalogueError, NotebookInfo, read_info
 from .run_notebooks import DEFAULT_OUT, ROOT, notebook_dir
 
 DEFAULT_SITE = Path("outputs") / "site"
-NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+$")
+COUNTS = "zero one two three four five six seven eight nine ten eleven twelve".split()
 
 # the lab template without any script from a CDN (require.js, the widget manager, MathJax, mermaid):
 # the site must render offline; the notebooks use no maths, and each widget has a static figure
@@ -107,23 +109,14 @@ def readme_sections(text: str) -> dict[str, str]:
     return out
 
 
-def course_table(readme: str) -> dict[str, str]:
-    """``{notebook name: what it teaches}`` from the README's table of notebooks."""
-    rows = {}
-    for m in re.finditer(r"^\| (\d\d) \| `([^`]+)` \| (.+?) \| [^|]* \|$", readme, re.M):
-        rows[m.group(2)] = m.group(3)
-    return rows
-
-
-def head_facts(nb) -> dict:
-    """Title, reading time and stated compute time from a notebook's first Markdown cell."""
-    first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
-    title = re.search(r"^# (.+)$", first, re.M)
-    reading = re.search(r"Reading time ≈ ([^·*]+?) ·", first)
-    compute = re.search(r"compute ≈ ([^·*(]+)", first)
-    return {"title": title.group(1).strip() if title else "",
-            "reading": reading.group(1).strip() if reading else "",
-            "compute": compute.group(1).strip() if compute else ""}
+def executed_infos(found: list[Path], executed) -> list[NotebookInfo]:
+    """The catalogue entries of the executed notebooks (papermill keeps the notebook's metadata);
+    :class:`SiteError` naming the notebook where its metadata is missing or invalid."""
+    try:
+        return [read_info(p) for p in found]
+    except CatalogueError as e:
+        raise SiteError(f"{e} — or, where the source has it, rerun the main job "
+                        f"(`diffstyle-lab notebooks --out {executed}`)") from None
 
 
 def slug(text: str) -> str:
@@ -231,28 +224,38 @@ def page(title: str, content: str) -> str:
             f"<style>{CSS}</style></head>\n<body class=\"course-page\">\n{content}\n</body></html>\n")
 
 
-def index_page(names: list[str], facts: dict[str, dict], teaches: dict[str, str], timings: dict, readme: dict,
-               has_method: bool) -> str:
+def inline_html(text: str) -> str:
+    """One line of Markdown as inline HTML (no enclosing paragraph)."""
+    return markdown_html(text).strip().removeprefix("<p>").removesuffix("</p>")
+
+
+def read_first(info: NotebookInfo) -> str:
+    """The notebooks to read before ``info``, as links by number (a page the site lacks loses its link)."""
+    return ", ".join(f'<a href="{n}.ipynb">{n[:2]}</a>' for n in info.prerequisites) or "—"
+
+
+def index_page(infos: list[NotebookInfo], timings: dict, readme: dict, has_method: bool) -> str:
     run = timings.get("notebooks") and {r["notebook"]: r for r in timings["notebooks"]} or {}
     kind = "quick run" if timings.get("quick") else "full run"
     rows = []
-    for i, n in enumerate(names):
-        f = facts[n]
-        r = run.get(n)
+    for k, i in enumerate(infos):
+        r = run.get(i.name)
         measured = f"{r['cpu_s']:.0f} s CPU, {r['wall_s']:.0f} s wall ({kind})" if r else "—"
-        rows.append(f"<tr><td>{i + 1}</td><td><a href=\"{n}.html\">{html.escape(f['title'] or n)}</a></td>"
-                    f"<td>{markdown_html(teaches.get(n, '')).strip().removeprefix('<p>').removesuffix('</p>')}</td>"
-                    f"<td>{html.escape(f['reading'])}</td><td>{html.escape(f['compute'])}</td><td>{measured}</td></tr>")
+        rows.append(f"<tr><td>{k + 1}</td><td><a href=\"{i.name}.html\">{html.escape(i.heading)}</a></td>"
+                    f"<td>{inline_html(i.teaches)}</td><td>{read_first(i)}</td>"
+                    f"<td>{i.reading_minutes} min</td><td>{html.escape(i.compute)}</td><td>{measured}</td></tr>")
     intro = readme.get("", "").split("\n| # |")[0]
     intro = re.sub(r"^# .*\n", "", intro).strip().split("\n\n")[0]       # its first paragraph
-    parts = ["<h1>diffstyle_lab — content injection in h-space, a course in nine notebooks</h1>",
+    count = COUNTS[len(infos)] if len(infos) < len(COUNTS) else str(len(infos))
+    parts = [f"<h1>diffstyle_lab — content injection in h-space, a course in {count} notebook"
+             f"{'s' if len(infos) != 1 else ''}</h1>",
              '<nav class="course"><a href="index.html">Course home</a>'
-             f'<a href="{names[0]}.html">start with {html.escape(facts[names[0]]["title"] or names[0])} →</a>'
+             f'<a href="{infos[0].name}.html">start with {html.escape(infos[0].heading)} →</a>'
              '<a href="#prerequisites">prerequisites</a><a href="#glossary">glossary</a>'
              + ('<a href="method.html">method notes</a>' if has_method else "") + "</nav>",
              '<h2 id="what-the-course-covers">What the course covers</h2>', markdown_html(intro),
              '<h2 id="the-notebooks-in-order">The notebooks, in order</h2>',
-             "<table><tr><th>#</th><th>notebook</th><th>what it teaches</th><th>reading time</th>"
+             "<table><tr><th>#</th><th>notebook</th><th>what it teaches</th><th>read first</th><th>reading time</th>"
              "<th>compute (full run, stated in the notebook)</th><th>compute (the run these pages show)</th></tr>",
              *rows, "</table>",
              f"<p>Each page shows the notebook as executed by <code>diffstyle-lab notebooks</code>"
@@ -269,7 +272,6 @@ def build(executed=DEFAULT_OUT, out=DEFAULT_SITE, notebooks=None, method=None, e
     ``{"out", "pages", "solutions_folded", "unlinked"}``. ``notebooks``: the folder with the README
     (default: :func:`~diffstyle_lab.lab.run_notebooks.notebook_dir`); ``method``: ``docs/method.md``
     (default: the checkout's, where there is one)."""
-    import nbformat
     found = executed_notebooks(executed)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -279,24 +281,23 @@ def build(executed=DEFAULT_OUT, out=DEFAULT_SITE, notebooks=None, method=None, e
     readme = readme_sections(readme_text)
     method = Path(method) if method else ROOT / "docs" / "method.md"
     has_method = method.is_file()
-    names = [p.stem for p in found]
-    facts = {p.stem: head_facts(nbformat.read(str(p), as_version=4)) for p in found}
-    titles = {n: facts[n]["title"] or n for n in names}
+    infos = executed_infos(found, executed)
+    names = [i.name for i in infos]
+    titles = {i.name: i.heading for i in infos}
     pages = {n + ".html" for n in names} | {"index.html"} | ({"method.html"} if has_method else set())
     t = Path(executed) / "timings.json"
-    timings = json.loads(t.read_text()) if t.exists() else {}
+    timings = read_json(t, fix="; delete it, or rerun the main job") if t.exists() else {}
     out.mkdir(parents=True, exist_ok=True)
     folded = 0
     for i, p in enumerate(found):
         body, k = notebook_page(p, i, names, titles, pages)
         folded += k
-        (out / f"{p.stem}.html").write_text(body, encoding="utf-8")
-    index = rewrite_links(index_page(names, facts, course_table(readme_text), timings, readme, has_method), pages)
-    (out / "index.html").write_text(index, encoding="utf-8")
+        write_text(out / f"{p.stem}.html", body)
+    write_text(out / "index.html", rewrite_links(index_page(infos, timings, readme, has_method), pages))
     if has_method:
         m = markdown_html(method.read_text(encoding="utf-8"))
         bar = '<nav class="course"><a href="index.html">Course home</a><a href="index.html#glossary">glossary</a></nav>'
-        (out / "method.html").write_text(rewrite_links(page("Method notes", bar + m), pages), encoding="utf-8")
+        write_text(out / "method.html", rewrite_links(page("Method notes", bar + m), pages))
     unlinked = sum((out / n).read_text(encoding="utf-8").count("data-unlinked=") for n in pages)
     echo(f"{len(pages)} pages ({len(names)} notebooks, index{', method notes' if has_method else ''}), "
          f"{folded} solutions folded → {out / 'index.html'}")
