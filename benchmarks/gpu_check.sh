@@ -113,12 +113,13 @@ NB_OUT=$(mktemp -d /tmp/gpu_check_nb.XXXX)
 NB_ARGS=(--quick --no-html --jobs 1 --out "$NB_OUT")
 if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
   "$PY" - "$NB_OUT/tiny" <<'EOF'
-import json, pathlib, sys
+import pathlib, sys
+from diffstyle_lab.fileio import write_json
 from diffstyle_lab.models import DEFAULT_SCHEDULER, tiny_unet
 folder = pathlib.Path(sys.argv[1])
 tiny_unet(seed=1).save_pretrained(str(folder / "unet"))
 (folder / "scheduler").mkdir()
-(folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(DEFAULT_SCHEDULER))
+write_json(folder / "scheduler" / "scheduler_config.json", DEFAULT_SCHEDULER, indent=None)
 EOF
   # shellcheck disable=SC2206
   NB_ARGS+=(--only ${GPU_CHECK_NOTEBOOKS:-01} --model "$NB_OUT/tiny")

@@ -22,6 +22,10 @@ __all__ = ["atomic_write", "write_bytes", "write_text", "write_json", "write_npz
            "atomic_dir", "file_sha256", "sha256_hex", "tensor_bytes", "tensor_digest", "read_json"]
 
 
+_UMASK = os.umask(0o022)                         # read the process umask once (umask can only be read by setting it)
+os.umask(_UMASK)
+
+
 # -- writing ---------------------------------------------------------------------------------------------------------
 def atomic_write(path, write) -> None:
     """``write(tmp)`` to a per-process temporary file next to ``path`` (suffix ``.tmp``, so no writer guesses a
@@ -30,6 +34,7 @@ def atomic_write(path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)           # mkstemp makes 0600; give the file what open() would have
         write(tmp)
         os.replace(tmp, path)
     finally:

@@ -21,9 +21,8 @@ and asserts that its bytes changed. A screenshot of each notebook goes to ``outp
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -34,6 +33,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from diffstyle_lab.fileio import read_json, write_bytes, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "browser"
@@ -73,7 +74,7 @@ def missing() -> str | None:
 def quick_copy(name: str, folder: Path, params: dict) -> Path:
     """``notebooks/<name>.ipynb`` with a kernelspec and ``params`` injected after its parameters cell."""
     src = ROOT / "notebooks" / f"{name}.ipynb"
-    nb = json.loads(src.read_text())
+    nb = read_json(src)
     nb.setdefault("metadata", {})["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                                    "language": "python"}
     idx = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c.get("metadata", {}).get("tags", []))
@@ -86,7 +87,7 @@ def quick_copy(name: str, folder: Path, params: dict) -> Path:
                                  "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
                                  "source": text.splitlines(keepends=True)})
     dst = folder / src.name
-    dst.write_text(json.dumps(nb, indent=1))
+    write_json(dst, nb, indent=1)
     return dst
 
 
@@ -102,7 +103,7 @@ class Server:
     def __init__(self, folder: Path):
         self.folder = folder
         self.port = free_port()
-        self.token = hashlib.sha256(os.urandom(16)).hexdigest()[:32]
+        self.token = secrets.token_hex(16)
         self.proc = None
 
     def url(self, path: str) -> str:
@@ -280,7 +281,7 @@ def check_notebook(browser, server: Server, name: str, label: str, screenshot: P
             news.first.click()
         page.locator(".jupyter-widgets.widget-vbox").filter(has=slider).first.scroll_into_view_if_needed()
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot))
+        write_bytes(screenshot, page.screenshot())
         return {"notebook": name, "slider": label, "values": values, "latencies_s": latencies,
                 "median_latency_s": statistics.median(latencies), "run_all_s": round(run_all_s, 1),
                 "image_shas": [s[:12] if s else None for s in shas], "screenshot": str(screenshot)}

@@ -3,24 +3,27 @@
     python scripts/compare_summaries.py diffstyle_lab/data/models/faces32/summary.json data/models/faces32_v2/summary.json
 
 Per pair set: each model's gap closed at its stored defaults, and the per-pair difference of RMSE to the
-ideal (A − B; negative: A is nearer the ideal) with its 95 % bootstrap interval over pairs. The two
-summaries must come from the same pairs (set, seed, count) and steps, else it stops with the reason.
+ideal (A − B; negative: A is nearer the ideal) with its 95 % paired bootstrap interval over pairs and the
+verdict engine's word for it (:func:`diffstyle_lab.stats.verdicts.compare`). The two summaries must come
+from the same pairs (set, seed, count) and steps, else it stops with the reason.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffstyle_lab.stats.bootstrap import bootstrap_ci  # noqa: E402
+from diffstyle_lab.faces.groundtruth_summary import read_summary_file, summary_command
+from diffstyle_lab.stats.verdicts import compare as compare_paired, interval_text
+
+N_BOOT = 2000
 
 
 def compare(a: dict, b: dict) -> dict:
+    """Per pair set in both summaries: both gaps closed, RMSE A − B with its interval and verdict word
+    (``lower``: A nearer the ideal), and the share of pairs on which A is nearer."""
     out = {}
     for name in a["sets"]:
         sa, sb = a["sets"][name], b["sets"].get(name)
@@ -32,10 +35,12 @@ def compare(a: dict, b: dict) -> dict:
         if a["settings"]["steps"] != b["settings"]["steps"]:
             raise ValueError(f"steps differ ({a['settings']['steps']} vs {b['settings']['steps']})")
         if "per_pair_rmse" not in sa or "per_pair_rmse" not in sb:
-            raise ValueError("a summary without per_pair_rmse: rerun scripts/groundtruth_eval.py MODEL --summary")
+            again = summary_command("MODEL", sa["pairs"], sa["seed"], a["settings"]["steps"])
+            raise ValueError(f"a summary without per_pair_rmse: rerun {again}")
         ra, rb = np.array(sa["per_pair_rmse"]["result"]), np.array(sb["per_pair_rmse"]["result"])
+        c = compare_paired(ra, rb, n_boot=N_BOOT)
         out[name] = {"gap_closed_a": sa["gap_closed"], "gap_closed_b": sb["gap_closed"],
-                     "rmse_a_minus_b": list(bootstrap_ci(ra - rb, n_boot=2000)),
+                     "rmse_a_minus_b": list(c["diff"]), "effect": c["effect"],
                      "a_nearer_share": float((ra < rb).mean())}
     return out
 
@@ -46,15 +51,14 @@ def main(argv=None):
     p.add_argument("b")
     a = p.parse_args(argv)
     try:
-        sa, sb = (json.loads(Path(f).read_text()) for f in (a.a, a.b))
-        res = compare(sa, sb)
+        res = compare(read_summary_file(a.a), read_summary_file(a.b))
     except (OSError, ValueError, KeyError) as e:
         sys.exit(f"compare_summaries: {e}")
     for name, r in res.items():
-        d = r["rmse_a_minus_b"]
-        print(f"{name:8s} gap A {r['gap_closed_a'][0]:+.3f} [{r['gap_closed_a'][1]:+.3f}, {r['gap_closed_a'][2]:+.3f}]  "
-              f"B {r['gap_closed_b'][0]:+.3f} [{r['gap_closed_b'][1]:+.3f}, {r['gap_closed_b'][2]:+.3f}]  "
-              f"RMSE A−B {d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}]  A nearer on {r['a_nearer_share']:.0%} of pairs")
+        print(f"{name:8s} gap A {interval_text(*r['gap_closed_a'], sign=True)}  "
+              f"B {interval_text(*r['gap_closed_b'], sign=True)}  "
+              f"RMSE A−B {interval_text(*r['rmse_a_minus_b'], digits=2, sign=True)} ({r['effect']})  "
+              f"A nearer on {r['a_nearer_share']:.0%} of pairs")
 
 
 if __name__ == "__main__":

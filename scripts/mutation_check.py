@@ -4,7 +4,8 @@ the tests on the copy, and print whether some test failed (docs/method.md §11).
     OMP_NUM_THREADS=1 .venv/bin/python scripts/mutation_check.py [pytest args; default tests/test_reference.py]
 
 The working tree is never modified: each mutation is written into a temporary copy of
-``diffstyle_lab/`` that the test run imports instead of the installed package.
+``diffstyle_lab/`` that the test run (a child process) imports instead of the installed package: a finder
+first on its ``sys.meta_path`` finds ``diffstyle_lab`` in the copy (sys.path is not touched).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from diffstyle_lab.fileio import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTATIONS = [
@@ -39,13 +42,20 @@ MUTATIONS = [
      "editing = content is not None and t > cfg.t_edit and t in inject_ts"),
 ]
 
-RUNNER = """import sys
-sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-sys.path.insert(0, {copy!r})
+WRONG_IMPORT = 97          # the runner's exit status when it did not import the copy (not a caught mistake)
+# the child: diffstyle_lab from the copy (sys.argv[1]), ahead of sys.path and the editable install; then pytest
+RUNNER = f"""import importlib.machinery, sys
+copy = sys.argv[1]
+class FromCopy:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        return importlib.machinery.PathFinder.find_spec(name, [copy]) if name == "diffstyle_lab" else None
+sys.meta_path.insert(0, FromCopy)
 import diffstyle_lab
-assert diffstyle_lab.__file__.startswith({copy!r}), diffstyle_lab.__file__
+if not diffstyle_lab.__file__.startswith(copy):
+    sys.exit({WRONG_IMPORT})
 import pytest
-sys.exit(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "--tb=line"] + sys.argv[1:]))
+sys.exit(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "--tb=line"] + sys.argv[2:]))
 """
 
 
@@ -54,8 +64,6 @@ def main(args: list[str]) -> int:
     missed = 0
     print("| mistake | result | pytest | first failure |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Path(tmp) / "run.py"
-        runner.write_text(RUNNER.format(copy=tmp))
         env = {**os.environ, "DIFFSTYLE_LAB_DATA": str(ROOT / "data")}
         for name, file, old, new in MUTATIONS:
             pkg = Path(tmp) / "diffstyle_lab"
@@ -64,10 +72,12 @@ def main(args: list[str]) -> int:
             src = (pkg / file).read_text()
             if src.count(old) != 1:
                 raise SystemExit(f"{file}: the line to mutate for {name!r} is not there once; update {__file__}")
-            (pkg / file).write_text(src.replace(old, new))
+            write_text(pkg / file, src.replace(old, new))
             t0 = time.time()
-            r = subprocess.run([sys.executable, str(runner)] + tests, capture_output=True, text=True, env=env,
+            r = subprocess.run([sys.executable, "-c", RUNNER, tmp, *tests], capture_output=True, text=True, env=env,
                                cwd=ROOT)
+            if r.returncode == WRONG_IMPORT:
+                raise SystemExit("the tests imported diffstyle_lab from elsewhere, not the mutated copy")
             lines = r.stdout.strip().splitlines()
             first = next((ln for ln in lines if "Error" in ln and "tests/" in ln), "")
             caught = r.returncode == 1

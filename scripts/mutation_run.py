@@ -11,8 +11,8 @@ applied one at a time inside functions and methods of ``maths.py``, ``sampling.p
 mutmut's does not work well here:
 
 * ``mutmut run`` copies the project into ``mutants/`` and needs the tests to import the package from there,
-  but this checkout is an editable install whose import hook puts the working tree first (the same reason
-  scripts/mutation_check.py strips the editable finder); its configuration lives in ``[tool.mutmut]`` of
+  but this checkout is an editable install whose import hook finds the working tree, and pytest's
+  ``pythonpath = ["."]`` puts the working tree first on sys.path; its configuration lives in ``[tool.mutmut]`` of
   pyproject.toml, which this project keeps to packaging;
 * it first runs every selected test under its own tracer to map tests to functions, then needs a clean
   ``mutants/`` tree per run; on this 2-core machine shared with training runs that is the slow part;
@@ -23,7 +23,8 @@ mutmut's does not work well here:
 How it runs: the fast tests are run once under coverage with one context per test (``--map``, in a child
 process), which gives for every line the tests that execute it, and their durations. The parent imports
 torch, diffusers and pytest once; for each mutant it writes the mutated module into a private copy of the
-package and forks: the child imports the package from the copy and runs only the tests that cover the
+package and forks: the child imports the package from the copy (a finder first on ``sys.meta_path``, ahead of
+sys.path and the editable install; sys.path is not touched) and runs only the tests that cover the
 mutated lines, fastest first, stopping at the first failure (``-x``), under a timeout (twice their
 measured time + 20 s). Exit 1 (a test failed) or a collection error: **killed** (the test that failed is
 recorded); 0: **survived**; the alarm: **timeout**; no test covers the line: **no coverage** (a survivor).
@@ -38,7 +39,7 @@ mutants against the test that killed each, and fails if one survives.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import importlib.machinery
 import json
 import os
 import random
@@ -49,6 +50,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from diffstyle_lab.fileio import read_json, sha256_hex, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["maths.py", "sampling.py", "config.py", "hooks.py", "cache.py"]
@@ -105,7 +108,7 @@ def mutants(modules=MODULES) -> list[Mutant]:
             fn = mu.contained_by_top_level_function.name.value
             base = f"{mod}|{fn}|{' '.join(src[r.start.line - 1].split())}|{before}|{after}"
             seen[base] = seen.get(base, 0) + 1
-            mid = f"{mod[:-3]}-{hashlib.sha256(f'{base}|{seen[base]}'.encode()).hexdigest()[:10]}"
+            mid = f"{mod[:-3]}-{sha256_hex(f'{base}|{seen[base]}')[:10]}"
             out.append(Mutant(mid, mod, fn, r.start.line, list(range(r.start.line, r.end.line + 1)), before, after,
                               lambda t=tree, a=mu.original_node, b=mu.mutated_node: deep_replace(t, a, b).code))
     return out
@@ -132,7 +135,8 @@ lines = {}
 for f in data.measured_files():
     by = data.contexts_by_lineno(f)
     lines[f.rsplit("/", 1)[-1]] = {str(k): sorted(c for c in v if c) for k, v in by.items()}
-json.dump({"rc": int(rc), "durations": durations, "lines": lines}, open(out, "w"))
+from diffstyle_lab.fileio import write_json   # after cov.stop(): the map is the tests' alone
+write_json(out, {"rc": int(rc), "durations": durations, "lines": lines}, indent=None)
 """
 
 
@@ -140,14 +144,13 @@ def build_map(tests=FAST_TESTS) -> dict:
     import subprocess
     MAP.parent.mkdir(parents=True, exist_ok=True)
     files = [str(ROOT / "diffstyle_lab" / m) for m in MODULES]
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(MAP_RUNNER)
     t0 = time.time()
-    r = subprocess.run([sys.executable, f.name, json.dumps(files), str(MAP), *tests], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-c", MAP_RUNNER, json.dumps(files), str(MAP), *tests], cwd=ROOT,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
-    os.unlink(f.name)
-    m = json.loads(MAP.read_text())
-    if r.returncode or m["rc"]:
+    if r.returncode:
+        raise SystemExit(f"the coverage run failed (exit {r.returncode}); no map written")
+    m = read_json(MAP, fix="; rerun with --remap")
+    if m["rc"]:
         raise SystemExit(f"the fast tests fail on the unmutated code (pytest exit {m['rc']}); fix them first")
     print(f"coverage map: {len(m['durations'])} tests, {time.time() - t0:.0f} s", flush=True)
     return m
@@ -196,7 +199,7 @@ class Runner:
 
     def run(self, mu: Mutant | None, tests: list[str], timeout: float):
         if mu is not None:
-            (self.pkg / mu.module).write_text(mu.code)
+            write_text(self.pkg / mu.module, mu.code)
         report = self.tmp / "killer.txt"
         report.unlink(missing_ok=True)
         t0 = time.time()
@@ -210,7 +213,7 @@ class Runner:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         if mu is not None:
-            (self.pkg / mu.module).write_text(self.original[mu.module])
+            write_text(self.pkg / mu.module, self.original[mu.module])
         dt = time.time() - t0
         if os.WIFSIGNALED(status):
             return ("timeout" if os.WTERMSIG(status) == signal.SIGALRM else "killed"), \
@@ -226,13 +229,26 @@ class Runner:
         return "killed", killer or f"pytest exit {rc}", dt
 
 
+class FromCopy:
+    """A finder, first on ``sys.meta_path``, that finds ``diffstyle_lab`` in ``root`` (ahead of every sys.path
+    entry, the working tree that pytest's ``pythonpath`` adds included, and of the editable install's finder);
+    the package's submodules are then found through its own ``__path__``, in the copy."""
+
+    def __init__(self, root: Path):
+        self.root = str(root)
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "diffstyle_lab":
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, [self.root])
+
+
 def _child(tmp: Path, tests: list[str], killer_file: Path) -> int:
     """In the forked child: import the package from the copy, run ``tests``; the first failure's id is
     written to ``killer_file``."""
     import contextlib
     import io
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-    sys.path[:] = [str(tmp)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT]
+    sys.meta_path.insert(0, FromCopy(tmp))
     tests_dir = str(ROOT / "tests")
     for name, mod in list(sys.modules.items()):             # the package, and tests that imported it
         if name == "diffstyle_lab" or name.startswith("diffstyle_lab.") or \
@@ -246,12 +262,12 @@ def _child(tmp: Path, tests: list[str], killer_file: Path) -> int:
         @staticmethod
         def pytest_runtest_logreport(report):
             if report.failed and not killer_file.exists():
-                killer_file.write_text(report.nodeid)
+                write_text(killer_file, report.nodeid)
 
         @staticmethod
         def pytest_collectreport(report):
             if report.failed and not killer_file.exists():
-                killer_file.write_text(f"collection: {report.nodeid}")
+                write_text(killer_file, f"collection: {report.nodeid}")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         rc = pytest.main([*CHILD_ARGS, *tests], plugins=[Killer()])
     import diffstyle_lab
@@ -264,7 +280,12 @@ def _child(tmp: Path, tests: list[str], killer_file: Path) -> int:
 # Results, equivalents, report
 
 def load_results() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    return read_json(RESULTS) if RESULTS.exists() else {}
+
+
+def save_results(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    write_json(RESULTS, dict(sorted(results.items())), indent=1, ensure_ascii=False)
 
 
 def load_equivalent() -> dict[str, str]:
@@ -353,7 +374,7 @@ def main(argv=None) -> int:
         ms = [m for m in ms if results.get(m.id, {}).get("status") in ("survived", "no coverage")]
     if a.sample:
         ms = random.Random(a.seed).sample(ms, min(a.sample, len(ms)))
-    cov = build_map() if a.remap or not MAP.exists() else json.loads(MAP.read_text())
+    cov = build_map() if a.remap or not MAP.exists() else read_json(MAP, fix="; rerun with --remap")
     runner = Runner()
     t_start = time.time()
     try:
@@ -374,12 +395,10 @@ def main(argv=None) -> int:
                               "killer": killer, "tests": len(tests), "seconds": round(dt, 2)}
             print(f"[{i + 1}/{len(ms)}] {status:11s} {dt:6.1f} s  {mu.id}  {mu.show()}", flush=True)
             if i % 10 == 0 or i == len(ms) - 1:
-                RESULTS.parent.mkdir(parents=True, exist_ok=True)
-                RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=1, ensure_ascii=False))
+                save_results(results)
     finally:
         runner.close()
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=1, ensure_ascii=False))
+        save_results(results)
     report({k: v for k, v in results.items() if k in {m.id for m in ms}} if a.sample else results, equivalent)
     return 0
 

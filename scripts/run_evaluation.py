@@ -11,12 +11,13 @@ The tables go to --tables (docs/results for the full run), then the page is rebu
 (scripts/build_results.py does only that step).
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from diffstyle_lab.fileio import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +90,7 @@ def main(argv=None):
               "the work of one (2.0 on idle cores) — the ceiling for the speed-up")
         tables.mkdir(parents=True, exist_ok=True)
         import pandas as pd
-        pd.DataFrame([scaling]).to_csv(tables / "scaling.csv", index=False)
+        write_text(tables / "scaling.csv", pd.DataFrame([scaling]).to_csv(index=False))
         if a.scale_only:
             return
 
@@ -111,8 +112,8 @@ def main(argv=None):
     import pandas as pd
     c = pd.read_csv(tables / "claims.csv")
     print(c[["claim", "verdict"]].to_string(index=False))
-    (out / "last_run.json").write_text(json.dumps({"wall_seconds": run.wall_seconds, "phases": run.phases,
-                                                   "computed": len(run.computed), "skipped": len(run.skipped)}))
+    write_json(out / "last_run.json", {"wall_seconds": run.wall_seconds, "phases": run.phases,
+                                       "computed": len(run.computed), "skipped": len(run.skipped)}, indent=None)
 
 
 if __name__ == "__main__":

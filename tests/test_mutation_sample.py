@@ -13,18 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from scripts import mutation_run as mr
+
 ROOT = Path(__file__).resolve().parents[1]
 N = int(os.environ.get("MUTATION_SAMPLE", "8"))
 SEED = int(os.environ.get("MUTATION_SAMPLE_SEED", "26"))
-
-
-def _script():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import mutation_run
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return mutation_run
 
 
 @pytest.mark.slow
@@ -38,7 +31,6 @@ def test_a_seeded_sample_of_killed_mutants_is_still_killed():
 
 
 def test_the_record_covers_the_five_modules_and_explains_its_equivalents():
-    mr = _script()
     results = json.loads(mr.RESULTS.read_text())
     modules = {r["module"] for r in results.values()}
     assert set(mr.MODULES) <= modules, modules

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -43,6 +42,7 @@ from PIL import Image
 import diffstyle_lab as dl
 from diffstyle_lab import maths
 from diffstyle_lab.config import SPACINGS, InjectionConfig
+from diffstyle_lab.fileio import sha256_hex
 
 CASES: Counter = Counter()         # examples run per test (summed in the terminal summary: conftest.py)
 FIELDS = [f.name for f in dataclasses.fields(InjectionConfig)]
@@ -656,7 +656,7 @@ def corruptions(draw, good: bytes, ref, key):
         t["h"] = t["h"].clone()
         t["h"].view(-1)[0] = float("nan")
     elif change == "key":
-        meta["key"] = hashlib.sha256(draw(st.binary(max_size=8))).hexdigest()
+        meta["key"] = sha256_hex(draw(st.binary(max_size=8)))
     elif change == "format":
         meta["format"] = draw(st.sampled_from(["1", "3", "", "2.0"]))
     else:

@@ -16,7 +16,6 @@ Prints a summary per model (mean of r over t ≥ ``--t-min``) and appends the ro
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 from diffstyle_lab.faces import avatars as A
 from diffstyle_lab.stats import probe
 from diffstyle_lab.models import load_model
+from training import append_rows
 
 FIELDS = ["model", "set", "probe", "t", "r"]
 
@@ -71,14 +71,7 @@ def main(argv=None):
                 summary.setdefault(r["probe"], []).append(r["r"])
         print(f"{name:24s} {set_:8s} " + "  ".join(f"{k} {np.mean(v):.3f}" for k, v in summary.items()))
     if a.out:
-        out = Path(a.out)
-        new = not out.exists()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "a", newline="") as fh:
-            w = csv.DictWriter(fh, FIELDS)
-            if new:
-                w.writeheader()
-            w.writerows(rows)
+        append_rows(a.out, FIELDS, rows)
 
 
 if __name__ == "__main__":

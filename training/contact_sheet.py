@@ -18,6 +18,7 @@ import torch
 
 from diffstyle_lab.config import InjectionConfig
 from diffstyle_lab.faces import groundtruth as G
+from diffstyle_lab.fileio import atomic_write
 from diffstyle_lab.images import grid
 from diffstyle_lab.models import load_model
 from diffstyle_lab.sampling import ddim_invert, reverse
@@ -57,7 +58,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     for name, pose in (("posed", True), ("upright", False)):
         img, cfg = sheet(model, a.pairs, a.seed, pose, a.steps)
-        img.save(out / f"contact_{name}.png")
+        atomic_write(out / f"contact_{name}.png", lambda tmp: img.save(tmp, format="PNG"))
         print(f"{out / f'contact_{name}.png'}: {a.pairs} {name} pairs (seed {a.seed}); columns {' · '.join(COLUMNS)}; "
               f"γ {cfg.gamma}, t_edit {cfg.t_edit}, t_boost {cfg.t_boost}, calibrate {cfg.calibrate} ω {cfg.omega}")
 

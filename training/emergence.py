@@ -25,6 +25,7 @@ from diffstyle_lab.faces import groundtruth as G
 from diffstyle_lab.stats import probe
 from diffstyle_lab.models import load_model
 from diffstyle_lab.sampling import InjectionConfig
+from training import append_rows
 
 FIELDS = ["run", "step", "kind", "t", "setting", "value", "value2", "value3"]
 
@@ -55,30 +56,24 @@ def main(argv=None):
     todo = ([(0, Path(a.init))] if a.init else []) + [(int(s.name[5:]), s) for s in snaps]
     gt = G.GroundTruthPairs.make(max(a.pairs, a.probe_pairs), seed=90_000)
     gp, gs = gt.subset(range(a.probe_pairs)), gt.subset(range(a.pairs))
-    new = not out.exists()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a", newline="") as fh:
-        w = csv.DictWriter(fh, FIELDS)
-        if new:
-            w.writeheader()
-        for step, path in todo:
-            if step in done:
-                continue
-            model = load_model(path)
-            for r in probe.h_influence(model, gp.content, gp.style, steps=a.steps):
-                w.writerow({"run": name, "step": step, "kind": "probe", "t": r["t"], "setting": "replace", "value": r["r"],
-                            "value2": r["eps_ratio"], "value3": r["cos_h"]})
-            cfgs = {f"t_edit={te} gamma={g}": InjectionConfig(gamma=g, t_edit=te, t_boost=min(200, te), steps=a.steps)
-                    for te in a.t_edits for g in a.gammas}
-            sc = G.transfer_scores(model, gs, cfgs, steps=a.steps)
-            for setting in ("floor", *cfgs):
-                lay = np.nanmean(np.stack([sc[setting][k] for k in G.LAYOUT_FACTORS + (G.IDENTITY,)]))
-                col = np.nanmean(np.stack([sc[setting][k] for k in G.COLOUR_FACTORS]))
-                gap = G.gap_closed(sc[setting]["rmse"], sc["style"]["rmse"], sc["floor"]["rmse"])
-                w.writerow({"run": name, "step": step, "kind": "transfer", "t": "", "setting": setting, "value": gap,
-                            "value2": lay, "value3": col})
-            fh.flush()
-            print(f"step {step}: done", flush=True)
+    for step, path in todo:
+        if step in done:
+            continue
+        model = load_model(path)
+        rows = [{"run": name, "step": step, "kind": "probe", "t": r["t"], "setting": "replace", "value": r["r"],
+                 "value2": r["eps_ratio"], "value3": r["cos_h"]}
+                for r in probe.h_influence(model, gp.content, gp.style, steps=a.steps)]
+        cfgs = {f"t_edit={te} gamma={g}": InjectionConfig(gamma=g, t_edit=te, t_boost=min(200, te), steps=a.steps)
+                for te in a.t_edits for g in a.gammas}
+        sc = G.transfer_scores(model, gs, cfgs, steps=a.steps)
+        for setting in ("floor", *cfgs):
+            lay = np.nanmean(np.stack([sc[setting][k] for k in G.LAYOUT_FACTORS + (G.IDENTITY,)]))
+            col = np.nanmean(np.stack([sc[setting][k] for k in G.COLOUR_FACTORS]))
+            gap = G.gap_closed(sc[setting]["rmse"], sc["style"]["rmse"], sc["floor"]["rmse"])
+            rows.append({"run": name, "step": step, "kind": "transfer", "t": "", "setting": setting, "value": gap,
+                         "value2": lay, "value3": col})
+        append_rows(out, FIELDS, rows)         # a snapshot's rows all at once: a resumed run never sees half of them
+        print(f"step {step}: done", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ Writes <model>/evaluation.json, samples.png (64 samples), loss.png (if a loss CS
 injection.png, and prints a Markdown summary for the model card.
 """
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import diffstyle_lab as dl
 from diffstyle_lab.faces import avatars
 from diffstyle_lab.faces import factors
 from diffstyle_lab.evaluate import metrics
+from diffstyle_lab.fileio import atomic_write, write_json
 from diffstyle_lab.images import grid
 
 
@@ -26,6 +26,12 @@ def faces(n, seed):
 
 def batched(fn, x, b=64):
     return torch.cat([fn(x[i:i + b]) for i in range(0, len(x), b)])
+
+
+def save_sheet(x, rows: int, path: Path) -> None:
+    """``x`` as a grid of 8 columns, ``rows`` rows of 33-px cells, 3× enlarged, to the PNG ``path``."""
+    img = grid(x, nrow=8).resize((8 * 33 * 3, rows * 33 * 3), 0)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def main():
@@ -63,9 +69,9 @@ def main():
     res["frechet_heldout_vs_heldout"] = factors.frechet_distance(fb, fa)
     clipped = batched(lambda z: dl.generate(m, z, steps=50, progress=False, clip_x0=True), x_T)
     res["frechet_clipped_samples_vs_heldout"] = factors.frechet_distance(clf.features(clipped), fa)
-    grid(clipped[:64], nrow=8).resize((8 * 33 * 3, 8 * 33 * 3), 0).save(out / "samples_clip_x0.png")
+    save_sheet(clipped[:64], 8, out / "samples_clip_x0.png")
     res["frechet_noise_vs_heldout"] = factors.frechet_distance(clf.features(torch.randn_like(held_a).clamp(-1, 1)), fa)
-    grid(samples[:64], nrow=8).resize((8 * 33 * 3, 8 * 33 * 3), 0).save(out / "samples.png")
+    save_sheet(samples[:64], 8, out / "samples.png")
 
     # 3. the h-space effect on content/style pairs
     c_np, s_np, cf, sf = avatars.content_style_pairs(a.pairs, seed=60_000)
@@ -94,7 +100,7 @@ def main():
         effect[str(gamma)] = row
         shown.append(y[:8])
     res["injection"] = {"pairs": a.pairs, "t_edit": 400, "t_boost": 200, "by_gamma": effect}
-    grid(torch.cat([c[:8], s[:8]] + shown), nrow=8).resize((8 * 33 * 3, 6 * 33 * 3), 0).save(out / "injection.png")
+    save_sheet(torch.cat([c[:8], s[:8]] + shown), 6, out / "injection.png")
 
     if a.loss_csv:
         import matplotlib
@@ -108,9 +114,9 @@ def main():
         ax.set(xlabel="step", ylabel="ε-MSE", yscale="log", title="training loss")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "loss.png", dpi=120)
+        atomic_write(out / "loss.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     res["seconds"] = round(time.time() - t_start, 1)
-    (out / "evaluation.json").write_text(json.dumps(res, indent=1))
+    write_json(out / "evaluation.json", res, indent=1)
 
     print(f"| reconstruction PSNR, 50 steps | {res['psnr_50']['mean']:.1f} dB (min {res['psnr_50']['min']:.1f}) |")
     print(f"| reconstruction PSNR, 20 steps | {res['psnr_20']['mean']:.1f} dB (min {res['psnr_20']['min']:.1f}) |")

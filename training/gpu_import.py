@@ -12,7 +12,6 @@ folders whose ``train.json`` also says ``snapshot_step``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffstyle_lab.faces import train as T
+from diffstyle_lab.fileio import read_json, write_json
 
 
 def main(argv=None):
@@ -31,7 +31,7 @@ def main(argv=None):
     meta_file = src / "gpu_train.json"
     if not meta_file.exists():
         sys.exit(f"gpu_import: {meta_file} is missing: point SRC at the folder gpu_train.py wrote")
-    meta = json.loads(meta_file.read_text())
+    meta = read_json(meta_file, fix="; point SRC at the folder gpu_train.py wrote")
     record = {k: v for k, v in meta.items() if k not in ("candidates", "unet_config", "unet_configs")}
     for name, cfg in meta["candidates"].items():
         weights = src / f"{name}.safetensors"
@@ -45,8 +45,7 @@ def main(argv=None):
             unet.load_state_dict({k: v.float() for k, v in load_file(str(w)).items()}, strict=True)
             unet.to(torch.float16)
             T.export(unet, dest / folder)
-            (dest / folder / "train.json").write_text(
-                json.dumps({"candidate": name, **extra, "config": cfg, **record}, indent=1))
+            write_json(dest / folder / "train.json", {"candidate": name, **extra, "config": cfg, **record}, indent=1)
             print(f"{folder}: {dest / folder}")
 
 

@@ -12,13 +12,13 @@ held-out renders). ``--sheet DIR`` writes ``DIR/<model>_clip<0|1>.png`` (8×8 sa
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 import diffstyle_lab as dl
 from diffstyle_lab.faces import avatars, factors
+from diffstyle_lab.fileio import atomic_write, write_json
 
 
 def confidences(clf, x: torch.Tensor) -> dict:
@@ -64,13 +64,15 @@ def main(argv=None):
                 from diffstyle_lab.images import grid
                 Path(a.sheet).mkdir(parents=True, exist_ok=True)
                 img = grid(x[:64], nrow=8)
-                img.resize((img.width * 3, img.height * 3), 0).save(Path(a.sheet) / f"{Path(path).name}_clip{int(clip)}.png")
+                img = img.resize((img.width * 3, img.height * 3), 0)
+                atomic_write(Path(a.sheet) / f"{Path(path).name}_clip{int(clip)}.png",
+                             lambda tmp: img.save(tmp, format="PNG"))
     print(f"{'model':28s} clip_x0  saturated  family-conf  content-conf  Fréchet/floor   (floor {floor:.2f}, n {a.n})")
     for r in rows:
         print(f"{r['model']:28s} {str(r['clip_x0']):7s}  {r['saturated']:9.3f}  {r['family']:11.3f}  "
               f"{r['content']:12.3f}  {r['frechet_x_floor']:13.2f}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"floor": floor, "n": a.n, "steps": a.steps, "rows": rows}, indent=1))
+        write_json(a.json, {"floor": floor, "n": a.n, "steps": a.steps, "rows": rows}, indent=1)
 
 
 if __name__ == "__main__":

@@ -81,11 +81,11 @@ def default_path() -> Path:
 
 
 def save(net: FactorNet, path) -> None:
-    from safetensors.torch import save_file
+    from ..fileio import write_json, write_safetensors
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path / "model.safetensors"))
-    (path / "config.json").write_text(json.dumps({"space": net.space, "width": net.width}, indent=0))
+    write_safetensors(path / "model.safetensors", {k: v.contiguous() for k, v in net.state_dict().items()})
+    write_json(path / "config.json", {"space": net.space, "width": net.width}, indent=0)
 
 
 def load(path=None) -> FactorNet:
@@ -94,7 +94,8 @@ def load(path=None) -> FactorNet:
     if not (path / "model.safetensors").exists():
         raise FileNotFoundError(f"no factor classifier at {path}: train one with "
                                 "`python -m diffstyle_lab.faces.factors --out PATH` (needs the [data] extra)")
-    cfg = json.loads((path / "config.json").read_text())
+    from ..fileio import read_json
+    cfg = read_json(path / "config.json", "; it should be the factor classifier config saved with its weights")
     net = FactorNet(cfg["space"], width=cfg.get("width", 32))
     net.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
     return net.eval().requires_grad_(False)
@@ -157,5 +158,6 @@ if __name__ == "__main__":
     a = ap.parse_args()
     net, acc = train_classifier(a.n_train, a.epochs)
     save(net, a.out)
-    (Path(a.out) / "accuracy.json").write_text(json.dumps(acc, indent=1))
+    from ..fileio import write_json
+    write_json(Path(a.out) / "accuracy.json", acc)
     print(json.dumps(acc, indent=1))
