@@ -1,6 +1,5 @@
 """Ground-truth scoring of content injection: ideals, counterfactual factor tests, baselines, probe."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +148,9 @@ def test_each_committed_summary_was_measured_on_its_folders_weights_at_its_store
     re-scoring fails here)."""
     from diffstyle_lab.config import InjectionConfig
     from diffstyle_lab.models import load_model
+    from diffstyle_lab.faces.groundtruth_summary import SUMMARY_FILE, read_summary_file
     m = load_model(str(folder))
-    s = json.loads((folder / "summary.json").read_text())
+    s = read_summary_file(folder / SUMMARY_FILE)                         # the one reader, as the notebooks read it
     assert s["weights_sha256"] == m.weights_hash, f"{folder.name}: summary.json is for other weights"
     stored = InjectionConfig.for_model(m)
     for k in ("gamma", "t_edit", "t_boost", "calibrate", "omega", "method"):

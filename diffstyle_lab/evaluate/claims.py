@@ -1,16 +1,18 @@
 """The evaluation's verdicts: per-pair metrics summarised with bootstrap intervals, and the paper's claims
 checked one by one on the measured numbers. A claim compares settings named by (sweep, x): a plan's sweep
-(``"gamma"``, ``"t_edit"``, ``"omega"``, ``"ablation"``) or a baseline (``("reference", "content image")``)."""
+(``"gamma"``, ``"t_edit"``, ``"omega"``, ``"ablation"``) or a baseline (``("reference", "content image")``).
+Intervals, the minimum n and the verdict words are the one verdict engine's (:mod:`diffstyle_lab.stats.verdicts`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Sequence
 
 import numpy as np
 
-from ..stats.bootstrap import bootstrap_ci, paired_difference, percentile_interval, trend
+from ..stats.bootstrap import check_level
+from ..stats.verdicts import (NOT_MEASURED, ci_text, claim_verdict, difference_interval, enough, mean_interval,
+                              replicate_interval, trend_interval)
 
 SUMMARY_COLUMNS = ["sweep", "x", "setting_id", "metric", "mean", "ci_low", "ci_high", "n"]
 
@@ -18,9 +20,10 @@ SUMMARY_COLUMNS = ["sweep", "x", "setting_id", "metric", "mean", "ci_low", "ci_h
 def metric_summary(tables: dict, metrics_: Sequence[str] | None = None, n_boot: int = 1000, level: float = 0.95,
                    seed: int = 0):
     """Long table (:data:`SUMMARY_COLUMNS`): the mean of each per-pair metric (default: every metric column of
-    ``tables["pairs"]``) per plan row with its bootstrap interval over pairs, plus the set-level Fréchet
-    distances with theirs."""
+    ``tables["pairs"]``) per plan row with its bootstrap interval over pairs (none below the engine's
+    ``MIN_N`` pairs), plus the set-level Fréchet distances with theirs (likewise)."""
     import pandas as pd
+    check_level(level)
     pairs, plan, sets = tables["pairs"], tables["plan"], tables["sets"]
     if metrics_ is None:
         metrics_ = [c for c in pairs.columns if c not in ("setting_id", "pair") and pairs[c].dtype.kind in "fiub"]
@@ -33,13 +36,14 @@ def metric_summary(tables: dict, metrics_: Sequence[str] | None = None, n_boot: 
             v = d[m].to_numpy(np.float64)
             if not np.isfinite(v).any():
                 continue
-            mean, lo, hi = bootstrap_ci(v, n_boot, level, seed)
+            mean, lo, hi = mean_interval(v, n_boot, level, seed)
             out.append({"sweep": p.sweep, "x": p.x, "setting_id": p.setting_id, "metric": m, "mean": mean,
                         "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(v).sum())})
         if len(sets):
             for _, s in sets[sets.setting_id == p.setting_id].iterrows():
+                lo, hi = (s.ci_low, s.ci_high) if enough(int(s.n)) else (float("nan"), float("nan"))
                 out.append({"sweep": p.sweep, "x": p.x, "setting_id": p.setting_id, "metric": s.metric,
-                            "mean": s.value, "ci_low": s.ci_low, "ci_high": s.ci_high, "n": int(s.n)})
+                            "mean": s.value, "ci_low": lo, "ci_high": hi, "n": int(s.n)})
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
 
@@ -141,37 +145,29 @@ def _pair_values(tables, sid, metric, n_pairs):
 
 
 def _set_values(tables, sid, metric):
-    """A set-level metric of a setting and its bootstrap replicates (in replicate order)."""
+    """A set-level metric of a setting, its bootstrap replicates (in replicate order) and its n."""
     sets, boot = tables["sets"], tables["sets_boot"]
     g = sets[(sets.setting_id == sid) & (sets.metric == metric)] if len(sets) else sets
     if not len(g):
         raise LookupError
-    return g.value.iloc[0], boot[(boot.setting_id == sid) & (boot.metric == metric)].sort_values("b").value.to_numpy()
-
-
-def _verdict(lo, hi, null, direction) -> str:
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return "inconclusive"
-    if (direction > 0 and lo > null) or (direction < 0 and hi < null):
-        return "holds"
-    if (direction > 0 and hi < null) or (direction < 0 and lo > null):
-        return "does not hold"
-    return "inconclusive"
+    reps = boot[(boot.setting_id == sid) & (boot.metric == metric)].sort_values("b").value.to_numpy()
+    return g.value.iloc[0], reps, int(g.n.iloc[0])
 
 
 def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 1000, level: float = 0.95,
                   seed: int = 0):
     """Each claim's estimate, interval and verdict — ``holds`` (the interval lies on the paper's side),
-    ``does not hold`` (on the other side), ``inconclusive`` (it straddles the null) or ``not measured`` —
-    with a sentence generated from the numbers."""
+    ``does not hold`` (on the other side), ``inconclusive`` (it straddles the null, or fewer pairs than the
+    engine's ``MIN_N`` give no interval) or ``not measured`` (:func:`~diffstyle_lab.stats.verdicts.claim_verdict`)
+    — with a sentence generated from the numbers."""
     import pandas as pd
+    check_level(level)
     plan = tables["plan"]
     n_pairs = int(tables["pairs"]["pair"].max()) + 1 if len(tables["pairs"]) else 0
-    pct = f"{level:.0%}"
     out = []
     for c in claims:
         row = {"claim": c.id, "paper": c.paper, "source": c.source, "metric": c.metric, "kind": c.kind,
-               "estimate": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": "not measured"}
+               "estimate": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": NOT_MEASURED}
         mw = METRIC_WORDS.get(c.metric, c.metric)
         null = c.threshold if c.kind == "above" else 0.0
         try:
@@ -183,33 +179,32 @@ def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 
                 mat = np.stack([_pair_values(tables, sid, c.metric, n_pairs) for sid in d.setting_id])
                 if not np.isfinite(mat).any():
                     raise LookupError
-                est, lo, hi = trend(mat, d.xf.to_numpy(), n_boot, level, seed)
+                est, lo, hi = trend_interval(mat, d.xf.to_numpy(), n_boot, level, seed)
                 means = np.nanmean(mat, 1)
                 xs = d.xf.to_numpy()
                 measured = (f"{mw} goes from {means[0]:.3g} at {fmt_x(c.a[0], xs[0])} to {means[-1]:.3g} at "
                             f"{fmt_x(c.a[0], xs[-1])} (levels: " + ", ".join(f"{m:.3g}" for m in means) +
-                            f"); Spearman ρ(x, mean) = {est:+.2f}, {pct} CI [{lo:+.2f}, {hi:+.2f}]")
+                            f"); Spearman ρ(x, mean) = {est:+.2f}, {ci_text(lo, hi, level, '+.2f')}")
             elif c.kind in ("diff", "above"):
                 sb = _sid(plan, c.b) if c.b is not None else None
                 va = _pair_values(tables, _sid(plan, c.a), c.metric, n_pairs)
                 if not np.isfinite(va).any():
                     raise LookupError
                 if c.kind == "above":
-                    est, lo, hi = bootstrap_ci(va, n_boot, level, seed)
-                    measured = (f"{mw} at {fmt_x(*c.a)} = {est:.3g}, {pct} CI [{lo:.3g}, {hi:.3g}] "
+                    est, lo, hi = mean_interval(va, n_boot, level, seed)
+                    measured = (f"{mw} at {fmt_x(*c.a)} = {est:.3g}, {ci_text(lo, hi, level)} "
                                 f"(threshold {c.threshold:g}; n = {int(np.isfinite(va).sum())} pairs)")
                 else:
                     vb = _pair_values(tables, sb, c.metric, n_pairs)
-                    est, lo, hi = paired_difference(va, vb, n_boot, level, seed)
+                    est, lo, hi = difference_interval(va, vb, n_boot, level, seed)
                     measured = (f"{mw}: {np.nanmean(va):.3g} at {fmt_x(*c.a)} vs {np.nanmean(vb):.3g} at "
-                                f"{fmt_x(*c.b)}; paired difference {est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] "
+                                f"{fmt_x(*c.b)}; paired difference {est:+.3g}, {ci_text(lo, hi, level, '+.3g')} "
                                 f"(n = {int((np.isfinite(va) & np.isfinite(vb)).sum())} pairs)")
             elif c.kind == "set_diff":
-                (fa, ra), (fb, rb) = (_set_values(tables, _sid(plan, w), c.metric) for w in (c.a, c.b))
-                est = float(fa - fb)
-                lo, hi = percentile_interval(ra - rb, level, axis=None)
+                (fa, ra, na), (fb, rb, nb) = (_set_values(tables, _sid(plan, w), c.metric) for w in (c.a, c.b))
+                est, lo, hi = replicate_interval(fa - fb, ra - rb, min(na, nb), level)
                 measured = (f"{mw}: {fa:.3g} at {fmt_x(*c.a)} vs {fb:.3g} at {fmt_x(*c.b)}; difference "
-                            f"{est:+.3g}, {pct} CI [{lo:+.3g}, {hi:+.3g}] (paired bootstrap over the same resampled "
+                            f"{est:+.3g}, {ci_text(lo, hi, level, '+.3g')} (paired bootstrap over the same resampled "
                             "pairs)")
             else:
                 raise ValueError(f"claim {c.id}: unknown kind {c.kind!r}")
@@ -217,7 +212,7 @@ def assess_claims(tables: dict, claims: Sequence[Claim] = CLAIMS, n_boot: int = 
             row["measured"] = f"not measured: the run has no {mw} for the settings this claim compares"
         else:
             row.update(estimate=est, ci_low=lo, ci_high=hi, measured=measured)
-            row["verdict"] = _verdict(lo, hi, null, c.direction)
+            row["verdict"] = claim_verdict(lo, hi, null, c.direction)
         out.append(row)
     return pd.DataFrame(out)
 

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..stats.verdicts import CLAIM_VERDICTS, claim_rule
 from .claims import CLAIMS, METRIC_WORDS, Claim, fmt_x, match_x, assess_claims, metric_summary
 from .plan import OMEGAS, ablation_names
 from .run import Evaluation
@@ -230,14 +231,10 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
     L.append("")
     # claims
     L.append("## The paper's findings on this model, claim by claim\n")
-    verdict_word = {"holds": "✅ holds", "does not hold": "❌ does not hold", "inconclusive": "➖ inconclusive",
-                    "not measured": "– not measured"}
+    verdict_word = {v: f"{mark} {v}" for v, mark in zip(CLAIM_VERDICTS, ("✅", "❌", "➖", "–"))}
     counts = claims.verdict.value_counts().to_dict()
-    L.append("Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "does not hold", "inconclusive",
-                                                                           "not measured")) +
-             f". A claim **holds** when the {level:.0%} interval of its statistic lies entirely on the paper's side "
-             "of the null, **does not hold** when it lies entirely on the other side, and is **inconclusive** "
-             "when it straddles it.\n")
+    L.append("Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in CLAIM_VERDICTS) + ". " +
+             claim_rule(level) + "\n")
     for i, c in claims.iterrows():
         L.append(f"{i + 1}. **{c.paper}** ({c.source}) — **{verdict_word[c.verdict]}** on this model. "
                  f"Measured: {c.measured}.")

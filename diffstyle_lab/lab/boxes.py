@@ -1,22 +1,22 @@
 """The "The paper says / this model shows" box: the paper's claim next to what the loaded model's
-folder measured (its ``summary.json``). Part of :mod:`diffstyle_lab.lab.notebook`."""
+folder measured (its ``summary.json``, written and read by :mod:`diffstyle_lab.faces.groundtruth_summary`;
+its sentences by the verdict engine, :mod:`diffstyle_lab.stats.verdicts`). Part of
+:mod:`diffstyle_lab.lab.notebook`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
+from ..faces.groundtruth_summary import SUMMARY_FILE, read_summary_file
 from ..models import data_path
-from .claims import gap_sentence, interval_text
+from ..stats.verdicts import gap_sentence, interval_text
 
 __all__ = ["SUMMARY_FILE", "model_folder", "read_summary", "paper_box", "show_box"]
 
 
 # ---------------------------------------------------------------------------------------------
 # "The paper says / this model shows"
-
-SUMMARY_FILE = "summary.json"
 
 
 def model_folder(model) -> Path | None:
@@ -32,17 +32,12 @@ def model_folder(model) -> Path | None:
 def read_summary(model) -> dict | None:
     """The model folder's machine-readable evaluation ``summary.json`` (schema 1), or None when the
     model has no folder or the folder has no summary. A file that is there but unreadable raises a
-    one-line ``ValueError``."""
+    one-line ``ValueError`` (:func:`~diffstyle_lab.faces.groundtruth_summary.read_summary_file`)."""
     folder = model_folder(model)
     if folder is None or not (folder / SUMMARY_FILE).is_file():
         return None
     path = folder / SUMMARY_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or data.get("schema") != 1 or not isinstance(data.get("sets"), dict):
-        raise ValueError(f"{path}: expected a schema-1 summary ({{\"schema\": 1, \"sets\": {{...}}, ...}})")
+    data = read_summary_file(path)
     data["_path"] = str(path)
     return data
 

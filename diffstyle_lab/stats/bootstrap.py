@@ -1,12 +1,15 @@
 """The one statistics core: seeded bootstrap resampling and percentile intervals, used by
-:mod:`diffstyle_lab.stats.estimators` (h/g correlations) and :mod:`diffstyle_lab.evaluate` (sweeps and claims).
+:mod:`diffstyle_lab.stats.estimators` (h/g correlations), :mod:`diffstyle_lab.evaluate.measures` (set-level
+Fréchet distances) and :mod:`diffstyle_lab.stats.verdicts` (the one verdict engine: every interval a claim,
+a notebook sentence or a model's ground-truth summary rests on).
 
 * **Indices** are a pure function of (n, n_boot, seed), drawn from ``SeedSequence([seed, n, STREAM])``
   (:func:`stream`; ``STREAM`` keeps them apart from the toolkit's other seeded draws). Statistics on the same
   n units with the same seed share resamples (common random numbers): settings measured on the same pairs
   are compared pair by pair, and a difference's interval is the interval of the difference.
-* **n** ≥ 2 units (statistics that need more check that themselves); :func:`bootstrap_ci` of fewer than 2
-  finite values gives the value with a NaN interval rather than a zero-width one.
+* **n** ≥ 2 units, the arithmetic floor of resampling (one unit resampled is itself); :func:`bootstrap_ci` of
+  fewer than 2 finite values gives the value with a NaN interval rather than a zero-width one. The minimum n
+  for a *verdict* is :data:`diffstyle_lab.stats.verdicts.MIN_N`, which is the only one there is.
 * **Intervals** are percentile intervals at ``level`` in (0, 1), ignoring NaN/inf replicates;
   :func:`recentre` first where the replicates centre elsewhere than the estimate.
 """
@@ -24,7 +27,6 @@ __all__ = ["STREAM", "stream", "bootstrap_indices", "check_level", "quiet", "rep
            "recentre", "bootstrap_ci", "paired_statistic", "paired_difference", "spearman", "trend"]
 
 STREAM = 6          # the bootstrap's entry in every SeedSequence([seed, n, STREAM])
-MIN_N = 2
 
 
 def stream(seed: int, n: int, *key: int) -> np.random.Generator:
@@ -36,8 +38,8 @@ def stream(seed: int, n: int, *key: int) -> np.random.Generator:
 
 def bootstrap_indices(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """``n_boot``×``n`` resampling indices (with replacement), a pure function of (n, n_boot, seed)."""
-    if n < MIN_N:
-        raise ValueError(f"bootstrap needs n ≥ {MIN_N} samples, got n = {n}")
+    if n < 2:
+        raise ValueError(f"bootstrap needs n ≥ 2 samples, got n = {n}")
     if n_boot < 10:
         raise ValueError(f"n_boot={n_boot}: use at least 10 bootstrap resamples (1000 is usual)")
     return stream(seed, n).integers(0, n, size=(n_boot, n))
@@ -90,7 +92,7 @@ def bootstrap_ci(values, n_boot: int = 1000, level: float = 0.95, seed: int = 0)
     check_level(level)
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
-    if len(v) < MIN_N:
+    if len(v) < 2:
         return float(v.mean()) if len(v) else float("nan"), float("nan"), float("nan")
     lo, hi = percentile_interval(v[bootstrap_indices(len(v), n_boot, seed)].mean(1), level, axis=None)
     return float(v.mean()), lo, hi
