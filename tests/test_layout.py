@@ -256,3 +256,47 @@ def test_the_readme_layout_table_matches_the_tree():
     for p in list(PKG.glob("*.py")) + [d for d in PKG.iterdir() if (d / "__init__.py").is_file()]:
         if p.name != "__init__.py":
             assert p.resolve() in named, f"README's layout table does not name {p.relative_to(root)}"
+
+
+# -- sizes, and the product apart from the release tooling and the research ---------------------------------------
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 700, 100
+CODE_TREES = ("diffstyle_lab", "scripts", "training", "research", "benchmarks")
+
+
+def _too_long(path: Path) -> list[str]:
+    src = path.read_text()
+    out = [f"{path}: {src.count(chr(10))} lines"] if src.count("\n") > MAX_FILE_LINES else []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            if n > MAX_FUNCTION_LINES:
+                out.append(f"{path}:{node.lineno}: {node.name}() is {n} lines")
+    return out
+
+
+def test_the_size_check_sees_a_long_function(tmp_path):
+    f = tmp_path / "long.py"
+    f.write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES + "\n\ndef g():\n    return 1\n")
+    assert [m.split(": ", 1)[1] for m in _too_long(f)] == [f"f() is {MAX_FUNCTION_LINES + 1} lines"]
+
+
+def test_no_file_over_700_lines_and_no_function_over_100():
+    root = PKG.parent
+    found = [m for t in CODE_TREES for f in sorted((root / t).rglob("*.py")) if "course" not in f.parts
+             for m in _too_long(f)]
+    assert not found, "split these:\n" + "\n".join(found)
+
+
+def test_the_package_never_imports_the_release_tooling_or_the_research():
+    """training/, research/ and scripts/ sit beside the package (as diffusers' examples/ beside src/): the
+    package must run from a wheel, where they do not exist."""
+    bad = []
+    for f in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            bad += [f"{f.relative_to(PKG.parent)}:{node.lineno}: {n}" for n in names
+                    if n.split(".")[0] in ("training", "research", "scripts")]
+    assert not bad, bad
+    include = (PKG.parent / "pyproject.toml").read_text().split("[tool.setuptools.packages.find]")[1]
+    assert 'include = ["diffstyle_lab*"]' in include.split("\n\n")[0]      # only the package is installed

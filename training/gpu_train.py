@@ -121,7 +121,31 @@ def save_fp16(unet, path: Path) -> None:
     write_safetensors(path, sd)
 
 
-def main(argv=None):
+def make_trainer(name: str, a, out: Path, dev, data, tw, cont) -> "T.Trainer":
+    """Candidate ``name``'s trainer on the shared data (its colour and content twins only if its recipe uses them)."""
+    cfg = T.TrainConfig(out=str(out / name), steps=a.max_steps, batch_size=a.batch_size, lr=a.lr,
+                        seed=a.seed, schedule="cosine", progress=False, **CANDIDATES[name])
+    T.check_config(cfg)
+    torch.manual_seed(a.seed)
+    ctw = content_twins(*cont, cfg.content_swap_same_pose, a.data_seed) if cfg.content_swap > 0 else None
+    return T.Trainer(cfg, data, tw if cfg.colour_swap > 0 else None, device=dev, content_twins=ctw)
+
+
+def record(a, trainers: dict, dev, amp: bool, step: int, n_steps: int, curve: list, t_train: float,
+           t_start: float) -> dict:
+    """What ``gpu_train.json`` says of the run so far: steps, images, time, device, data, configs, loss curve."""
+    return {"steps": step, "planned_steps": n_steps, "batch_size": a.batch_size,
+            "images_per_model": step * a.batch_size, "train_seconds": round(time.time() - t_train, 1),
+            "total_seconds": round(time.time() - t_start, 1), "device": str(dev),
+            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "", "torch": torch.__version__,
+            "amp_bf16": amp, "data": {"posed": a.n_posed, "upright": a.n_upright, "seed": a.data_seed},
+            "unet_configs": {n: dict(tr.ema.config) for n, tr in trainers.items()},
+            "candidates": {n: {k: v for k, v in dataclasses.asdict(tr.cfg).items() if k != "out"}
+                           for n, tr in trainers.items()},
+            "loss_curve": curve}
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cuda")
@@ -142,6 +166,11 @@ def main(argv=None):
     p.add_argument("--probe-steps", type=int, default=30, help="steps timed before the step count is fixed")
     p.add_argument("--amp", action="store_true", help="bf16 autocast also off CUDA (on CUDA it is always on)")
     p.add_argument("--tiny", action="store_true", help="the CPU check: 64 faces, batch 4, a few steps")
+    return p
+
+
+def main(argv=None):
+    p = parser()
     a = p.parse_args(argv)
     if a.tiny:
         a.n_posed, a.n_upright, a.batch_size, a.budget, a.max_steps, a.probe_steps = 48, 16, 4, 8, 40, 8
@@ -168,14 +197,7 @@ def main(argv=None):
         torch.backends.cudnn.allow_tf32 = True
     data, tw = T.to_tensor(faces).to(dev), T.to_tensor(twins).to(dev)
     cont = [T.to_tensor(c).to(dev) for c in cont]
-    trainers = {}
-    for name in names:
-        cfg = T.TrainConfig(out=str(out / name), steps=a.max_steps, batch_size=a.batch_size, lr=a.lr,
-                            seed=a.seed, schedule="cosine", progress=False, **CANDIDATES[name])
-        T.check_config(cfg)
-        torch.manual_seed(a.seed)
-        ctw = content_twins(*cont, cfg.content_swap_same_pose, a.data_seed) if cfg.content_swap > 0 else None
-        trainers[name] = T.Trainer(cfg, data, tw if cfg.colour_swap > 0 else None, device=dev, content_twins=ctw)
+    trainers = {name: make_trainer(name, a, out, dev, data, tw, cont) for name in names}
     say(f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}), torch {torch.__version__}, "
         f"candidates {names}, batch {a.batch_size}")
 
@@ -222,16 +244,8 @@ def main(argv=None):
             for name, tr in trainers.items():
                 save_fp16(tr.ema, out / f"{name}.safetensors")
             last_export = time.time()
-            summary = {"steps": step, "planned_steps": n_steps, "batch_size": a.batch_size,
-                       "images_per_model": step * a.batch_size, "train_seconds": round(time.time() - t_train, 1),
-                       "total_seconds": round(time.time() - t_start, 1), "device": str(dev),
-                       "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "", "torch": torch.__version__,
-                       "amp_bf16": amp, "data": {"posed": a.n_posed, "upright": a.n_upright, "seed": a.data_seed},
-                       "unet_configs": {n: dict(tr.ema.config) for n, tr in trainers.items()},
-                       "candidates": {n: {k: v for k, v in dataclasses.asdict(tr.cfg).items() if k != "out"}
-                                      for n, tr in trainers.items()},
-                       "loss_curve": curve}
-            write_json(out / "gpu_train.json", summary, default=str)
+            write_json(out / "gpu_train.json", record(a, trainers, dev, amp, step, n_steps, curve, t_train, t_start),
+                       default=str)
     files = sorted(f.name for f in out.iterdir() if f.is_file())
     if dev.type == "cuda" and len(files) + 1 > 8:          # + the log that gpu_train.sh writes beside them
         say(f"warning: {len(files) + 1} files in {out}; the device tool brings back at most 8 — fewer --only "

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..fileio import atomic_write, write_text
 from ..stats.verdicts import CLAIM_VERDICTS, claim_rule
 from .claims import CLAIMS, METRIC_WORDS, Claim, fmt_x, match_x, assess_claims, metric_summary
 from .plan import OMEGAS, ablation_names
@@ -63,7 +64,7 @@ def _example_grids(run: Evaluation, d: Path, k: int):
             draw.text((x0, 2), name[:18], fill="black", font=font)
             for i, im in enumerate(imgs[:k]):
                 canvas.paste(Image.fromarray(im).resize((size, size), Image.NEAREST), (x0, head * 2 + i * (size + pad)))
-        canvas.save(d / f"examples_{sweep}.png")
+        atomic_write(d / f"examples_{sweep}.png", lambda tmp: canvas.save(tmp, format="PNG"))
 
 
 def _font():
@@ -132,7 +133,7 @@ def plot_sweeps(summary, fig_dir) -> list[Path]:
                       "ablation": "ablation"}[sweep] + " — means with 95% bootstrap intervals", fontsize=10)
         fig.tight_layout()
         p = fig_dir / f"sweep_{sweep}.png"
-        fig.savefig(p, dpi=110)
+        atomic_write(p, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
         plt.close(fig)
         paths.append(p)
     return paths
@@ -181,9 +182,9 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
         raise FileNotFoundError(f"{tables_dir} holds no evaluation tables: run scripts/run_evaluation.py first")
     run = dict(zip(t["run"].key, t["run"].value))
     summary = metric_summary(t, n_boot=n_boot, level=level, seed=seed)
-    summary.to_csv(tables_dir / "summary.csv", index=False)
+    write_text(tables_dir / "summary.csv", summary.to_csv(index=False))
     claims = assess_claims(t, claims, n_boot=n_boot, level=level, seed=seed)
-    claims.to_csv(tables_dir / "claims.csv", index=False)
+    write_text(tables_dir / "claims.csv", claims.to_csv(index=False))
     figs = plot_sweeps(summary, tables_dir) if figures else \
         [tables_dir / f"sweep_{w}.png" for w in ("gamma", "t_edit", "omega", "ablation")
          if (tables_dir / f"sweep_{w}.png").is_file()]
@@ -204,6 +205,19 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
     L.append(f"- Fréchet distances: classifier features of the {run.get('n_pairs')} results vs "
              f"{run.get('reference_n')} fresh real renders (at n = {run.get('n_pairs')} the distance is biased upwards; "
              "compare it between settings and with the real-image rows, not with published FIDs)\n")
+    L += _measured_lines(run, t, summary)
+    L += _paper_metric_lines(run)
+    L += _claim_lines(claims, level)
+    L += _figure_and_table_lines(summary, figs, tables_dir, rel, level)
+    L += _cost_lines(run, t)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(md_path, "\n".join(L))
+    return md_path
+
+
+def _measured_lines(run: dict, t: dict, summary) -> list[str]:
+    """What is measured: the metrics, the reference rows and, when the classifier reads these faces badly, why."""
+    L = []
     L.append("### What is measured\n")
     L += [f"- **{name}** — {note}" for name, note in METRIC_NOTES.items()]
     names = ", ".join(map(str, t["plan"].loc[t["plan"].sweep == "reference", "x"]))
@@ -217,7 +231,12 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
                  "content) has little power here: the classifier does not read these faces well (e.g. posed faces, "
                  "when it was trained on upright ones). A score against the ideal renders "
                  "(`scripts/groundtruth_eval.py`) does not depend on it.\n")
-    # paper metrics
+    return L
+
+
+def _paper_metric_lines(run: dict) -> list[str]:
+    """The paper's own metrics (ArcFace, VGG, Inception): measured, or why not."""
+    L = []
     pm = json.loads(run.get("paper_metrics", "{}")) if isinstance(run.get("paper_metrics"), str) else {}
     used = json.loads(run.get("paper_metrics_used", "[]")) if isinstance(run.get("paper_metrics_used"), str) else []
     L.append("### The paper's own metrics\n")
@@ -229,7 +248,12 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
             msg = " ".join([lines[0]] + [x for x in lines[1:] if x.startswith("put it at")])
             L.append(f"- **{k}**: not measured — {msg}")
     L.append("")
-    # claims
+    return L
+
+
+def _claim_lines(claims, level: float) -> list[str]:
+    """The paper's findings, claim by claim, with their verdicts."""
+    L = []
     L.append("## The paper's findings on this model, claim by claim\n")
     verdict_word = {v: f"{mark} {v}" for v, mark in zip(CLAIM_VERDICTS, ("✅", "❌", "➖", "–"))}
     counts = claims.verdict.value_counts().to_dict()
@@ -239,7 +263,12 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
         L.append(f"{i + 1}. **{c.paper}** ({c.source}) — **{verdict_word[c.verdict]}** on this model. "
                  f"Measured: {c.measured}.")
     L.append("")
-    # figures
+    return L
+
+
+def _figure_and_table_lines(summary, figs, tables_dir: Path, rel: str, level: float) -> list[str]:
+    """The sweep figures, the example sheets and the compact tables."""
+    L = []
     L += ["## Sweeps\n"] + [f"![{p.stem}]({rel}/{p.name})\n" for p in figs]
     for sweep in ("gamma", "ablation", "t_edit", "omega"):
         p = tables_dir / f"examples_{sweep}.png"
@@ -257,7 +286,12 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
         wide = wide[[k for k in key if k in wide.columns]].reset_index()
         L.append(f"**{sweep}** (mean [{level:.0%} CI])\n")
         L.append(_md_table(wide) + "\n")
-    # timing
+    return L
+
+
+def _cost_lines(run: dict, t: dict) -> list[str]:
+    """Compute time per phase, wall time, load, and the Dask scale-out demo."""
+    L = []
     wall = run.get("wall_seconds_this_call")
     L.append("## Cost\n")
     L.append(f"Compute time of the evaluation on {run.get('cpu_count')} CPU cores ({run.get('scheduler')}, "
@@ -286,8 +320,6 @@ def build_page(tables_dir, md_path, n_boot: int = 1000, level: float = 0.95, see
                     f"×{s.parallel_capacity:.2f} the work of one (the ceiling for this speed-up; "
                     f"{int(s.workers_n)} on idle cores). " if "parallel_capacity" in s and math.isfinite(
                         s.parallel_capacity) else "") + f"{s.note}\n")
-    md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text("\n".join(L))
-    return md_path
+    return L
 
 

@@ -5,7 +5,6 @@ Part of :mod:`diffstyle_lab.lab.notebook`, which re-exports everything."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -13,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..fileio import write_json
 from ..models import data_path
 
 __all__ = ["load", "injection_defaults", "data_path", "ood_folder", "load_folder", "sample_images", "sample_pairs",
@@ -219,7 +219,7 @@ def save_settings(out_dir, model, cfg, **on_purpose) -> dict:
            "model_defaults": plain(InjectionConfig.for_model(model)), "varied_on_purpose": dict(on_purpose)}
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / SETTINGS_FILE).write_text(json.dumps(rec, indent=1))
+        write_json(Path(out_dir) / SETTINGS_FILE, rec)
     return rec
 
 
