@@ -1,5 +1,7 @@
-"""On-disk cache of DDIM inversions, keyed by a hash of (model weights, image pixels, grid,
-scheduler config and, where a run fixes it, the batch size the inversion is computed at).
+"""On-disk cache of DDIM inversions, keyed by a hash of (the ε-provider's identity — for a pixel model its
+weights and scheduler config —, image pixels, grid and, where a run fixes it, the batch size the inversion is
+computed at). Any :class:`~diffstyle_lab.sampling.EpsProvider` with a ``cache_identity()`` can use it; the
+key of any provider other than the plain pixel one also holds its class, so two providers never share an entry.
 
 Entries are safetensors files (loading one never runs code), used only if the stored key, tensor
 names, shapes and dtypes (against the model), timesteps, finite values and SHA-256 all match; anything
@@ -17,7 +19,7 @@ import torch
 
 from .config import timestep_grid
 from .fileio import atomic_write, file_sha256, sha256_hex, tensor_bytes, tensor_digest  # noqa: F401  (file_sha256: re-exported)
-from .sampling import Inversion, ddim_invert, eps_provider
+from .sampling import Inversion, PixelEps, ddim_invert, eps_provider
 
 FORMAT = 2
 TENSORS = ("x_T", "h")
@@ -49,6 +51,39 @@ def invert_in_batches(model, x0: torch.Tensor, steps: int = 50, spacing: str = "
     return Inversion.cat(parts)
 
 
+def provider_identity(net) -> dict:
+    """What an inversion by the ε-provider ``net`` depends on besides the image and the grid, for the cache key:
+    the plain pixel provider's ``cache_identity()`` as it is (the keys of format 2), any other provider's
+    under its class name."""
+    if type(net) is PixelEps:
+        return net.cache_identity()
+    if not hasattr(net, "cache_identity"):
+        raise ValueError(f"the ε-provider {type(net).__name__} has no cache_identity(): give it one (a JSON-able "
+                         "dict of everything its inversion depends on) or run without the inversion cache")
+    return {"provider": f"{type(net).__module__}.{type(net).__qualname__}", "identity": net.cache_identity()}
+
+
+def provider_digest(net) -> str:
+    """SHA-256 of :func:`provider_identity`."""
+    return sha256_hex(_dumps(provider_identity(net), net))
+
+
+def _dumps(meta: dict, net) -> str:
+    try:
+        return json.dumps(meta, sort_keys=True)
+    except TypeError as e:
+        raise ValueError(f"cache_identity() of the ε-provider {type(net).__name__} is not JSON-able ({e}); return "
+                         "plain numbers, strings, lists and dicts") from None
+
+
+def probe_h_shape(net, image: torch.Tensor) -> tuple:
+    """The shape of what the ε-provider ``net`` stores per timestep for one image like ``image`` (one real
+    inversion pass at t = 0 on zeros)."""
+    x = net.check_x0(torch.zeros((1, *image.shape), dtype=image.dtype, device=image.device), "images")
+    with torch.no_grad():
+        return tuple(net.invert_eps(x, 0)[1].shape[1:])
+
+
 def h_shape(model, image_shape: tuple) -> tuple:
     """The shape of h (C'×h×w) the model gives for one image of ``image_shape`` (C×H×W): a forward
     pass on the meta device (shapes only, no arithmetic), or one real pass if the layout needs it."""
@@ -78,22 +113,25 @@ class InversionCache:
     # -- keys ------------------------------------------------------------------------------
     @staticmethod
     def key(model, image: torch.Tensor, steps: int, spacing: str, record_last: bool, batch: int | None = None) -> str:
-        meta = {"format": FORMAT, "weights": model.weights_hash, "grid": timestep_grid(steps, spacing, model.T),
-                "spacing": spacing, "record_last": record_last, "dtype": str(image.dtype), "batch": batch,
-                "scheduler": {k: model.scheduler_config.get(k) for k in
-                              ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")}}
-        return sha256_hex(json.dumps(meta, sort_keys=True), str(tuple(image.shape)), tensor_bytes(image))
+        """The entry of ``image`` (C×H×W, in the provider's space) inverted by ``model`` (a DiffusionModel or an
+        ε-provider: :func:`provider_identity`)."""
+        net = eps_provider(model)
+        meta = {"format": FORMAT, "grid": timestep_grid(steps, spacing, net.model.T), "spacing": spacing,
+                "record_last": record_last, "dtype": str(image.dtype), "batch": batch, **provider_identity(net)}
+        return sha256_hex(_dumps(meta, net), str(tuple(image.shape)), tensor_bytes(image))
 
     def path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.safetensors"
 
     def expected(self, model, image: torch.Tensor, steps: int, spacing: str, record_last: bool) -> dict:
         """What a true entry for ``image`` (C×H×W, in the model's dtype) holds: shapes, dtypes, timesteps."""
-        grid = timestep_grid(steps, spacing, model.T)
+        net = eps_provider(model)
+        grid = timestep_grid(steps, spacing, net.model.T)
         ts = grid if record_last else grid[:-1]
-        sig = (model.weights_hash, tuple(image.shape), str(image.dtype))
+        sig = (provider_digest(net), tuple(image.shape), str(image.dtype))
         if sig not in self._h_shapes:
-            self._h_shapes[sig] = h_shape(model, tuple(image.shape))
+            self._h_shapes[sig] = (h_shape(net.model, tuple(image.shape)) if type(net) is PixelEps
+                                   else probe_h_shape(net, image))
         return {"x_T": (tuple(image.shape), image.dtype), "h": ((len(ts),) + self._h_shapes[sig], image.dtype),
                 "ts": list(ts)}
 
@@ -163,7 +201,8 @@ class InversionCache:
     def invert(self, model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors",
                record_last: bool = True, progress: bool = True, batch: int | None = None):
         """:func:`ddim_invert`, image by image through the cache; misses run as one batch, or with
-        ``batch`` in batches of exactly that size (see :func:`invert_in_batches`; the key records it)."""
+        ``batch`` in batches of exactly that size (see :func:`invert_in_batches`; the key records it).
+        ``model``: a DiffusionModel or an ε-provider with a ``cache_identity()``; ``x0`` in its space."""
         keys = [self.key(model, img, steps, spacing, record_last, batch) for img in x0]
         expect = None
         found = []
@@ -179,9 +218,10 @@ class InversionCache:
             for j, i in enumerate(miss):
                 self.save(keys[i], inv.x_T[j], inv.h[j], inv.ts)
                 found[i] = (inv.x_T[j].cpu(), inv.h[j].cpu(), inv.ts)
-        dev, dt = model.device, model.hooked.dtype
+        m = eps_provider(model).model
+        dev, dt = (m.device, m.hooked.dtype) if hasattr(m, "hooked") else (x0.device, x0.dtype)
         return Inversion(torch.stack([f[0] for f in found]).to(dev, dt), torch.stack([f[1] for f in found]).to(dev, dt),
-                         list(found[0][2]), timestep_grid(steps, spacing, model.T), spacing)
+                         list(found[0][2]), timestep_grid(steps, spacing, m.T), spacing)
 
     def _exists(self, key) -> bool:
         try:
@@ -220,9 +260,9 @@ class InversionCache:
 def cached_invert(model, x0: torch.Tensor, steps: int = 50, spacing: str = "authors", record_last: bool = True,
                   progress: bool = True, cache: InversionCache | None = None) -> Inversion:
     """:func:`~diffstyle_lab.sampling.ddim_invert` of ``x0`` (checked as the sampler checks it), read from and
-    written to ``cache`` image by image; ``cache=None`` inverts directly."""
+    written to ``cache`` image by image; ``cache=None`` inverts directly. ``model``: a DiffusionModel or an
+    ε-provider (``x0`` in its space, as for ddim_invert)."""
     if cache is None:
         return ddim_invert(model, x0, steps, spacing, record_last=record_last, progress=progress)
-    net = eps_provider(model)
-    return cache.invert(net.model, net.check_x0(x0), steps=steps, spacing=spacing, record_last=record_last,
-                        progress=progress)
+    return cache.invert(model, eps_provider(model).check_x0(x0), steps=steps, spacing=spacing,
+                        record_last=record_last, progress=progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import os
@@ -66,8 +67,11 @@ def _plain_type(tp):
 def add_injection_options(parser: argparse.ArgumentParser) -> None:
     """One option per :class:`~diffstyle_lab.InjectionConfig` field (``t_edit`` → ``--t-edit``), typed
     from its annotation, described by its docstring; booleans get ``--x/--no-x``. Unset options are
-    absent from the parsed namespace, so the model's own defaults apply."""
+    absent from the parsed namespace, so the model's own defaults apply. ``--method``'s choices and help
+    list the registered mixing rules (:data:`~diffstyle_lab.maths.MIX_RULES`)."""
+    from . import maths
     from .sampling import InjectionConfig
+    maths.document_methods()             # the docstring lists the rules registered now
     hints = typing.get_type_hints(InjectionConfig)
     docs = config_field_docs(InjectionConfig)
     g = parser.add_argument_group("injection (InjectionConfig; unset: the model's defaults, then the package's)")
@@ -221,10 +225,29 @@ def _pair_seed(seed: int, content: Path, style: Path) -> int:
 # ---------------------------------------------------------------------------------------------
 # inject: files in, one PNG per pair out
 
+def provider_help() -> str:
+    """``--provider``'s help, from :data:`~diffstyle_lab.sampling.EPS_PROVIDERS`."""
+    from .sampling import EPS_PROVIDERS
+    kinds = " | ".join(f"{k.name} ({k.doc})" if k.doc else k.name for k in EPS_PROVIDERS.values())
+    return f"the ε-provider that runs --model: {kinds} (default: pixel)".replace("%", "%%")
+
+
+def model_params(net, provider: str) -> dict:
+    """The model's part of a run's parameters (the resume key): a pixel model's weights hash as ever; any
+    other provider's name and :func:`~diffstyle_lab.cache.provider_digest`."""
+    from .cache import provider_digest
+    from .sampling import PixelEps
+    if type(net) is PixelEps:
+        return {"model": net.model.weights_hash}
+    return {"model": provider_digest(net), "provider": provider}
+
+
 def inject_files(content, style, out, *, model=None, device=None, overrides: dict | None = None, mask=None,
-                 fit: str = "crop", cache=None, batch: int = 8, quiet: bool = False, echo=print) -> dict:
+                 fit: str = "crop", cache=None, batch: int = 8, quiet: bool = False, echo=print,
+                 provider: str = "pixel") -> dict:
     """Content injection for every content × style file pair into the folder ``out`` (see the
     module docstring for what it guarantees). ``model``: a hub id or folder (None: the default model);
+    ``provider``: the ε-provider kind that runs it (:data:`~diffstyle_lab.sampling.EPS_PROVIDERS`);
     ``overrides``: ``InjectionConfig`` fields (the rest from the model's defaults); ``mask``: an image
     file; ``cache``: a folder, None (the default cache folder) or ``"off"``; ``batch``: pairs per
     U-Net batch. Returns ``{"out", "new", "total", "skipped"}``."""
@@ -232,9 +255,8 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
 
     from .cache import InversionCache, invert_in_batches
     from .devices import pick_device
-    from .images import grid, list_images, load_image, load_mask
-    from .models import load_default_model, load_model
-    from .sampling import check_images, inject
+    from .images import list_images, load_image, load_mask
+    from .sampling import inject, load_provider
 
     # -- everything that can be wrong is checked before the output folder is touched ------------
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -245,8 +267,11 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     dev = pick_device(device, "--device")
     contents, styles = list_images(content), list_images(style)
     names = output_names(contents, styles)
-    m = load_default_model(device=dev) if not model else load_model(model, device=dev)
-    size = m.sample_size
+    net = load_provider(provider, model, dev)
+    m, size = net.model, getattr(net, "image_size", None)
+    if size is None:
+        raise ValueError(f"--provider {provider}: its ε-provider has no image_size, so images cannot be loaded "
+                         "for it; give the provider an image_size")
     cx = {p: load_image(p, size, fit) for p in contents}       # a broken file stops the run here
     sx = {p: load_image(p, size, fit) for p in styles}
     digest = {p: file_sha256(p) for p in {*contents, *styles}}
@@ -255,7 +280,7 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     inversion = {"steps": cfg.inversion_steps, "spacing": cfg.spacing, "record_last": cfg.record_last}
     injection = cfg.to_dict()
     injection["mask"] = None if mask_t is None else sha256_hex(mask_t.numpy().tobytes())
-    params = {"model": m.weights_hash, "injection": injection, "inversion": inversion, "fit": fit,
+    params = {**model_params(net, provider), "injection": injection, "inversion": inversion, "fit": fit,
               "batch": batch}
     compute = {"device": dev, "threads": torch.get_num_threads(), "torch": torch.__version__}
 
@@ -269,44 +294,16 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
             for leftover in [*out.glob(".*.tmp"), *out.glob("*.tmp.png")]:   # from killed runs
                 leftover.unlink()
             man_path = out / "manifest.json"
-            old = read_manifest(man_path)
-            if old is not None and old["params"] != params:
-                changed = _changed(old["params"], params)
-                hint = (" (--batch changes results in the last grey level: rerun with "
-                        f"--batch {old['params'].get('batch')} to resume)" if changed == ["batch"] else "")
-                raise ValueError(f"{out} holds results made with other parameters (differs in: {', '.join(changed)})"
-                                 f"{hint}; choose another --out, or delete {man_path} to recompute everything")
+            old = _resumable_manifest(out, man_path, params)
             done = dict(old["pairs"]) if old is not None else {}
-            todo, stale, redo = [], [], []
-            for (c, s), name in names.items():
-                entry, path = done.get(name), out / name
-                if entry is None or not path.exists():
-                    todo.append((c, s))
-                elif (entry.get("content_sha256"), entry.get("style_sha256")) != (digest[c], digest[s]):
-                    stale.append(name)
-                elif file_sha256(path) != entry.get("sha256"):
-                    redo.append(name)
-                    todo.append((c, s))
-            if stale:
-                raise ValueError(f"{out} holds {len(stale)} result(s) made from other files with the same names "
-                                 f"(e.g. {stale[0]}); choose another --out, or delete those outputs to recompute "
-                                 "them")
-            if redo and not quiet:
-                echo(f"note: {len(redo)} output(s) no longer match their recorded checksum and are recomputed "
-                     f"(e.g. {redo[0]})")
+            todo = _pairs_to_make(out, names, done, digest, quiet, echo)
             if old is not None and todo and old.get("compute", compute) != compute and not quiet:
                 echo(f"note: earlier pairs were computed with {old.get('compute')}, new ones with {compute}; "
                      "they may differ from an uninterrupted run in the last grey level")
 
             # -- inversions of the inputs the remaining pairs need, at exactly `batch` images a call
             run_inversion = invert_in_batches if cache == "off" else InversionCache(cache).invert
-
-            def invert(images: dict, needed):
-                keys = [p for p in images if p in needed]
-                if not keys:
-                    return {}, None
-                x = check_images(m, torch.cat([images[p] for p in keys]))
-                return {p: i for i, p in enumerate(keys)}, run_inversion(m, x, **inversion, batch=batch, progress=False)
+            invert = functools.partial(_invert_inputs, net, run_inversion, dict(inversion, batch=batch))
             c_at, c_inv = invert(cx, {c for c, _ in todo})
             s_at, s_inv = invert(sx, {s for _, s in todo})
 
@@ -315,7 +312,7 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
                 chunk = todo[k:k + batch]
                 padded = chunk + [chunk[-1]] * (batch - len(chunk))   # every U-Net call sees `batch` pairs
                 seeds = [_pair_seed(cfg.seed, c, s) for c, s in padded]
-                r = inject(m, c_inv.select([c_at[c] for c, _ in padded]), s_inv.select([s_at[s] for _, s in padded]),
+                r = inject(net, c_inv.select([c_at[c] for c, _ in padded]), s_inv.select([s_at[s] for _, s in padded]),
                            cfg, inversion_steps=inversion["steps"], progress=False, sample_seeds=seeds)
                 for (c, s), img, sd in zip(chunk, r.to_pil(), seeds):
                     save_png(img, out / names[c, s])
@@ -328,15 +325,7 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
                        "pairs": done, "run": run}
                 write_json(man_path, man)
 
-            # grid: rows = content, columns = style, with the inputs on the edges
-            blank = torch.ones(1, 3, size, size)
-            rows = [torch.cat([blank] + [sx[s] for s in styles])]
-            for c in contents:
-                rows.append(torch.cat([cx[c]] + [load_image(out / names[c, s], size) for s in styles]))
-            # small models' images upscaled (nearest neighbour) to ≥ 128 px a cell, labelled with the file names
-            save_png(grid(torch.cat(rows), nrow=len(styles) + 1, scale=None,
-                          row_labels=["(style)"] + [p.name for p in contents],
-                          col_labels=["(content)"] + [p.name for p in styles]), out / "grid.png")
+            _save_grid(out, names, cx, sx, size)
     except BaseException:
         if created and written == 0:   # nothing made: leave no empty folder behind
             for f in out.iterdir():
@@ -353,6 +342,66 @@ def inject_files(content, style, out, *, model=None, device=None, overrides: dic
     return {"out": str(out), "new": len(todo), "total": total, "skipped": total - len(todo)}
 
 
+def _resumable_manifest(out: Path, man_path: Path, params: dict) -> dict | None:
+    """The folder's manifest (None: a fresh folder), refused when it was made with other parameters."""
+    old = read_manifest(man_path)
+    if old is not None and old["params"] != params:
+        changed = _changed(old["params"], params)
+        hint = (" (--batch changes results in the last grey level: rerun with "
+                f"--batch {old['params'].get('batch')} to resume)" if changed == ["batch"] else "")
+        raise ValueError(f"{out} holds results made with other parameters (differs in: {', '.join(changed)})"
+                         f"{hint}; choose another --out, or delete {man_path} to recompute everything")
+    return old
+
+
+def _pairs_to_make(out: Path, names: dict, done: dict, digest: dict, quiet: bool, echo) -> list:
+    """The (content, style) pairs whose output is missing or damaged; pairs recorded from other files of the same
+    names stop the run."""
+    todo, stale, redo = [], [], []
+    for (c, s), name in names.items():
+        entry, path = done.get(name), out / name
+        if entry is None or not path.exists():
+            todo.append((c, s))
+        elif (entry.get("content_sha256"), entry.get("style_sha256")) != (digest[c], digest[s]):
+            stale.append(name)
+        elif file_sha256(path) != entry.get("sha256"):
+            redo.append(name)
+            todo.append((c, s))
+    if stale:
+        raise ValueError(f"{out} holds {len(stale)} result(s) made from other files with the same names "
+                         f"(e.g. {stale[0]}); choose another --out, or delete those outputs to recompute them")
+    if redo and not quiet:
+        echo(f"note: {len(redo)} output(s) no longer match their recorded checksum and are recomputed "
+             f"(e.g. {redo[0]})")
+    return todo
+
+
+def _invert_inputs(net, run_inversion, options: dict, images: dict, needed):
+    """``({path: row}, Inversion)`` of the ``images`` (path → image) in ``needed``, in the provider's space,
+    at exactly ``options["batch"]`` images a U-Net call; ``({}, None)`` when none is needed."""
+    import torch
+    from .sampling import provider_input
+    keys = [p for p in images if p in needed]
+    if not keys:
+        return {}, None
+    x = provider_input(net, torch.cat([images[p] for p in keys]))
+    return {p: i for i, p in enumerate(keys)}, run_inversion(net, x, **options, progress=False)
+
+
+def _save_grid(out: Path, names: dict, cx: dict, sx: dict, size: int) -> None:
+    """grid.png: rows = content, columns = style, with the inputs on the edges; small models' images upscaled
+    (nearest neighbour) to ≥ 128 px a cell, labelled with the file names."""
+    import torch
+    from .images import grid, load_image
+    contents, styles = list(cx), list(sx)
+    rows = [torch.cat([torch.ones(1, 3, size, size)] + [sx[s] for s in styles])]
+    for c in contents:
+        rows.append(torch.cat([cx[c]] + [load_image(out / names[c, s], size) for s in styles]))
+    save_png(grid(torch.cat(rows), nrow=len(styles) + 1, scale=None,
+                  row_labels=["(style)"] + [p.name for p in contents],
+                  col_labels=["(content)"] + [p.name for p in styles]), out / "grid.png")
+
+
 def _changed(old: dict, new: dict) -> list[str]:
     """Names of the parameters that differ (nested dicts by their keys)."""
     out = []
@@ -367,7 +416,7 @@ def _changed(old: dict, new: dict) -> list[str]:
 
 def cmd_inject(a) -> int:
     inject_files(a.content, a.style, a.out, model=a.model, device=a.device, overrides=injection_overrides(a),
-                 mask=a.mask_file, fit=a.fit, cache=a.cache, batch=a.batch, quiet=a.quiet)
+                 mask=a.mask_file, fit=a.fit, cache=a.cache, batch=a.batch, quiet=a.quiet, provider=a.provider)
     return 0
 
 
@@ -388,6 +437,7 @@ def cmd_train(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .devices import DEVICE_CHOICES
+    from .sampling import EPS_PROVIDERS
     p = argparse.ArgumentParser(prog="diffstyle-lab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     device_help = (f"{' | '.join(DEVICE_CHOICES)} (or cuda:N); default: $DIFFSTYLE_LAB_DEVICE, else auto "
@@ -399,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="output folder (one PNG per pair, grid.png, manifest.json)")
     q.add_argument("--mask", dest="mask_file", help="grey-scale mask image (white = inject), any size")
     q.add_argument("--model", help="hub id or local diffusers folder (default: the embedded face model)")
+    q.add_argument("--provider", default="pixel", choices=tuple(EPS_PROVIDERS), help=provider_help())
     q.add_argument("--device", default=None, help=device_help)
     q.add_argument("--fit", default="crop", choices=["crop", "pad"], help="non-square images: centre-crop or pad")
     q.add_argument("--cache", default=None, help="inversion cache folder, or 'off' (default: ~/.cache/diffstyle_lab)")

@@ -44,6 +44,7 @@ def timestep_grid(n: int, spacing: str = "authors", T: int = 1000) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # Parameters
 
+@maths.document_methods          # ``{methods}`` below: the registered mixing rules
 @dataclasses.dataclass
 class InjectionConfig:
     """Parameters of content injection, in the paper's notation; ``docs/method.md`` says for each
@@ -56,7 +57,7 @@ class InjectionConfig:
     omega:     ω, strength of style calibration (paper §4.3); used only when ``calibrate``.
     calibrate: the explicit switch for style calibration (off by default, as in every published command
                of the authors; the paper's runs use it with ω = 0.3: ``preset("paper")``).
-    method:    how h̃ is made: normalised_slerp (paper) | slerp | lerp | replace | add.
+    method:    how h̃ is made, one rule of maths.MIX_RULES (maths.register_mix_rule adds one): {methods}.
     mask:      optional local-mixing mask (any resolution, resized to h's).
     mask_mode: "region" — the Slerp's angle and norms over the masked elements, h kept outside (the
                paper and the authors' code); "blend" — h̃ over the whole tensor, then m⊙h̃ + (1−m)⊙h.

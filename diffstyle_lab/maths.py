@@ -102,9 +102,9 @@ def normalised_slerp(h: torch.Tensor, h_content: torch.Tensor, gamma: float, reg
 
 
 # ---------------------------------------------------------------------------------------------
-# The mixing rules: one registry, read by the config's validation, the CLI, the evaluation plan
-# (its ablation and setting labels) and the statistics (r_alt's settings). A new rule is one
-# ``register_mix_rule`` call.
+# The mixing rules: one registry, read by the config's validation and docstring, the CLI (``--method``'s
+# choices and help), the evaluation plan (its ablation and setting labels), Dask workers (the rules a run
+# uses travel with it) and the statistics (r_alt's settings). A new rule is one ``register_mix_rule`` call.
 
 @dataclasses.dataclass(frozen=True)
 class MixRule:
@@ -118,6 +118,7 @@ class MixRule:
                   "add" is γ = 1); None keeps it out of both.
     title:        its name in figure legends (default: ``label``).
     line:         its line in figures: (matplotlib colour or None, line style).
+    doc:          what it does, in a few words, for the generated method lists (docstrings, ``--help``).
     """
     name: str
     fn: Callable
@@ -127,16 +128,32 @@ class MixRule:
     ablation: dict | None = dataclasses.field(default_factory=dict)
     title: str | None = None
     line: tuple = (None, "-")
+    doc: str = ""
 
 
 MIX_RULES: dict[str, MixRule] = {}
+_DOCUMENTED: list = []          # (object, docstring template): the docstrings that list the rules
 
 
 def register_mix_rule(rule: MixRule) -> MixRule:
-    """Add ``rule`` to :data:`MIX_RULES` (a one-line ``ValueError`` if its name is taken)."""
+    """Add ``rule`` to :data:`MIX_RULES` (a one-line ``ValueError`` if its name is taken) and to the
+    docstrings that list the rules."""
     if rule.name in MIX_RULES:
-        raise ValueError(f"mixing rule {rule.name!r} exists already; choose another name")
+        raise ValueError(f"mixing rule {rule.name!r} exists already; choose another name "
+                         "(or unregister_mix_rule it first)")
     MIX_RULES[rule.name] = rule
+    document_methods()
+    return rule
+
+
+def unregister_mix_rule(name: str) -> MixRule:
+    """Remove a registered rule (e.g. to redefine it in a notebook); the built-in rules stay."""
+    if name in BUILTIN_RULES:
+        raise ValueError(f"mixing rule {name!r} is built in and stays; register yours under another name")
+    if name not in MIX_RULES:
+        raise ValueError(f"mixing rule {name!r} is not registered; registered: {mix_methods()}")
+    rule = MIX_RULES.pop(name)
+    document_methods()
     return rule
 
 
@@ -145,11 +162,27 @@ def mix_methods() -> tuple[str, ...]:
     return tuple(MIX_RULES)
 
 
-def mix_h(h, h_content, gamma: float, method: str = "normalised_slerp", region=None):
-    """h̃ = f(h, h^content, γ) for the paper's method and its ablations (:data:`MIX_RULES`).
+def methods_text() -> str:
+    """The registered rules as one line, ``name (what it does) | …``, for docstrings and ``--help``."""
+    return " | ".join(f"{r.name} ({r.doc})" if r.doc else r.name for r in MIX_RULES.values())
 
-    ``normalised_slerp`` (the paper), ``slerp`` (no norm rescaling), ``lerp`` ((1−γ)h + γh^content),
-    ``replace`` (h^content; γ ignored), ``add`` (h + γ·h^content; the paper's "add" is γ = 1).
+
+def document_methods(obj=None):
+    """Write :func:`methods_text` where ``{methods}`` stands in the docstring of ``obj`` (a decorator; it
+    keeps the docstring as the template) and of every object documented so far. :func:`register_mix_rule`
+    calls it, so ``help()`` and the command line list a rule from the moment it is registered."""
+    if obj is not None:
+        _DOCUMENTED.append((obj, obj.__doc__))
+    for o, template in _DOCUMENTED:
+        o.__doc__ = template.replace("{methods}", methods_text())
+    return obj
+
+
+@document_methods
+def mix_h(h, h_content, gamma: float, method: str = "normalised_slerp", region=None):
+    """h̃ = f(h, h^content, γ) for the paper's method and its ablations, one rule of :data:`MIX_RULES`:
+    {methods}.
+
     ``region`` restricts the Slerps' norms and angle to a mask (the element-wise rules ignore it).
     """
     rule = MIX_RULES.get(method)
@@ -158,16 +191,57 @@ def mix_h(h, h_content, gamma: float, method: str = "normalised_slerp", region=N
     return rule.fn(h, h_content, gamma, region)
 
 
-for _rule in (MixRule("replace", lambda h, hc, gamma, region: hc.expand_as(h).clone(), "replace", "replace",
-                      uses_gamma=False, line=("C1", "--")),
-              MixRule("add", lambda h, hc, gamma, region: h + gamma * hc, "add", "add", ablation={"gamma": 1.0},
-                      line=("C2", "--")),
-              MixRule("lerp", lambda h, hc, gamma, region: (1 - gamma) * h + gamma * hc, "lerp", "lerp",
-                      line=("C4", ":")),
-              MixRule("slerp", slerp, "slerp", "slerp", line=("C5", "-.")),
+def replace_h(h, h_content, gamma, region=None):
+    """h^content (γ ignored)."""
+    return h_content.expand_as(h).clone()
+
+
+def add_h(h, h_content, gamma, region=None):
+    """h + γ·h^content."""
+    return h + gamma * h_content
+
+
+def lerp_h(h, h_content, gamma, region=None):
+    """(1−γ)·h + γ·h^content."""
+    return (1 - gamma) * h + gamma * h_content
+
+
+for _rule in (MixRule("replace", replace_h, "replace", "replace", uses_gamma=False, line=("C1", "--"),
+                      doc="h^content; γ ignored"),
+              MixRule("add", add_h, "add", "add", ablation={"gamma": 1.0}, line=("C2", "--"),
+                      doc="h + γ·h^content; the paper's add is γ = 1"),
+              MixRule("lerp", lerp_h, "lerp", "lerp", line=("C4", ":"), doc="(1−γ)·h + γ·h^content"),
+              MixRule("slerp", slerp, "slerp", "slerp", line=("C5", "-."), doc="Slerp, no norm rescaling"),
               MixRule("normalised_slerp", normalised_slerp, "nslerp", "normalised slerp", title="normalised Slerp",
-                      line=("k", (0, (1, 2))))):
+                      line=("k", (0, (1, 2))), doc="the paper: Slerp to h^content rescaled to ‖h‖")):
     register_mix_rule(_rule)
+BUILTIN_RULES = frozenset(MIX_RULES)
+
+
+# Shipping the rules a run uses to Dask workers (which never ran the notebook that registered them)
+def mix_rules_payload(names) -> dict[str, bytes]:
+    """``{name: bytes}`` of the rules ``names``, pickled with cloudpickle: a rule's function travels by value
+    when it is defined in a notebook, a script or inside a function, by name when it lives in an importable
+    module (which the workers must then import, as any Dask code). :func:`install_mix_rules` unpacks it."""
+    import cloudpickle
+    names = list(dict.fromkeys(names))
+    unknown = sorted(set(names) - set(MIX_RULES))
+    if unknown:
+        raise ValueError(f"method={unknown[0]!r} is unknown; choose one of {mix_methods()}")
+    return {n: cloudpickle.dumps(MIX_RULES[n]) for n in names}
+
+
+def install_mix_rules(payload: dict[str, bytes]) -> None:
+    """Register the rules of a :func:`mix_rules_payload` here (on a worker): each replaces a rule of the same
+    name unless that one pickles to the same bytes, so the sender's definition is the one that runs."""
+    import pickle
+
+    import cloudpickle
+    for name, blob in payload.items():
+        if name in MIX_RULES and cloudpickle.dumps(MIX_RULES[name]) == blob:
+            continue
+        MIX_RULES[name] = pickle.loads(blob)
+    document_methods()
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

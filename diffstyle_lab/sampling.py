@@ -130,6 +130,13 @@ class EpsProvider(Protocol):
     * ``asymmetric(x, t, edit)`` → ``(ε, ε̃, h, h̃, g)`` with h̃ = ``edit(h)``;
     * ``invert_eps(x, t)`` → ``(ε, h to store, h, g)`` for one inversion step;
     * ``content_h(content, t)`` → h^content at t, in the layout ``edit`` receives h.
+
+    Optional members, used where present: ``encode(images, name)`` / ``decode(x)`` take images in [−1, 1] to
+    the provider's space and back (:func:`inject`; without them the images are the space), ``image_size``
+    (the command line loads images at it), ``cache_identity()`` (a JSON-able dict of everything an inversion
+    depends on besides the image and grid: :class:`~diffstyle_lab.cache.InversionCache` needs it) and
+    ``manifest_info()`` (a dict added to a result's manifest). The command line builds providers by name
+    from :data:`EPS_PROVIDERS` (``register_eps_provider`` adds a kind).
     """
 
     model: object
@@ -187,11 +194,82 @@ class PixelEps:
     def content_h(self, content: Inversion, t: int):
         return content.h_at(t)
 
+    @property
+    def image_size(self) -> int:
+        return self.model.sample_size
+
+    def cache_identity(self) -> dict:
+        """The U-Net's weights hash and noise schedule (the inversion cache's keys since format 2)."""
+        m = self.model
+        return {"weights": m.weights_hash, "scheduler": {k: m.scheduler_config.get(k) for k in
+                ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")}}
+
+    def manifest_info(self) -> dict:
+        return {"split_forward": self.hooked.can_split and not self.force_doubling}
+
 
 def eps_provider(model, force_doubling: bool = False):
     """``model`` itself when it is an :class:`EpsProvider` (e.g. :class:`diffstyle_lab.backends.sd.LatentEps`),
     else a :class:`PixelEps` over it."""
     return model if isinstance(model, EpsProvider) else PixelEps(model, force_doubling)
+
+
+def provider_input(net, images, name: str = "images"):
+    """``images`` in the space of the ε-provider ``net``: its ``encode`` where it has one, else checked and
+    moved by its ``check_x0`` (a pixel model's images are its space)."""
+    return net.encode(images, name) if hasattr(net, "encode") else net.check_x0(images, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# ε-providers by name, for the command line: one registry, as the mixing rules'
+
+@dataclasses.dataclass(frozen=True)
+class ProviderKind:
+    """A kind of ε-provider the command line builds by name (``diffstyle-lab inject --provider NAME``).
+
+    name:  its name on the command line.
+    load:  ``load(model, device)`` → the provider; ``model`` is ``--model`` (a hub id or folder; None: the
+           kind's default model, if it has one), ``device`` a torch device string.
+    doc:   what it is, in a few words, for ``--help``.
+    """
+    name: str
+    load: Callable
+    doc: str = ""
+
+
+EPS_PROVIDERS: dict[str, ProviderKind] = {}
+
+
+def register_eps_provider(kind: ProviderKind) -> ProviderKind:
+    """Add ``kind`` to :data:`EPS_PROVIDERS` (a one-line ``ValueError`` if its name is taken)."""
+    if kind.name in EPS_PROVIDERS:
+        raise ValueError(f"ε-provider kind {kind.name!r} exists already; choose another name")
+    EPS_PROVIDERS[kind.name] = kind
+    return kind
+
+
+def load_provider(name: str, model=None, device="cpu"):
+    """The ε-provider of kind ``name`` (:data:`EPS_PROVIDERS`) over ``model`` on ``device`` (a kind that loads a
+    :class:`DiffusionModel` gets its :class:`PixelEps`)."""
+    kind = EPS_PROVIDERS.get(name)
+    if kind is None:
+        raise ValueError(f"provider={name!r} is unknown; choose one of {tuple(EPS_PROVIDERS)}")
+    return eps_provider(kind.load(model, device))
+
+
+def _load_pixel(model, device):
+    from .models import load_default_model, load_model
+    return PixelEps(load_default_model(device=device) if not model else load_model(model, device=device))
+
+
+def _load_latent(model, device):
+    from .backends.sd import latent_provider
+    return latent_provider(model, device)
+
+
+register_eps_provider(ProviderKind("pixel", _load_pixel, "a pixel-space U-Net; default: the embedded face model"))
+register_eps_provider(ProviderKind("latent", _load_latent, "Stable Diffusion 1.x/2.x in latent space, conditioned "
+                                   "on the empty prompt (needs the model's text encoder)"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,22 +489,27 @@ def inject(model, content, style, config: InjectionConfig | None = None, *,
            sample_seeds: Sequence[int] | None = None, **overrides) -> Result:
     """Content injection: the content of ``content`` in the style of ``style``.
 
-    ``content`` and ``style`` are B×C×H×W images in [−1, 1] or :class:`Inversion` objects (images
-    are inverted with ``cfg.inversion_steps`` on ``inversion_spacing``, default ``cfg.spacing``).
+    ``model``: a :class:`DiffusionModel` or any :class:`EpsProvider` (e.g.
+    :class:`~diffstyle_lab.backends.sd.LatentEps`; ``force_doubling`` is a DiffusionModel's). ``content`` and
+    ``style`` are B×C×H×W images in [−1, 1] (taken to the provider's space by its ``encode``, if it has one;
+    results come back through its ``decode``) or :class:`Inversion` objects (images are inverted with
+    ``cfg.inversion_steps`` on ``inversion_spacing``, default ``cfg.spacing``).
     Keyword overrides set fields of :class:`InjectionConfig` (``gamma=0.4, t_edit=500``…). ``cache``: an
     :class:`~diffstyle_lab.cache.InversionCache` (anything with its ``invert(model, x0, steps, spacing,
-    record_last=, progress=)``) that inverts the images instead of :func:`ddim_invert`.
+    record_last=, progress=)``, given ``model`` as passed here) that inverts the images instead of
+    :func:`ddim_invert`.
     """
-    cfg = injection_config(model, config, overrides)
+    net = eps_provider(model, force_doubling)
+    cfg = injection_config(net.model, config, overrides)
     pair_up(1, 1, pairs)                         # an unknown pairing fails before any work
 
     def invert(x, name, is_content):
         run = ddim_invert if cache is None else cache.invert
-        return run(model, check_images(model, x, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
+        return run(model, provider_input(net, x, name), cfg.inversion_steps, inversion_spacing or cfg.spacing,
                    record_last=cfg.record_last, progress=progress)
-    return run_injection(model, PixelEps(model, force_doubling), invert, content, style, cfg, pairs=pairs,
-                         progress=progress, callbacks=callbacks, sample_seeds=sample_seeds,
-                         split_forward=model.hooked.can_split and not force_doubling)
+    info = net.manifest_info() if hasattr(net, "manifest_info") else {}
+    return run_injection(net.model, net, invert, content, style, cfg, pairs=pairs, progress=progress,
+                         callbacks=callbacks, sample_seeds=sample_seeds, decode=getattr(net, "decode", None), **info)
 
 
 def injection_config(model, config: InjectionConfig | None, overrides: dict) -> InjectionConfig:

@@ -1,3 +1,5 @@
+import hashlib
+import json
 import os
 import warnings
 
@@ -5,7 +7,9 @@ import pytest
 import torch
 
 from diffstyle_lab import InversionCache, ddim_invert, inject, tiny_model
-from diffstyle_lab.cache import cached_invert
+from diffstyle_lab.cache import FORMAT, cached_invert
+from diffstyle_lab.config import timestep_grid
+from diffstyle_lab.sampling import PixelEps
 
 
 @pytest.fixture
@@ -93,3 +97,67 @@ def test_inject_uses_the_cache(setup):
     b = inject(m, x, x.flip(0), steps=6, inversion_steps=6, progress=False)
     torch.testing.assert_close(a.images, b.images)
     assert cache.misses == 3 and cache.hits == 3   # the style images are the content images, reversed
+
+
+# ---------------------------------------------------------------------------------------------
+# Any ε-provider: keyed by its identity, never mixed with another's
+
+class HalfEps(PixelEps):
+    """A second provider over the same pixel model, half its ε (so its inversions differ), with the same
+    cache_identity() as the pixel one: only the provider's class tells their entries apart."""
+
+    def eps(self, x, t, record=False):
+        eps, h, g = super().eps(x, t, record)
+        return 0.5 * eps, h, g
+
+
+def test_the_pixel_key_is_the_format_2_key_whichever_way_the_model_comes(setup):
+    """Written out independently: a change here silently drops every user's cached inversions (bump FORMAT)."""
+    m, x, cache = setup
+    names = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")
+    meta = {"format": 2, "weights": m.weights_hash, "grid": timestep_grid(6, "authors", m.T), "spacing": "authors",
+            "record_last": True, "dtype": "torch.float32", "batch": 4,
+            "scheduler": {k: m.scheduler_config.get(k) for k in names}}
+    want = hashlib.sha256(json.dumps(meta, sort_keys=True).encode() + str((3, 16, 16)).encode()
+                          + x[0].numpy().tobytes()).hexdigest()
+    assert FORMAT == 2
+    for model in (m, PixelEps(m), PixelEps(m, force_doubling=True)):
+        assert cache.key(model, x[0], 6, "authors", True, batch=4) == want
+
+
+def test_two_providers_never_share_an_entry(setup):
+    m, x, cache = setup
+    pixel = cached_invert(m, x, steps=6, progress=False, cache=cache)
+    half = HalfEps(m)
+    assert half.cache_identity() == PixelEps(m).cache_identity()
+    assert cache.key(half, x[0], 6, "authors", True) != cache.key(m, x[0], 6, "authors", True)
+    a = cached_invert(half, x, steps=6, progress=False, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 6) and cache.size()["entries"] == 6
+    fresh = ddim_invert(half, x, steps=6, progress=False)
+    torch.testing.assert_close(a.x_T, fresh.x_T)
+    assert (a.x_T - pixel.x_T).abs().max() > 1e-2
+    b = cached_invert(half, x, steps=6, progress=False, cache=cache)
+    assert (cache.hits, cache.misses) == (3, 6) and torch.equal(b.x_T, a.x_T) and torch.equal(b.h, a.h)
+    again = cached_invert(m, x, steps=6, progress=False, cache=cache)
+    assert (cache.hits, cache.misses) == (6, 6) and torch.equal(again.x_T, pixel.x_T)
+
+
+def test_a_provider_without_an_identity_cannot_use_the_cache(setup):
+    m, x, cache = setup
+
+    class Anonymous:
+        """An ε-provider that says nothing about what its inversions depend on."""
+        label = ""
+
+        def __init__(self, model):
+            self.inner, self.model = PixelEps(model), model
+
+        def __getattr__(self, name):
+            if name in ("check_x0", "check_x_T", "check_content", "eps", "asymmetric", "invert_eps", "content_h"):
+                return getattr(self.inner, name)
+            raise AttributeError(name)
+
+    net = Anonymous(m)
+    with pytest.raises(ValueError, match="Anonymous has no cache_identity"):
+        cached_invert(net, x, steps=6, progress=False, cache=cache)
+    assert cache.size()["entries"] == 0

@@ -260,6 +260,24 @@ def test_chunked_run_on_dask_gives_the_same_results(tiny_run, clf, pairs16, tmp_
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-6)
 
 
+def test_the_run_files_are_read_strictly(tmp_path):
+    """A run's JSON files are read with fileio.read_json: a damaged timing file stops the run in one line naming
+    it and the fix; a damaged block marker only makes its block recompute."""
+    pairs = ev.PairSet(_imgs(2), _imgs(2, seed=1))
+    plan = ev.gamma_sweep(gammas=(0.5,))
+    kw = dict(steps=3, classifier=None, reference=None, baselines={}, n_boot=10, progress=False)
+    first = ev.evaluate(tiny64(), plan, pairs, tmp_path, **kw)
+    sid, = first.computed
+    (tmp_path / "blocks" / f"{sid}.json").write_text(f'{{"setting_id": "{sid}", "setting_id": "{sid}"}}')
+    timing, = tmp_path.glob("timing-*.json")
+    timing.write_text("{not json")
+    with pytest.raises(ValueError, match=rf"{timing.name}: not valid JSON .*; delete it to recompute$"):
+        ev.evaluate(tiny64(), plan, pairs, tmp_path, **kw)
+    timing.unlink()
+    again = ev.evaluate(tiny64(), plan, pairs, tmp_path, **kw)
+    assert again.computed == [sid] and again.skipped == [] and "inversion" in json.loads(timing.read_text())
+
+
 # ---------------------------------------------------------------------------------------------
 # the paper's metrics
 

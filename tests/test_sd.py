@@ -386,3 +386,64 @@ def test_the_latent_path_runs_the_same_sampler_and_reads_every_field(sd64, data6
     every = reverse_z(sd, inv.x_T, inv, InjectionConfig(**kw), cond)
     half = reverse_z(sd, inv.x_T, inv, InjectionConfig(**kw, inject_every=2), cond)
     assert (every - half).abs().max() > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# LatentEps as an ε-provider like any other: dl.inject, the inversion cache, the command line
+
+def test_the_latent_provider_goes_through_inject_and_the_cache(sd64, data64, tmp_path):
+    from diffstyle_lab import InversionCache, inject
+    x, emb, neg = data64
+    ref = inject_sd(sd64, x, x.flip(0), prompt_embeds=emb, inversion_steps=6, progress=False, **FAST)
+    net = LatentEps(sd64, Conditioning(emb))
+    got = inject(net, x, x.flip(0), inversion_steps=6, progress=False, **FAST)
+    torch.testing.assert_close(got.images, ref.images, **TIGHT)
+    assert got.manifest["space"] == "latent" and got.manifest["model"]["prediction_type"] == "epsilon"
+    cache = InversionCache(tmp_path / "cache")
+    for _ in range(2):
+        cached = inject(net, x, x.flip(0), inversion_steps=6, progress=False, cache=cache, **FAST)
+        torch.testing.assert_close(cached.images, ref.images, **TIGHT)
+    assert (cache.hits, cache.misses) == (2 + 4, 2)      # style = content flipped; the second call reads all four
+    # the key holds what the inversion depends on: the conditioning and the recorded branches, not the scale
+    z = encode_images(sd64, x)[0]
+
+    def key(cond, record_uncond=None):
+        return cache.key(LatentEps(sd64, cond, record_uncond), z, 6, "authors", True)
+    assert len({key(Conditioning(emb)), key(Conditioning(neg)), key(Conditioning(emb, neg, 2.0)),
+                key(Conditioning(emb, emb, 2.0))}) == 4
+    assert key(Conditioning(emb, neg, 2.0)) == key(Conditioning(emb, neg, 5.0))
+    assert key(Conditioning(emb, neg, 2.0), record_uncond=False) == key(Conditioning(emb))
+
+
+def test_the_cli_runs_the_latent_provider(tmp_path, sd, capsys):
+    import numpy as np
+    from PIL import Image
+    from diffstyle_lab import InversionCache, cli
+    from diffstyle_lab.images import load_image
+    te, tok = _tiny_clip(tmp_path)
+    root = tmp_path / "pipe"
+    _save_pipeline(root, sd)
+    rng = np.random.RandomState(0)
+    for d in ("content", "style"):
+        (tmp_path / d).mkdir()
+        Image.fromarray((rng.rand(16, 16, 3) * 255).astype(np.uint8)).save(tmp_path / d / f"{d[0]}0.png")
+
+    def run(out):
+        return cli.main(["inject", "--provider", "latent", "--model", str(root), "--content", str(tmp_path / "content"),
+                         "--style", str(tmp_path / "style"), "--out", str(tmp_path / out), "--cache",
+                         str(tmp_path / "cache"), "--device", "cpu", "--quiet", "--batch", "1", "--steps", "8",
+                         "--inversion-steps", "6", "--t-boost", "0", "--t-edit", "300"])
+    assert run("no_te") == 2                                   # no text encoder: one line, nothing written
+    assert "needs the model's text encoder" in capsys.readouterr().err and not (tmp_path / "no_te").exists()
+    te.save_pretrained(root / "text_encoder")
+    tok.save_pretrained(root / "tokenizer")
+    assert run("out") == 0 and run("again") == 0
+    m = load_sd(root)
+    c, s = (load_image(tmp_path / d / f"{d[0]}0.png", 16) for d in ("content", "style"))
+    want = inject_sd(m, c, s, prompt_embeds=encode_prompt(m, ""), inversion_steps=6, progress=False, **FAST)
+    for out in ("out", "again"):
+        with Image.open(tmp_path / out / "c0_png__s0_png.png") as got:
+            assert np.array_equal(np.asarray(got.convert("RGB")), np.asarray(want.to_pil()[0]))
+    params = json.loads((tmp_path / "out" / "manifest.json").read_text())["params"]
+    assert params["provider"] == "latent"
+    assert InversionCache(tmp_path / "cache").size()["entries"] == 2       # one content, one style: reused

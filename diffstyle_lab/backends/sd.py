@@ -17,8 +17,10 @@ Checkpoints: SD 1.5 (512 px, h 1280×8×8), ``stabilityai/stable-diffusion-2-1-b
 Prompts need the optional ``transformers`` package; without it (or ``text_encoder=False``) pass
 ``prompt_embeds=`` / ``negative_prompt_embeds=`` (B×L×D or 1×L×D). ``guidance_scale=None`` runs
 the conditional branch alone; with guidance, each branch gets the content h of the same branch and
-``Inversion.h`` is B×n×k×C×h×w, k = 2 ([uncond, cond]), else k = 1. Inversions are not cached on
-disk here (the cache keys on :class:`~diffstyle_lab.models.DiffusionModel`).
+``Inversion.h`` is B×n×k×C×h×w, k = 2 ([uncond, cond]), else k = 1. :func:`inject_sd` inverts without the
+disk cache; :class:`LatentEps` is an ε-provider like any other, so ``dl.inject(LatentEps(sd, cond), images,
+images, cache=InversionCache())`` and ``cached_invert`` cache its inversions (keyed by its U-Net, schedule
+and conditioning), and ``diffstyle-lab inject --provider latent`` runs it from the command line.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Sequence
 import torch
 
 from .. import maths
+from ..fileio import tensor_digest
 from ..hooks import HookedUNet
 from ..models import DiffusionModel, alphas_cumprod_from_config, hub_snapshot
 from ..sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, injection_config, run_injection
@@ -75,6 +78,7 @@ class SDModel:
             raise ValueError(f"the U-Net takes {self.unet.config.in_channels} channels but the VAE makes "
                              f"{self.vae.config.latent_channels}: U-Net and VAE are from different models")
         self.hooked = HookedUNet(self.unet)
+        self._weights_hash = None
 
     T = DiffusionModel.T  # number of training noise levels
 
@@ -121,7 +125,16 @@ class SDModel:
         for m in (self.unet, self.vae, self.text_encoder):
             if m is not None:
                 m.to(device=device, dtype=dtype)
+        if dtype is not None:
+            self._weights_hash = None
         return self
+
+    @property
+    def weights_hash(self) -> str:
+        """SHA-256 of the U-Net's parameters and buffers (names, shapes, dtypes, bytes); computed once."""
+        if self._weights_hash is None:
+            self._weights_hash = tensor_digest(self.unet.state_dict())
+        return self._weights_hash
 
     def describe(self) -> dict:
         return {"source": self.source, "revision": self.revision, "class": type(self.unet).__name__,
@@ -439,6 +452,43 @@ class LatentEps:
         """h^content at t for the branches that run: [uncond; cond] stacked (2B) or cond (B)."""
         hc = content.h_at(t)                           # B×k×C×h×w
         return torch.cat([hc[:, 0], hc[:, 1]]) if self.cond.guided else hc[:, -1]
+
+    # -- what dl.inject, the inversion cache and the command line use ---------------------------
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    def encode(self, images, name="images"):
+        """Images in [−1, 1] → scaled latents (:func:`encode_images`)."""
+        return encode_images(self.model, check_images(self.model, images, name))
+
+    def decode(self, z):
+        return decode_latents(self.model, z)
+
+    def cache_identity(self) -> dict:
+        """What an inversion depends on besides the latents and the grid: the U-Net, the schedule (with the
+        prediction type), the embeddings of the branches it runs and whether it records the unconditional h."""
+        m, c = self.model, self.cond
+        embs = {"cond": c.cond, **({"uncond": c.uncond} if self.record_uncond else {})}
+        return {"unet": m.weights_hash, "record_uncond": self.record_uncond, "embeddings": tensor_digest(embs),
+                "scheduler": {k: m.scheduler_config.get(k) for k in ("num_train_timesteps", "beta_schedule",
+                              "beta_start", "beta_end", "trained_betas", "prediction_type")}}
+
+    def manifest_info(self) -> dict:
+        return {"space": "latent", "inversion_follows": "conditional ε", "guidance_scale": self.cond.guidance_scale,
+                "record_uncond": self.record_uncond}
+
+
+def latent_provider(path_or_id, device="cpu") -> LatentEps:
+    """The command line's ``--provider latent``: :func:`load_sd` of ``path_or_id``, conditioned on the empty
+    prompt without guidance (the model's text encoder makes its embedding)."""
+    if not path_or_id:
+        raise ValueError("--provider latent needs --model: a Stable Diffusion pipeline folder or hub id")
+    model = load_sd(path_or_id, device=device)
+    if model.text_encoder is None:
+        raise ValueError(f"--provider latent conditions on the empty prompt, which needs the model's text encoder "
+                         f"({model.text_encoder_note}); use diffstyle_lab.backends.sd.inject_sd with prompt_embeds")
+    return LatentEps(model, make_conditioning(model))
 
 
 def inject_sd(model: SDModel, content, style, config: InjectionConfig | None = None, *, prompt=None,

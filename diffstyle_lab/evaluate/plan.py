@@ -4,7 +4,6 @@ the sweeps around a base setting, and the content/style pairs."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from typing import Sequence
 
@@ -12,6 +11,7 @@ import torch
 
 from .. import maths
 from ..config import InjectionConfig
+from ..fileio import sha256_hex
 
 GAMMAS = tuple(round(0.1 * k, 1) for k in range(11))
 T_EDITS = (200, 300, 400, 500, 600, 700, 800, 900)
@@ -113,8 +113,8 @@ def ablation_names() -> tuple[str, ...]:
 
 
 def ablation(base: Setting = Setting()) -> list[PlanEntry]:
-    """The paper's ablation: replace / add (h + h^content, γ = 1) / lerp / Slerp / normalised Slerp /
-    normalised Slerp + calibration (ω = base ω); γ and t_edit from ``base``."""
+    """The paper's ablation, one row per :func:`ablation_rows` entry (each registered mixing rule that takes part,
+    then normalised Slerp + calibration with ω = base ω); γ and t_edit from ``base``."""
     b = dataclasses.replace(base, calibrate=False, method="normalised_slerp")
     return [PlanEntry("ablation", name, dataclasses.replace(b, **change)) for name, change in ablation_rows().items()]
 
@@ -132,7 +132,7 @@ def quick_plan(base: Setting = Setting()) -> list[PlanEntry]:
 
 
 def digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256_hex(json.dumps(obj, sort_keys=True, default=str))
 
 
 def setting_ids(plan: Sequence[PlanEntry], ctx_hash: str) -> dict:
@@ -173,10 +173,8 @@ class PairSet:
         return self.content_factors is not None and self.style_factors is not None
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for x in (self.content, self.style):
-            h.update(x.detach().float().cpu().contiguous().numpy().tobytes())
+        parts = [x.detach().float().cpu().contiguous().numpy().tobytes() for x in (self.content, self.style)]
         if self.has_factors:
-            h.update(json.dumps([dataclasses.asdict(f) for f in self.content_factors + self.style_factors]).encode())
-        return h.hexdigest()
+            parts.append(json.dumps([dataclasses.asdict(f) for f in self.content_factors + self.style_factors]))
+        return sha256_hex(parts)
 
