@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .config import timestep_grid
-from .fileio import atomic_write, file_sha256, sha256_hex, tensor_bytes, tensor_digest  # noqa: F401  (file_sha256: re-exported)
+from .fileio import atomic_write, sha256_hex, tensor_bytes, tensor_digest
 from .sampling import Inversion, PixelEps, ddim_invert, eps_provider
 
 FORMAT = 2

@@ -1,4 +1,4 @@
-"""``diffstyle-lab`` — the command line: inject, convert, train, notebooks, site, demo.
+"""``diffstyle-lab`` — the command line: inject, convert, notebooks, site, demo (training: ``python -m training.train``).
 
 ``inject`` (and ``demo``, which calls the same :func:`inject_files`) gives unique output names, a
 content-keyed resume from ``manifest.json``, a single writer per output folder (lock file) and a
@@ -428,13 +428,6 @@ def cmd_demo(a) -> int:
     return 0
 
 
-def cmd_train(a) -> int:
-    from .faces.train import TrainConfig, train
-    same_name = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(a, f.name)}
-    train(TrainConfig(**same_name, progress=not a.quiet, pose=not a.upright))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .devices import DEVICE_CHOICES
     from .sampling import EPS_PROVIDERS
@@ -458,42 +451,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true")
     add_injection_options(q)
     q.set_defaults(fn=cmd_inject)
-
-    t = sub.add_parser("train", help="train a small face diffusion model (needs the [data] extra)")
-    t.add_argument("--out", required=True)
-    t.add_argument("--steps", type=int, default=1000)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--layout", default="h4", choices=["h4", "h8"])
-    t.add_argument("--n-train", type=int, default=12000)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=250)
-    t.add_argument("--upright", action="store_true", help="faces without poses (the first shipped model's data)")
-    t.add_argument("--init", default="", help="fine-tune: start from this diffusers model folder's U-Net")
-    t.add_argument("--loss", default="eps", choices=["eps", "min_snr5"], help="ε-MSE weighting")
-    t.add_argument("--snapshot-every", type=int, default=0, help="export the EMA weights every N steps (0: never)")
-    t.add_argument("--skip-drop", type=float, default=0.0,
-                   help="training only: drop the coarsest up blocks' skips with this probability per sample")
-    t.add_argument("--skip-drop-levels", type=int, default=2, help="how many coarsest up blocks --skip-drop affects")
-    t.add_argument("--skip-drop-tmin", type=int, default=100, help="--skip-drop only at noise levels t >= this")
-    t.add_argument("--skip-drop-mode", default="zero", choices=["zero", "mean"],
-                   help="a dropped skip becomes 0, or its spatial mean per channel (keeps colour statistics)")
-    t.add_argument("--colour-swap", type=float, default=0.0,
-                   help="share of samples whose h comes from the same face in other colours (training only)")
-    t.add_argument("--colour-swap-on", default="any", choices=["any", "dropped"],
-                   help="draw the colour swap for any sample, or only for samples whose skips --skip-drop dropped")
-    t.add_argument("--content-swap", type=float, default=0.0,
-                   help="share of samples whose h and target come from another face in the same colours (training "
-                        "only; the skips stay the sample's own)")
-    t.add_argument("--content-swap-tmin", type=int, default=200, help="--content-swap only at noise levels t >= this")
-    t.add_argument("--content-swap-tmax", type=int, default=999, help="--content-swap only at noise levels t <= this")
-    t.add_argument("--content-swap-same-pose", type=float, default=0.0,
-                   help="share of --content-swap's other faces that keep the sample's pose (identity-only swaps)")
-    t.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
-                   help="learning rate after the warm-up: constant, or cosine down to lr/10 at the last step")
-    t.add_argument("--quiet", action="store_true")
-    t.set_defaults(fn=cmd_train)
 
     d = sub.add_parser("demo", help="style transfer of the shipped sample faces with the model's defaults")
     d.add_argument("--out", default="outputs/demo")

@@ -149,8 +149,8 @@ def load_default_model(name: str = DEFAULT_MODEL, device="cpu") -> DiffusionMode
     if not (p / "unet").is_dir():
         raise FileNotFoundError(
             f"the model {name!r} is neither in the package nor in a data folder ({p}): reinstall diffstyle_lab, "
-            f"set DIFFSTYLE_LAB_DATA to a folder holding models/{name}, or train one with "
-            "`diffstyle-lab train --out DIR`")
+            f"set DIFFSTYLE_LAB_DATA to a folder holding models/{name}, or, in a checkout, train one with "
+            "`python -m training.train --out DIR`")
     return load_model(p, device=device, source=f"diffstyle_lab:{name}")
 
 

@@ -12,7 +12,7 @@ def cli_workspace(root, image_shape=(16, 16, 3)):
     import numpy as np
     from PIL import Image
     from diffstyle_lab.models import tiny_unet
-    from diffstyle_lab.faces.train import export
+    from diffstyle_lab.faces.architecture import export
     export(tiny_unet(seed=0), root / "model")
     rng = np.random.RandomState(0)
     for d in ("content", "style"):

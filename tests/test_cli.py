@@ -62,7 +62,7 @@ def test_unset_options_are_absent_so_the_model_defaults_apply():
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     from diffstyle_lab.models import tiny_unet
-    from diffstyle_lab.faces.train import export
+    from diffstyle_lab.faces.architecture import export
     root = tmp_path_factory.mktemp("cli")
     export(tiny_unet(seed=0), root / "model")
     (root / "model" / "diffstyle_lab.json").write_text(json.dumps({"injection_defaults": {"t_edit": 300,

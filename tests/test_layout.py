@@ -256,6 +256,9 @@ def test_the_readme_layout_table_matches_the_tree():
     for p in list(PKG.glob("*.py")) + [d for d in PKG.iterdir() if (d / "__init__.py").is_file()]:
         if p.name != "__init__.py":
             assert p.resolve() in named, f"README's layout table does not name {p.relative_to(root)}"
+    code_dirs = {p.parent.relative_to(root).parts[0] for p in root.glob("*/*.py")} - {"build", ".venv"}
+    for d in sorted(code_dirs):
+        assert (root / d).resolve() in named, f"README's layout table does not name the folder {d}/"
 
 
 # -- sizes, and the product apart from the release tooling and the research ---------------------------------------

@@ -5,7 +5,7 @@ import torch
 
 from diffstyle_lab import ModelUnavailableError, load_model
 from diffstyle_lab.models import alphas_cumprod_from_config, ddpm256_unet, tiny_unet
-from diffstyle_lab.faces.train import export
+from diffstyle_lab.faces.architecture import export
 
 
 def test_local_folder_round_trip(tmp_path):

@@ -424,7 +424,7 @@ def _summary(weights="0" * 64):
                 "layout_as_content": [0.61, 0.52, 0.70], "colours_as_style": [0.8, 0.72, 0.88],
                 "baselines": {"pixel_blend": {"gap_closed": [0.42, 0.40, 0.44]},
                               "reinhard": {"gap_closed": [-0.1, -0.15, -0.05]}}}
-    return {"schema": 1, "model": "fake", "weights_sha256": weights, "command": "python scripts/groundtruth_eval.py --fake",
+    return {"schema": 1, "model": "fake", "weights_sha256": weights, "command": "python -m training.groundtruth_eval --fake",
             "settings": {"gamma": 0.3, "t_edit": 400, "t_boost": 200, "calibrate": True, "omega": 0.3, "steps": 50,
                          "method": "normalised_slerp"},
             "sets": {"posed": one("content differs in identity and pose", 0.15),
@@ -435,7 +435,7 @@ def test_paper_box_reads_the_model_folders_summary(tmp_path):
     import diffstyle_lab as dl
     from diffstyle_lab.lab import notebook as nb
     from diffstyle_lab.models import tiny_unet
-    from diffstyle_lab.faces.train import export
+    from diffstyle_lab.faces.architecture import export
     export(tiny_unet(seed=0), tmp_path / "model")
     m = dl.load_model(tmp_path / "model")
     assert nb.model_folder(m) == tmp_path / "model"

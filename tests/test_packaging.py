@@ -87,7 +87,7 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
     assert wheel.stat().st_size < 25e6
     with zipfile.ZipFile(wheel) as z:
         files = set(z.namelist())
-    for f in ("diffstyle_lab/evaluate/run.py", "diffstyle_lab/stats/estimators.py", "diffstyle_lab/faces/train.py",
+    for f in ("diffstyle_lab/evaluate/run.py", "diffstyle_lab/stats/estimators.py", "diffstyle_lab/faces/architecture.py",
               "diffstyle_lab/lab/run_notebooks.py", "diffstyle_lab/backends/sd.py",
               "diffstyle_lab/data/models/faces32/unet/diffusion_pytorch_model.safetensors",
               "diffstyle_lab/data/models/faces32/diffstyle_lab.json",

@@ -937,7 +937,7 @@ def test_manifest_reader(raw):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from diffstyle_lab.faces.train import export
+    from diffstyle_lab.faces.architecture import export
     from diffstyle_lab.models import tiny_unet
     d = tmp_path_factory.mktemp("cli_model") / "model"
     export(tiny_unet(seed=0), d)

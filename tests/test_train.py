@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import diffstyle_lab as dl
-from diffstyle_lab.faces.train import TrainConfig, train
+from training.train import TrainConfig, train
 
 
 def test_training_runs_resumes_and_is_deterministic(tmp_path):
@@ -24,7 +24,7 @@ def test_training_runs_resumes_and_is_deterministic(tmp_path):
 
 
 def test_unknown_layout():
-    from diffstyle_lab.faces.train import build_unet
+    from diffstyle_lab.faces.architecture import build_unet
     with pytest.raises(ValueError, match="layout='h2' is unknown"):
         build_unet("h2")
 
@@ -48,13 +48,13 @@ def test_shipped_model_reconstructs_held_out_faces():
 
 def test_fine_tune_with_min_snr_and_snapshots_from_the_cli(tmp_path):
     import torch
-    from diffstyle_lab.cli import main
+    from training.train import main
     from diffstyle_lab.models import load_model
-    from diffstyle_lab.faces.train import loss_weights
+    from training.train import loss_weights
     base = tmp_path / "base"
     train(TrainConfig(out=str(base), steps=2, batch_size=4, n_train=8, checkpoint_every=2, progress=False, warmup=1))
     out = tmp_path / "ft"
-    assert main(["train", "--out", str(out), "--steps", "2", "--batch-size", "4", "--n-train", "8",
+    assert main(["--out", str(out), "--steps", "2", "--batch-size", "4", "--n-train", "8",
                  "--init", str(base / "model"), "--loss", "min_snr5", "--snapshot-every", "1",
                  "--checkpoint-every", "2", "--skip-drop", "0.5", "--skip-drop-levels", "3", "--quiet"]) == 0
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_000001", "step_000002"]
@@ -67,7 +67,7 @@ def test_fine_tune_with_min_snr_and_snapshots_from_the_cli(tmp_path):
 
 
 def test_skip_dropout_zeroes_exactly_the_coarse_skips_of_the_dropped_samples():
-    from diffstyle_lab.faces.train import SkipDropout, build_unet
+    from training.train import SkipDropout, build_unet
     torch.manual_seed(0)
     unet = build_unet("h4").double().eval()
     x, t = torch.randn(3, 3, 32, 32, dtype=torch.float64), torch.tensor([500, 500, 500])
@@ -93,7 +93,7 @@ def test_skip_dropout_zeroes_exactly_the_coarse_skips_of_the_dropped_samples():
 
 
 def test_skip_dropout_mean_mode_keeps_each_channels_spatial_mean():
-    from diffstyle_lab.faces.train import SkipDropout, build_unet
+    from training.train import SkipDropout, build_unet
     torch.manual_seed(0)
     unet = build_unet("h4").double().eval()
     x, t = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.tensor([400, 400])
@@ -138,7 +138,7 @@ def _swapped_forward_checked(hu, unet, swap, x, t, idx, twins, eps, a, chosen, p
 
 def test_colour_swap_gives_the_chosen_samples_their_twins_h_and_leaves_the_others_alone():
     from diffstyle_lab.hooks import HookedUNet
-    from diffstyle_lab.faces.train import ColourSwap, build_unet
+    from training.train import ColourSwap, build_unet
     torch.manual_seed(0)
     unet = build_unet("h4").double().eval()
     x, twins = torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randn(6, 3, 32, 32, dtype=torch.float64)
@@ -164,7 +164,7 @@ def test_colour_swap_must_be_a_probability(tmp_path):
 def test_colour_swap_on_dropped_swaps_exactly_the_samples_whose_skips_are_dropped(tmp_path):
     """colour_swap_on="dropped": the swap coin is drawn only for samples whose coarse skips are dropped
     (t ≥ skip_drop_tmin and the drop coin), so with colour_swap 1 the two sets are the same."""
-    from diffstyle_lab.faces.train import Trainer, draw_batch
+    from training.train import Trainer, draw_batch
     data = torch.rand(8, 3, 32, 32) * 2 - 1
     seen = []
     for on, p_swap in (("dropped", 1.0), ("dropped", 0.5), ("any", 1.0)):
@@ -196,7 +196,7 @@ def test_trainer_step_is_the_same_in_lock_step_and_alone(tmp_path):
     """Two Trainers fed the same draw_batch give the weights train() gives for the same config (the
     GPU script's lock-step loop is train()'s step, not a copy of it); the schedule decays to lr/10."""
     import torch
-    from diffstyle_lab.faces.train import Trainer, draw_batch, _training_data
+    from training.train import Trainer, draw_batch, _training_data
     cfg = TrainConfig(out=str(tmp_path / "a"), steps=3, batch_size=4, n_train=8, checkpoint_every=3, progress=False,
                       warmup=1, schedule="cosine", skip_drop=0.5, skip_drop_levels=2)
     alone = train(cfg)
@@ -219,7 +219,7 @@ def test_content_swap_gives_the_chosen_samples_the_twins_h_and_target_and_leaves
     """The content swap: exactly the chosen samples get their content twin's h (same t and noise) on their own
     skips, and the ε target that makes the twin the predicted x_0; every other sample is untouched."""
     from diffstyle_lab.hooks import HookedUNet
-    from diffstyle_lab.faces.train import ContentSwap, build_unet
+    from training.train import ContentSwap, build_unet
     from diffstyle_lab.maths import pred_x0
     torch.manual_seed(0)
     unet = build_unet("h4").double().eval()
@@ -245,7 +245,7 @@ def test_content_swap_gives_the_chosen_samples_the_twins_h_and_target_and_leaves
 def test_both_swaps_in_one_step_each_sample_gets_its_own_twins_h(tmp_path):
     """Colour and content swap armed in one step: disjoint samples, each gets the h of its own twin (one hook
     does not consume the other's h during the other's down pass), the rest keep their own h."""
-    from diffstyle_lab.faces.train import Trainer, draw_batch
+    from training.train import Trainer, draw_batch
     from diffstyle_lab.hooks import HookedUNet
     torch.manual_seed(0)
     data = torch.rand(8, 3, 32, 32, dtype=torch.float64) * 2 - 1
@@ -296,15 +296,15 @@ def test_bad_content_swap_options_write_nothing(tmp_path, bad, match):
 
 
 def test_content_swap_from_the_command_line_trains_and_draws_twins_in_the_same_colours(tmp_path):
-    """`diffstyle-lab train --content-swap …` reaches TrainConfig; the content twins keep the colours, change the
+    """`python -m training.train --content-swap …` reaches TrainConfig; the content twins keep the colours, change the
     identity, and keep the pose in exactly the asked share."""
     import json
     import numpy as np
-    from diffstyle_lab.cli import main
+    from training.train import main
     from diffstyle_lab.faces import avatars as A
-    from diffstyle_lab.faces.train import TrainConfig as TC, _content_twins
+    from training.train import TrainConfig as TC, _content_twins
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), "--steps", "2", "--batch-size", "4", "--n-train", "6", "--quiet",
+    assert main(["--out", str(out), "--steps", "2", "--batch-size", "4", "--n-train", "6", "--quiet",
                  "--checkpoint-every", "2", "--content-swap", "0.5", "--content-swap-tmin", "0",
                  "--content-swap-same-pose", "1"]) == 0
     state = json.loads((out / "checkpoint" / "state.json").read_text())["config"]

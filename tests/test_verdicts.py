@@ -233,7 +233,7 @@ def test_the_script_is_a_thin_cli_writing_the_same_files(old, fake_scoring, tmp_
     """summary.json and a sweep's JSON, from the command line, are what the old script wrote (but its seconds)."""
     from diffstyle_lab.models import tiny_model
     was = old("scripts/groundtruth_eval.py")
-    now = _script(ROOT / "scripts" / "groundtruth_eval.py", "groundtruth_eval_now")
+    now = _script(ROOT / "training" / "groundtruth_eval.py", "groundtruth_eval_now")
     model = tiny_model(seed=0)
     for mod in (was, now):
         monkeypatch.setattr(mod, "load_model", lambda path: model)
@@ -248,12 +248,13 @@ def test_the_script_is_a_thin_cli_writing_the_same_files(old, fake_scoring, tmp_
     for got, want in zip(*(outs[t] for t in ("new", "old"))):
         for x in (got, want):
             x.pop("seconds")
-            x["command"] = x.get("command", "").replace(str(tmp_path / "old"), str(tmp_path / "new"))
+            x["command"] = x.get("command", "").replace(str(tmp_path / "old"), str(tmp_path / "new")).replace(
+                "python scripts/groundtruth_eval.py", "python -m training.groundtruth_eval")   # the script moved
             x["model"] = x["model"].replace(str(tmp_path / "old"), str(tmp_path / "new"))
         assert got == want
     assert S.read_summary_file(tmp_path / "new" / "model" / "summary.json")["sets"]["posed"]["pairs"] == 12
     # thin: argument parsing and calls into the package, nothing computed or written by hand
-    tree = ast.parse((ROOT / "scripts" / "groundtruth_eval.py").read_text())
+    tree = ast.parse((ROOT / "training" / "groundtruth_eval.py").read_text())
     assert {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)} <= {"parser", "main"}
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -288,7 +289,7 @@ def test_the_notebook_box_reads_the_summary_strictly(tmp_path):
     with pytest.raises(ValueError, match="summary.json: not valid JSON .*duplicate key 'sets'"):
         boxes.read_summary(model)
     (folder / "summary.json").write_text('{"schema": 2, "sets": {}}')
-    with pytest.raises(ValueError, match="expected a schema-1 summary.*groundtruth_eval.py MODEL_DIR --summary"):
+    with pytest.raises(ValueError, match="expected a schema-1 summary.*training.groundtruth_eval MODEL_DIR --summary"):
         boxes.read_summary(model)
     committed = PKG / "data" / "models" / "faces32" / "summary.json"
     assert S.read_summary_file(committed) == json.loads(committed.read_text())      # the shipped one, as it is

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from diffstyle_lab.faces import train as T
+from training import train as T
 from diffstyle_lab.fileio import read_json, write_json
 
 

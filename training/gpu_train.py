@@ -5,9 +5,9 @@
 
 1. Renders the training faces on every core (posed and upright faces, each with its recoloured twin for
    the colour swap), deterministic in ``--data-seed``: nothing has to be carried but the code.
-2. Builds one :class:`diffstyle_lab.faces.train.Trainer` per candidate (``CANDIDATES``: the control and the
+2. Builds one :class:`training.train.Trainer` per candidate (``CANDIDATES``: the control and the
    skip-dropout / colour-swap variants) and runs them in lock-step: step k of every candidate sees the
-   same faces, t, noise and coin flips (``faces.train.draw_batch``), so differences between them are the
+   same faces, t, noise and coin flips (``training.train.draw_batch``), so differences between them are the
    recipes' own. bf16 autocast on CUDA.
 3. Times the first steps, then fixes the step count that fits ``--budget`` seconds of training (the cosine
    learning-rate schedule needs it), re-fits it from steps 100-200, and trains to it (``--max-steps`` caps it).
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-from diffstyle_lab.faces import train as T
+from training import train as T
 from diffstyle_lab.fileio import write_json, write_safetensors
 
 V1 = str(ROOT / "data" / "models" / "faces32_v1")

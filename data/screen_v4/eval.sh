@@ -10,5 +10,5 @@ for n in "$@"; do
   M=runs/screen/models$S/$n
   cp diffstyle_lab/data/models/faces32/diffstyle_lab.json $M/
   [ -f $M/summary.json ] && [ "$(python3 -c "import json;print(json.load(open('$M/summary.json'))['sets']['posed']['pairs'])")" = "$P" ] && continue
-  OMP_NUM_THREADS=1 .venv/bin/python scripts/groundtruth_eval.py $M --summary --pairs $P --seed 90000 --steps 50 --threads 1 | sed "s|^|$S/$n |"
+  OMP_NUM_THREADS=1 .venv/bin/python -m training.groundtruth_eval $M --summary --pairs $P --seed 90000 --steps 50 --threads 1 | sed "s|^|$S/$n |"
 done

@@ -230,7 +230,7 @@ def _measured_lines(run: dict, t: dict, summary) -> list[str]:
                  f"{float(ceiling.iloc[0]):.0%} of cases on these pairs, so *content kept* (and every claim about "
                  "content) has little power here: the classifier does not read these faces well (e.g. posed faces, "
                  "when it was trained on upright ones). A score against the ideal renders "
-                 "(`scripts/groundtruth_eval.py`) does not depend on it.\n")
+                 "(`training/groundtruth_eval.py`) does not depend on it.\n")
     return L
 
 

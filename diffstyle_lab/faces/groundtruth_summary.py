@@ -1,7 +1,7 @@
 """The ground-truth summary of a model: content injection scored against the ideal of every pair
 (:mod:`diffstyle_lab.faces.groundtruth`), summed up with the one verdict engine's intervals
 (:mod:`diffstyle_lab.stats.verdicts`) — the model folder's ``summary.json`` the notebooks read, and the
-sweeps of ``scripts/groundtruth_eval.py`` (a thin command line over this module).
+sweeps of ``training/groundtruth_eval.py`` (a thin command line over this module).
 
 For each (t_edit, t_boost, γ): mean RMSE to the ideal with a 95 % bootstrap interval over pairs, the paired
 difference to the unchanged style image, the gap closed towards the reconstruction floor, the factor-match
@@ -118,7 +118,7 @@ def model_summary(model, path: str, pairs: int, seed: int, steps: int, command: 
 
 def summary_command(model_dir, pairs: int, seed: int, steps: int) -> str:
     """The command line that (re)writes a model folder's summary, recorded in it."""
-    return f"python scripts/groundtruth_eval.py {model_dir} --summary --pairs {pairs} --seed {seed} --steps {steps}"
+    return f"python -m training.groundtruth_eval {model_dir} --summary --pairs {pairs} --seed {seed} --steps {steps}"
 
 
 def write_summary(model, model_dir, pairs: int = 100, seed: int = 90_000, steps: int = 50,
@@ -161,7 +161,7 @@ def sweep_configs(t_edits, gammas, t_boost: int | None = None, steps: int = 50, 
 def sweep_record(model, model_dir, cfgs: dict, pairs: int, seed: int, steps: int, upright: bool = False,
                  method: str = "normalised_slerp", calibrate: bool = False, omega: float = 0.3,
                  started: float | None = None) -> dict:
-    """Score a sweep (:func:`sweep_configs`) on one pair set: the record ``scripts/groundtruth_table.py`` reads
+    """Score a sweep (:func:`sweep_configs`) on one pair set: the record ``training/groundtruth_table.py`` reads
     (``started`` as for :func:`write_summary`)."""
     from .. import __version__
     t0 = time.time() if started is None else started

@@ -55,7 +55,7 @@ def paper_box(model, paper: str, keys: Sequence[str] = ("gap_closed", "layout_as
     s = read_summary(model)
     if s is None:
         lines.append(f"| **This model shows** | not measured for this model ({getattr(model, 'source', model)}: "
-                     f"no `{SUMMARY_FILE}` in its folder; `scripts/groundtruth_eval.py` writes one) |")
+                     f"no `{SUMMARY_FILE}` in its folder; `training/groundtruth_eval.py` writes one) |")
         return "\n".join(lines)
     if about:
         lines.append(f"| **This model shows** | its evaluation (`{SUMMARY_FILE}`) measures injection at the model's "

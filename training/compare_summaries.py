@@ -1,6 +1,6 @@
 """Paired comparison of two models scored on the same ground-truth pairs (their ``summary.json``):
 
-    python scripts/compare_summaries.py diffstyle_lab/data/models/faces32/summary.json data/models/faces32_v2/summary.json
+    python -m training.compare_summaries diffstyle_lab/data/models/faces32/summary.json data/models/faces32_v2/summary.json
 
 Per pair set: each model's gap closed at its stored defaults, and the per-pair difference of RMSE to the
 ideal (A − B; negative: A is nearer the ideal) with its 95 % paired bootstrap interval over pairs and the

@@ -1,8 +1,8 @@
 """Score content injection against ground-truth ideals (issue: the default model must show it).
 
-    python scripts/groundtruth_eval.py MODEL_DIR --pairs 100 --gammas 0 0.2 0.3 0.4 0.6 1 \
+    python -m training.groundtruth_eval MODEL_DIR --pairs 100 --gammas 0 0.2 0.3 0.4 0.6 1 \
         --t-edits 200 300 400 --t-boost 0 --out runs/gt/NAME.json
-    python scripts/groundtruth_eval.py MODEL_DIR --summary      # writes MODEL_DIR/summary.json
+    python -m training.groundtruth_eval MODEL_DIR --summary      # writes MODEL_DIR/summary.json
 
 A thin command line over :mod:`diffstyle_lab.faces.groundtruth_summary`, which says what is scored (RMSE to
 the ideal, gap closed, factor-match rates, background error; baselines: the style image, 0.7·style +

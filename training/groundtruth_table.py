@@ -1,6 +1,6 @@
-"""Markdown table of ground-truth transfer results written by scripts/groundtruth_eval.py:
+"""Markdown table of ground-truth transfer results written by training/groundtruth_eval.py:
 
-    python scripts/groundtruth_table.py runs/gt/A.json runs/gt/B.json [--label A --label B]
+    python -m training.groundtruth_table runs/gt/A.json runs/gt/B.json [--label A --label B]
 
 One row per (file, setting): mean RMSE to the ideal, gap closed with its 95 % paired bootstrap CI,
 large-footprint content factors taken from the content image, colours kept from the style image,
@@ -29,7 +29,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     refs = None
     for label, f in zip(labels, a.files):
-        d = fileio.read_json(f, fix="; expected the --out JSON of scripts/groundtruth_eval.py")
+        d = fileio.read_json(f, fix="; expected the --out JSON of training/groundtruth_eval.py")
         refs = refs or (d["rows"][:n_ref], label)
         for r in d["rows"][n_ref:]:
             cal = f", calibration ω={d['omega']}" if d.get("calibrate") else ""

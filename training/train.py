@@ -1,12 +1,13 @@
 """Train the small default diffusion model (DDPM ε-objective, linear β, T = 1000, EMA).
 
-``diffstyle-lab train --out DIR --steps N`` or :func:`train`. Deterministic given the seed
+``python -m training.train --out DIR --steps N`` (from the repository root) or :func:`train`. Deterministic given the seed
 (same data, same noise, same order); resumable from the last checkpoint in ``DIR/checkpoint``;
 writes a loss-curve CSV and, at the end, the EMA weights in diffusers format (safetensors).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import csv
 import dataclasses
@@ -18,20 +19,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..fileio import file_sha256, read_json, write_json, write_npz, write_safetensors, write_text
-from .avatars import to_tensor
-
-LAYOUTS = {
-    # h at 4×4 (four levels); attention at 8×8 and in the middle block.
-    "h4": dict(block_out_channels=(32, 64, 64, 128),
-               down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-               up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D")),
-    # h at 8×8 (three levels); attention at 8×8 and in the middle block.
-    "h8": dict(block_out_channels=(32, 64, 128),
-               down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-               up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D")),
-}
-
+from diffstyle_lab.faces.architecture import LAYOUTS, build_scheduler, build_unet, export  # noqa: F401  (T.export …)
+from diffstyle_lab.faces.avatars import to_tensor
+from diffstyle_lab.fileio import file_sha256, read_json, write_json, write_npz, write_safetensors, write_text
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -66,20 +56,6 @@ class TrainConfig:
     schedule: str = "constant"  # learning rate after the warm-up: "constant" or "cosine" (down to lr/10 at the end)
 
 
-def build_unet(layout: str = "h4", image_size: int = 32):
-    from diffusers import UNet2DModel
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is unknown; choose one of {sorted(LAYOUTS)}")
-    return UNet2DModel(sample_size=image_size, in_channels=3, out_channels=3, layers_per_block=1,
-                       attention_head_dim=32, norm_num_groups=16, **LAYOUTS[layout])
-
-
-def build_scheduler():
-    from diffusers import DDPMScheduler
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                         clip_sample=True)
-
-
 def _data_cache(cfg: TrainConfig) -> Path:
     tag = "_pose" if cfg.pose else ""
     return Path(cfg.out) / f"train_faces_{cfg.n_train}_{cfg.data_seed}_{cfg.image_size}{tag}.npz"
@@ -90,7 +66,7 @@ def _training_data(cfg: TrainConfig) -> torch.Tensor:
     want = (cfg.n_train, cfg.image_size, cfg.image_size, 3)
     x = np.load(cache, allow_pickle=False)["images"] if cache.exists() else None
     if x is None or x.shape != want or not Path(str(cache) + ".factors.json").exists():   # verified before use
-        from .avatars import make_faces, save_factors
+        from diffstyle_lab.faces.avatars import make_faces, save_factors
         x, fs = make_faces(cfg.n_train, cfg.data_seed, cfg.image_size, pose=cfg.pose)
         save_factors(str(cache) + ".factors.json", fs)      # the factors first: the images mark a finished cache
         write_npz(cache, compressed=True, images=x)
@@ -104,7 +80,7 @@ def _colour_twins(cfg: TrainConfig) -> torch.Tensor:
     fs = read_json(str(data) + ".factors.json", expect=list)
     twins = np.load(cache, allow_pickle=False)["images"] if cache.exists() else None
     if twins is None or twins.shape != (len(fs), cfg.image_size, cfg.image_size, 3):   # verified before use
-        from .avatars import Factors, render, same_identity_other_colours
+        from diffstyle_lab.faces.avatars import Factors, render, same_identity_other_colours
         rng = np.random.default_rng([cfg.data_seed, 2])
         twins = np.stack([render(same_identity_other_colours(Factors(**d), rng), cfg.image_size) for d in fs])
         write_npz(cache, compressed=True, images=twins)
@@ -119,7 +95,7 @@ def _content_twins(cfg: TrainConfig) -> torch.Tensor:
     fs = read_json(str(data) + ".factors.json", expect=list)
     twins = np.load(cache, allow_pickle=False)["images"] if cache.exists() else None
     if twins is None or twins.shape != (len(fs), cfg.image_size, cfg.image_size, 3):   # verified before use
-        from .avatars import POSE_KEYS, Factors, other_identity_same_colours, render
+        from diffstyle_lab.faces.avatars import POSE_KEYS, Factors, other_identity_same_colours, render
         rng = np.random.default_rng([cfg.data_seed, 3])
         out = []
         for d in fs:
@@ -186,7 +162,7 @@ class SkipDropout:
     Set ``mask`` (shape (B,), 1 keep / 0 drop) before each forward."""
 
     def __init__(self, unet, levels: int, mode: str = "zero"):
-        from ..hooks import HookedUNet
+        from diffstyle_lab.hooks import HookedUNet
         _check_skip_drop_mode(mode)
         self.mask, self.mode = None, mode
         self.handles = HookedUNet(unet).attach(**{f"skips[{k}]": self._edit for k in range(levels)})
@@ -211,7 +187,7 @@ class _HSwap:
     prepare runs a down path through the mid block) before either hook is armed."""
 
     def __init__(self, unet, twins: torch.Tensor):
-        from ..hooks import HookedUNet
+        from diffstyle_lab.hooks import HookedUNet
         self.hooked, self.twins, self.h, self._pending, self.chosen = HookedUNet(unet), twins, None, None, None
         self.handles = self.hooked.attach(h=self._edit)
 
@@ -326,7 +302,7 @@ class Trainer:
         self.cfg, self.data, self.device = cfg, data, torch.device(device)
         self.model = build_unet(cfg.layout, cfg.image_size)
         if cfg.init:
-            from ..models import load_unet_folder
+            from diffstyle_lab.models import load_unet_folder
             self.model.load_state_dict(load_unet_folder(Path(cfg.init) / "unet").state_dict(), strict=True)
         self.model.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -437,8 +413,51 @@ def train(cfg: TrainConfig):
     return tr.ema
 
 
-def export(unet, path) -> None:
-    """Write ``unet`` and the training noise schedule as a diffusers folder (safetensors)."""
-    path = Path(path)
-    unet.save_pretrained(path / "unet", safe_serialization=True)
-    build_scheduler().save_pretrained(path / "scheduler")
+def parser() -> argparse.ArgumentParser:
+    """The training command's options: one per :class:`TrainConfig` field it sets (same names)."""
+    t = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
+    t.add_argument("--out", required=True)
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--layout", default="h4", choices=["h4", "h8"])
+    t.add_argument("--n-train", type=int, default=12000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=250)
+    t.add_argument("--upright", action="store_true", help="faces without poses (the first shipped model's data)")
+    t.add_argument("--init", default="", help="fine-tune: start from this diffusers model folder's U-Net")
+    t.add_argument("--loss", default="eps", choices=["eps", "min_snr5"], help="ε-MSE weighting")
+    t.add_argument("--snapshot-every", type=int, default=0, help="export the EMA weights every N steps (0: never)")
+    t.add_argument("--skip-drop", type=float, default=0.0,
+                   help="training only: drop the coarsest up blocks' skips with this probability per sample")
+    t.add_argument("--skip-drop-levels", type=int, default=2, help="how many coarsest up blocks --skip-drop affects")
+    t.add_argument("--skip-drop-tmin", type=int, default=100, help="--skip-drop only at noise levels t >= this")
+    t.add_argument("--skip-drop-mode", default="zero", choices=["zero", "mean"],
+                   help="a dropped skip becomes 0, or its spatial mean per channel (keeps colour statistics)")
+    t.add_argument("--colour-swap", type=float, default=0.0,
+                   help="share of samples whose h comes from the same face in other colours (training only)")
+    t.add_argument("--colour-swap-on", default="any", choices=["any", "dropped"],
+                   help="draw the colour swap for any sample, or only for samples whose skips --skip-drop dropped")
+    t.add_argument("--content-swap", type=float, default=0.0,
+                   help="share of samples whose h and target come from another face in the same colours (training "
+                        "only; the skips stay the sample's own)")
+    t.add_argument("--content-swap-tmin", type=int, default=200, help="--content-swap only at noise levels t >= this")
+    t.add_argument("--content-swap-tmax", type=int, default=999, help="--content-swap only at noise levels t <= this")
+    t.add_argument("--content-swap-same-pose", type=float, default=0.0,
+                   help="share of --content-swap's other faces that keep the sample's pose (identity-only swaps)")
+    t.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                   help="learning rate after the warm-up: constant, or cosine down to lr/10 at the last step")
+    t.add_argument("--quiet", action="store_true")
+    return t
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    same_name = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(a, f.name)}
+    train(TrainConfig(**same_name, progress=not a.quiet, pose=not a.upright))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
