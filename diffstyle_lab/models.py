@@ -53,6 +53,10 @@ class DiffusionModel:
     """Per-model injection defaults (``InjectionConfig`` fields, e.g. ``{"t_edit": 500}``): from the
     folder's ``diffstyle_lab.json`` or ``KNOWN_MODELS[id]["defaults"]``; applied by
     ``InjectionConfig.for_model(model)``. Empty: the package defaults."""
+    generation: dict = dataclasses.field(default_factory=dict)
+    """Per-model settings of :func:`~diffstyle_lab.sampling.generate` from pure noise (``{"clip_x0": true}``):
+    from the folder's ``diffstyle_lab.json`` (``generation_defaults``). Empty: the package's (clip_x0 off, as the
+    paper's sampler)."""
 
     def __post_init__(self):
         self.hooked = HookedUNet(self.unet)
@@ -92,7 +96,7 @@ class DiffusionModel:
     def describe(self) -> dict:
         return {"source": self.source, "revision": self.revision, "weights_sha256": self.weights_hash,
                 "class": type(self.unet).__name__, "sample_size": self.sample_size,
-                "injection_defaults": dict(self.defaults),
+                "injection_defaults": dict(self.defaults), "generation_defaults": dict(self.generation),
                 "scheduler": {k: self.scheduler_config.get(k) for k in
                               ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end")}}
 
@@ -257,13 +261,46 @@ def load_model(id_or_dir, revision: str | None = None, device="cpu", dtype=torch
     unet_dir = root / "unet" if (root / "unet").is_dir() else root
     defaults = read_model_defaults(root) if (root / MODEL_DEFAULTS_FILE).is_file() else \
         dict(KNOWN_MODELS.get(str(id_or_dir), {}).get("defaults", {}))
+    generation = read_generation_defaults(root) if (root / MODEL_DEFAULTS_FILE).is_file() else {}
     unet = load_unet_folder(unet_dir, dtype=dtype).to(device)
     cfg = _scheduler_config(root)
     return DiffusionModel(unet, alphas_cumprod_from_config(cfg), cfg, source or str(id_or_dir), rev,
-                          defaults=defaults)
+                          defaults=defaults, generation=generation)
 
 
 MODEL_DEFAULTS_FILE = "diffstyle_lab.json"
+
+
+MODEL_DEFAULTS_KEYS = {"injection_defaults", "generation_defaults", "comment"}
+GENERATION_DEFAULTS = {"clip_x0": bool}       # the per-model settings of generate() from pure noise
+
+
+def _read_defaults_file(folder) -> tuple[Path, dict]:
+    path = Path(folder) / MODEL_DEFAULTS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not readable JSON ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                         'write {"injection_defaults": {"t_edit": 400, ...}}') from None
+    if not isinstance(data, dict) or set(data) - MODEL_DEFAULTS_KEYS:
+        extra = sorted(set(data) - MODEL_DEFAULTS_KEYS) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: unexpected content {extra}; the file holds "
+                         '{"injection_defaults": {...}} (and optionally "generation_defaults" and "comment")')
+    return path, data
+
+
+def read_generation_defaults(folder) -> dict:
+    """The ``generation_defaults`` of ``folder/diffstyle_lab.json`` (``{"clip_x0": true}``), checked strictly."""
+    path, data = _read_defaults_file(folder)
+    d = data.get("generation_defaults", {})
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: generation_defaults must be an object, e.g. {{\"clip_x0\": true}}")
+    for k, v in d.items():
+        if k not in GENERATION_DEFAULTS:
+            raise ValueError(f"{path}: generation_defaults.{k} is unknown; choose from {sorted(GENERATION_DEFAULTS)}")
+        if type(v) is not GENERATION_DEFAULTS[k]:
+            raise ValueError(f"{path}: generation_defaults.{k}={v!r} must be of type {GENERATION_DEFAULTS[k].__name__}")
+    return dict(d)
 
 
 def read_model_defaults(folder) -> dict:
@@ -273,16 +310,7 @@ def read_model_defaults(folder) -> dict:
     :class:`~diffstyle_lab.sampling.InjectionConfig` fields (not ``mask``), values of the field's
     type and range. Anything else is a one-line ``ValueError`` naming the file.
     """
-    path = Path(folder) / MODEL_DEFAULTS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not readable JSON ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                         'write {"injection_defaults": {"t_edit": 400, ...}}') from None
-    if not isinstance(data, dict) or set(data) - {"injection_defaults", "comment"}:
-        extra = sorted(set(data) - {"injection_defaults", "comment"}) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: unexpected content {extra}; the file holds "
-                         '{"injection_defaults": {...}} (and optionally "comment")')
+    path, data = _read_defaults_file(folder)
     d = data.get("injection_defaults", {})
     if not isinstance(d, dict):
         raise ValueError(f"{path}: injection_defaults must be an object of InjectionConfig fields")

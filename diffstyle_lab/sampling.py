@@ -451,9 +451,13 @@ def _prepare_mask(mask, hc, b: int):
 
 def generate(model, x_T: torch.Tensor, steps: int = 50, spacing: str = "authors",
              t_boost: int = 0, seed: int = 0, progress: bool = True, callbacks: Sequence[Callback] = (),
-             clip_x0: bool = False) -> torch.Tensor:
-    """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost); ``clip_x0`` clamps P_t."""
-    T = eps_provider(model).model.T            # t_edit plays no part without content: the last t
+             clip_x0: bool | None = None) -> torch.Tensor:
+    """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost); ``clip_x0`` clamps P_t (None: the
+    model's stored ``generation_defaults``, else off as in the paper's sampler)."""
+    m = eps_provider(model).model
+    T = m.T                                    # t_edit plays no part without content: the last t
+    if clip_x0 is None:
+        clip_x0 = bool(getattr(m, "generation", {}).get("clip_x0", False))
     cfg = InjectionConfig(gamma=0.0, t_edit=T - 1, t_boost=t_boost, steps=steps, spacing=spacing, seed=seed,
                           clip_x0=clip_x0)
     return reverse(model, x_T, None, cfg, progress=progress, callbacks=callbacks)

@@ -89,3 +89,26 @@ def test_schedules():
     cos = alphas_cumprod_from_config({"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"})
     assert lin.dtype == torch.float64 and len(lin) == 1000 and (lin[1:] < lin[:-1]).all()
     assert not torch.allclose(lin, cos)
+
+
+def test_a_model_folder_stores_its_generation_settings(tmp_path):
+    """``generation_defaults`` in diffstyle_lab.json set what ``generate`` does from pure noise when the call
+    leaves clip_x0 unset; an explicit argument wins; bad entries are one-line errors naming the file."""
+    import diffstyle_lab as dl
+    export(tiny_unet(levels=3, seed=2), tmp_path / "m")
+    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 3     # wide: P_t leaves [−1, 1]
+    plain = load_model(tmp_path / "m")
+    assert plain.generation == {}
+    off, on = (dl.generate(plain, x_T, steps=4, progress=False, clip_x0=c) for c in (False, True))
+    assert not torch.equal(off, on)                                       # clipping matters on this noise
+    torch.testing.assert_close(dl.generate(plain, x_T, steps=4, progress=False), off, rtol=0, atol=0)
+    (tmp_path / "m" / "diffstyle_lab.json").write_text(json.dumps({"generation_defaults": {"clip_x0": True}}))
+    m = load_model(tmp_path / "m")
+    assert m.generation == {"clip_x0": True} and m.describe()["generation_defaults"] == {"clip_x0": True}
+    torch.testing.assert_close(dl.generate(m, x_T, steps=4, progress=False), on, rtol=0, atol=0)
+    torch.testing.assert_close(dl.generate(m, x_T, steps=4, progress=False, clip_x0=False), off, rtol=0, atol=0)
+    for bad, why in (({"clip_x0": 1}, "must be of type bool"), ({"steps": 20}, "generation_defaults.steps is unknown"),
+                     ([True], "must be an object")):
+        (tmp_path / "m" / "diffstyle_lab.json").write_text(json.dumps({"generation_defaults": bad}))
+        with pytest.raises(ValueError, match=f"diffstyle_lab.json: .*{why}"):
+            load_model(tmp_path / "m")
