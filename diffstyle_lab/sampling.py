@@ -451,16 +451,30 @@ def _prepare_mask(mask, hc, b: int):
 
 def generate(model, x_T: torch.Tensor, steps: int = 50, spacing: str = "authors",
              t_boost: int = 0, seed: int = 0, progress: bool = True, callbacks: Sequence[Callback] = (),
-             clip_x0: bool | None = None) -> torch.Tensor:
-    """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost); ``clip_x0`` clamps P_t (None: the
-    model's stored ``generation_defaults``, else off as in the paper's sampler)."""
-    m = eps_provider(model).model
-    T = m.T                                    # t_edit plays no part without content: the last t
-    if clip_x0 is None:
-        clip_x0 = bool(getattr(m, "generation", {}).get("clip_x0", False))
+             clip_x0: bool = False) -> torch.Tensor:
+    """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost); ``clip_x0`` clamps P_t. Off by
+    default: the exact reverse of :func:`ddim_invert` (a reconstruction must not clip). For samples from pure
+    noise at a model's stored settings, :func:`sample`."""
+    T = eps_provider(model).model.T            # t_edit plays no part without content: the last t
     cfg = InjectionConfig(gamma=0.0, t_edit=T - 1, t_boost=t_boost, steps=steps, spacing=spacing, seed=seed,
                           clip_x0=clip_x0)
     return reverse(model, x_T, None, cfg, progress=progress, callbacks=callbacks)
+
+
+def noise_clip_x0(model) -> bool:
+    """Whether ``model`` samples from pure noise with P_t clamped (its folder's ``generation_defaults``;
+    off unless stored, as in the paper's sampler)."""
+    return bool(getattr(eps_provider(model).model, "generation", {}).get("clip_x0", False))
+
+
+def sample(model, n: int, steps: int = 50, seed: int = 0, spacing: str = "authors", progress: bool = True,
+           callbacks: Sequence[Callback] = ()) -> torch.Tensor:
+    """``n`` samples from pure noise (x_T ~ N(0, I) drawn from ``seed``), generated at the model's stored
+    settings (:func:`noise_clip_x0`)."""
+    m = eps_provider(model).model
+    x_T = torch.randn((n, m.in_channels, m.sample_size, m.sample_size), generator=torch.Generator().manual_seed(seed))
+    return generate(model, x_T.to(m.device, m.hooked.dtype), steps, spacing, seed=seed, progress=progress,
+                    callbacks=callbacks, clip_x0=noise_clip_x0(model))
 
 
 def pair_up(n_content: int, n_style: int, pairs: str) -> tuple[list[int], list[int]]:

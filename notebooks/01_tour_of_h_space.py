@@ -136,12 +136,15 @@ print("hooks still attached after the with-blocks:", hu.has_hooks())
 # A sampler callback sees every model evaluation (a `StepInfo` with t, x_t, h and g). We record
 # them while inverting the (up to 8) images (x_0 → x_T, deterministic DDIM) and while generating
 # `n_generate` images from noise (x_T → x_0). The samples from noise are shown first — look at them
-# before reading their curves. Drawn as the paper's sampler draws them (the predicted x_0 not
-# clipped), a small model can push many pixels to the ends of the range: solid black or white
-# images, or colour noise; the cell prints the share of such pixels. The second row draws the same
-# noise with `clip_x0=True` (P_t clamped to [−1, 1] at every step), which keeps the samples in range.
-# The |h|, |g| curves of generation below are those of the first row's samples, whatever they look
-# like: compare them with the curves of the inverted real images.
+# before reading their curves. A model folder can store how it samples (`generation_defaults` in its
+# `diffstyle_lab.json`, here `m.generation`): the default model stores `clip_x0`, which clamps the predicted
+# x_0 (P_t) to [−1, 1] at every step; the paper's sampler does not clip, and without it a small model can
+# push many pixels to the ends of the range (solid black or white images, or colour noise). The first row
+# is drawn at the model's settings, the second from the same noise with `clip_x0` the other way; the cell
+# prints the share of saturated pixels (`dl.generate` clips only when asked — run from an inverted x_T it
+# must give the image back, and clipping would spoil that; `dl.sample(m, n)` draws from noise at the stored
+# settings). The |h|, |g| curves of generation below are those of the first
+# row's samples, whatever they look like: compare them with the curves of the inverted real images.
 
 # %%
 class Trajectory:
@@ -167,9 +170,11 @@ with nb.stopwatch() as sw:
     dl.ddim_invert(m, images, steps=inversion_steps, progress=False, callbacks=[rec_inv])
     rec_gen = Trajectory()
     x_T = torch.randn((n_generate, m.in_channels, m.sample_size, m.sample_size), generator=gen).to(m.device)
-    samples = dl.generate(m, x_T, steps=inversion_steps, progress=False, callbacks=[rec_gen])
+    clip = bool(m.generation.get("clip_x0", False))   # the model's stored setting for samples from noise (off unless its folder says so)
+    samples = dl.generate(m, x_T, steps=inversion_steps, progress=False, callbacks=[rec_gen], clip_x0=clip)
 print(f"inverted {len(images)} images and generated {n_generate} in {sw.seconds:.1f} s")
-clipped = dl.generate(m, x_T, steps=inversion_steps, progress=False, clip_x0=True)   # the same noise, P_t clamped
+other = dl.generate(m, x_T, steps=inversion_steps, progress=False, clip_x0=not clip)   # the same noise, the other way
+name = {True: "clip_x0", False: "no clipping (the paper's sampler)"}
 
 
 def saturated(x):
@@ -177,12 +182,14 @@ def saturated(x):
     return float((x.float().clamp(-1, 1).abs() >= 0.98).float().mean())
 
 
-print(f"pixel values at the ends of the range: {100 * saturated(samples):.0f} % of the samples from noise, "
-      f"{100 * saturated(clipped):.0f} % with clip_x0, {100 * saturated(images):.0f} % of the real images")
-fig = nb.grid_figure([list(samples.float().cpu()), list(clipped.float().cpu()), list(images.float().cpu())[:n_generate]],
-                     row_labels=["from noise", "from noise,\nclip_x0", "inverted\n(real)"], cell=1.8,
-                     title="samples from noise (top: as the paper's sampler; middle: the same noise with clip_x0) "
-                           "and the inverted real images")
+print(f"pixel values at the ends of the range: {100 * saturated(samples):.0f} % of the samples from noise at the "
+      f"model's settings ({name[clip]}), {100 * saturated(other):.0f} % with {name[not clip]}, "
+      f"{100 * saturated(images):.0f} % of the real images")
+fig = nb.grid_figure([list(samples.float().cpu()), list(other.float().cpu()), list(images.float().cpu())[:n_generate]],
+                     row_labels=[f"from noise,\n{'clip_x0' if clip else 'no clip'}\n(model's)",
+                                 f"from noise,\n{'clip_x0' if not clip else 'no clip'}", "inverted\n(real)"], cell=1.8,
+                     title=f"samples from noise (top: at the model's settings, {name[clip]}; middle: the same noise "
+                           f"with {name[not clip]}) and the inverted real images")
 nb.save_figure(fig, out_dir, "samples_from_noise")
 nb.show(fig)
 

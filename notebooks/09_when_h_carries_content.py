@@ -13,7 +13,7 @@
 #       \ `hu.hooks(h=\u2026)`, `maths.pred_x0`), then `probe.h_influence` \u2014 on\
 #       \ the first default model (`faces32_v1`, its decoder ignores h) and the current\
 #       \ one, and the emergence curve of a skip-dropout fine-tuning (the one that made\
-#       \ v2; the shipped v3 has no snapshots), next to its control"
+#       \ v2; the shipped v4 has no curve of its own), next to its control"
 #     title: When does h carry content?
 # ---
 
@@ -170,9 +170,11 @@ if out_dir:
 # Measured while fine-tuning (`python -m training.emergence` on every snapshot, stored with the model):
 # the peak of r(t) over t ∈ [400, 800] (16 pairs, 20-step grid) and the share of the gap to the
 # ideal render that injection closes (24 pairs, 20 steps, normalised Slerp) — for the skip-dropout
-# run and for the control trained the same way without it. The shipped model (v3) was trained on a
-# GPU without snapshots, so for it this section shows the curve of the previous default model's
-# fine-tuning (v2, `data/models/faces32_v2`), and says so.
+# run and for the control trained the same way without it. The shipped model (v4) has no curve of its
+# own (v3 was trained on a GPU without snapshots; v4's snapshots were scored on ground-truth pairs, not with
+# this probe — its card has them), so for it this section shows the curve of an earlier default model's
+# fine-tuning (v2, `data/models/faces32_v2`), and says so. v4 was *trained* to read layout from h (its card
+# says how): the natural emergence this section teaches is v2's and v1's, not v4's.
 
 # %%
 if curve is None and is_default:      # the model's own curve, else the previous default model's (v2)

@@ -71,8 +71,9 @@ def test_probe_is_zero_when_h_is_the_images_own_and_shape_checked():
 
 
 # Measured with this very call (8 posed pairs, 10-step grid): the first default model peaks at r = 0.062,
-# the shipped one (v3) at 0.124 (v2, which read h more and carried colour in it too: 0.279).
-R_FIRST_MAX, R_SHIPPED_MIN = 0.09, 0.10
+# the shipped one (v4, trained to read layout from h) at 0.518 (v3: 0.124; v2, which read h more than v3 and
+# carried colour in it too: 0.279); the threshold is under half of v4's.
+R_FIRST_MAX, R_SHIPPED_MIN = 0.09, 0.25
 
 
 @pytest.mark.slow
@@ -114,10 +115,10 @@ def test_colour_probe_is_the_h_probe_on_twins_and_skip_swaps_are_measured_by_lev
 
 
 # Measured with this very call (8 pairs per set, seed 90000, 20/20 steps, the model's stored defaults):
-# the shipped model (v3, t_edit 200) is nearer the ideal than the unchanged style image by 13.3 (posed) and
-# 12.1 (upright) RMSE points on average (at t_edit 400: 12.4 and 10.4; v2: 13.7 and 7.4); the thresholds are
+# the shipped model (v4, t_edit 200) is nearer the ideal than the unchanged style image by 16.9 (posed) and
+# 14.8 (upright) RMSE points on average (v3: 13.3 and 12.1; v2 at t_edit 400: 13.7 and 7.4); the thresholds are
 # under half, so other CPUs' rounding passes and a model that lost the effect does not.
-MARGIN = {"posed": 6.0, "upright": 5.0}
+MARGIN = {"posed": 8.0, "upright": 7.0}
 
 
 @pytest.mark.slow

@@ -92,21 +92,21 @@ def test_schedules():
 
 
 def test_a_model_folder_stores_its_generation_settings(tmp_path):
-    """``generation_defaults`` in diffstyle_lab.json set what ``generate`` does from pure noise when the call
-    leaves clip_x0 unset; an explicit argument wins; bad entries are one-line errors naming the file."""
+    """``generation_defaults`` in diffstyle_lab.json set how ``sample`` draws from pure noise; ``generate`` (the
+    exact reverse of an inversion) never clips unless asked; bad entries are one-line errors naming the file."""
     import diffstyle_lab as dl
     export(tiny_unet(levels=3, seed=2), tmp_path / "m")
-    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 3     # wide: P_t leaves [−1, 1]
+    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))     # what sample(seed=0) draws
     plain = load_model(tmp_path / "m")
     assert plain.generation == {}
     off, on = (dl.generate(plain, x_T, steps=4, progress=False, clip_x0=c) for c in (False, True))
-    assert not torch.equal(off, on)                                       # clipping matters on this noise
-    torch.testing.assert_close(dl.generate(plain, x_T, steps=4, progress=False), off, rtol=0, atol=0)
+    assert not torch.equal(off, on)                                       # clipping matters on this model
+    torch.testing.assert_close(dl.sample(plain, 2, steps=4, progress=False), off, rtol=0, atol=0)
     (tmp_path / "m" / "diffstyle_lab.json").write_text(json.dumps({"generation_defaults": {"clip_x0": True}}))
     m = load_model(tmp_path / "m")
     assert m.generation == {"clip_x0": True} and m.describe()["generation_defaults"] == {"clip_x0": True}
-    torch.testing.assert_close(dl.generate(m, x_T, steps=4, progress=False), on, rtol=0, atol=0)
-    torch.testing.assert_close(dl.generate(m, x_T, steps=4, progress=False, clip_x0=False), off, rtol=0, atol=0)
+    torch.testing.assert_close(dl.sample(m, 2, steps=4, progress=False), on, rtol=0, atol=0)
+    torch.testing.assert_close(dl.generate(m, x_T, steps=4, progress=False), off, rtol=0, atol=0)
     for bad, why in (({"clip_x0": 1}, "must be of type bool"), ({"steps": 20}, "generation_defaults.steps is unknown"),
                      ([True], "must be an object")):
         (tmp_path / "m" / "diffstyle_lab.json").write_text(json.dumps({"generation_defaults": bad}))

@@ -18,7 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import fileio, maths
-from ..sampling import InjectionConfig, Inversion, StepInfo, ddim_invert, generate, reverse, timestep_grid
+from ..sampling import (InjectionConfig, Inversion, StepInfo, ddim_invert, generate, noise_clip_x0, reverse,
+                        timestep_grid)
 
 PHASES = {"reverse": ("generate", "inject"), "invert": ("invert",), "generate": ("generate",), "inject": ("inject",)}
 TINY = 1e-300
@@ -372,7 +373,8 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
                             phase="invert" if source == "invert" else "reverse", seed=seed, start=start)
         cbs = [col, *callbacks]
         if source == "generate":
-            generate(model, noise(model, start, stop, seed), steps, spacing, t_boost=0, progress=False, callbacks=cbs)
+            generate(model, noise(model, start, stop, seed), steps, spacing, t_boost=0, progress=False, callbacks=cbs,
+                     clip_x0=noise_clip_x0(model))     # from pure noise: at the model's stored settings
         elif source == "invert":
             x0 = images(start, stop) if callable(images) else images[start:stop]
             ddim_invert(model, x0, steps, spacing, progress=False, callbacks=cbs)
@@ -386,7 +388,8 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
                 style_xT = noise(model, start, stop, seed)
                 rec = _HTrajectory()
                 gcols = [] if also_generate is None else [NormCollector(settings, seed=seed, start=start)]
-                generate(model, style_xT, steps, spacing, t_boost=0, progress=False, callbacks=[rec, *gcols])
+                generate(model, style_xT, steps, spacing, t_boost=0, progress=False, callbacks=[rec, *gcols],
+                         clip_x0=noise_clip_x0(model))
                 for gcol in gcols:
                     also_generate.append(gcol.table(model=label, source="generate"))
                 content = rec.inversion(style_xT, spacing).select(perm)
