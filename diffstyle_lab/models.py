@@ -9,7 +9,6 @@ silently half-initialised model (the authors' code loads with ``strict=False``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -277,11 +276,7 @@ GENERATION_DEFAULTS = {"clip_x0": bool}       # the per-model settings of genera
 
 def _read_defaults_file(folder) -> tuple[Path, dict]:
     path = Path(folder) / MODEL_DEFAULTS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not readable JSON ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                         'write {"injection_defaults": {"t_edit": 400, ...}}') from None
+    data = read_json(path, '; write {"injection_defaults": {"t_edit": 400, ...}}', expect=None)
     if not isinstance(data, dict) or set(data) - MODEL_DEFAULTS_KEYS:
         extra = sorted(set(data) - MODEL_DEFAULTS_KEYS) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: unexpected content {extra}; the file holds "

@@ -467,14 +467,26 @@ def noise_clip_x0(model) -> bool:
     return bool(getattr(eps_provider(model).model, "generation", {}).get("clip_x0", False))
 
 
+def noise(model, start: int, stop: int, seed: int = 0) -> torch.Tensor:
+    """x_T for samples start…stop−1: each sample's Gaussian noise is seeded by (seed, its index), so
+    a sample's x_T does not depend on the batch it falls in."""
+    import numpy
+    shape = (model.in_channels, model.sample_size, model.sample_size)
+    xs = []
+    for i in range(start, stop):
+        s = int(numpy.random.SeedSequence([int(seed), int(i), 3]).generate_state(1, numpy.uint64)[0] % (2 ** 63))
+        xs.append(torch.randn(shape, generator=torch.Generator().manual_seed(s)))
+    return torch.stack(xs)
+
+
 def sample(model, n: int, steps: int = 50, seed: int = 0, spacing: str = "authors", progress: bool = True,
            callbacks: Sequence[Callback] = ()) -> torch.Tensor:
-    """``n`` samples from pure noise (x_T ~ N(0, I) drawn from ``seed``), generated at the model's stored
-    settings (:func:`noise_clip_x0`)."""
+    """``n`` samples from pure noise (:func:`noise` of ``seed``), generated at the model's stored settings
+    (:func:`noise_clip_x0`)."""
     m = eps_provider(model).model
-    x_T = torch.randn((n, m.in_channels, m.sample_size, m.sample_size), generator=torch.Generator().manual_seed(seed))
-    return generate(model, x_T.to(m.device, m.hooked.dtype), steps, spacing, seed=seed, progress=progress,
-                    callbacks=callbacks, clip_x0=noise_clip_x0(model))
+    x_T = noise(m, 0, n, seed).to(m.device, m.hooked.dtype)
+    return generate(model, x_T, steps, spacing, seed=seed, progress=progress, callbacks=callbacks,
+                    clip_x0=noise_clip_x0(model))
 
 
 def pair_up(n_content: int, n_style: int, pairs: str) -> tuple[list[int], list[int]]:

@@ -96,7 +96,7 @@ def test_a_model_folder_stores_its_generation_settings(tmp_path):
     exact reverse of an inversion) never clips unless asked; bad entries are one-line errors naming the file."""
     import diffstyle_lab as dl
     export(tiny_unet(levels=3, seed=2), tmp_path / "m")
-    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))     # what sample(seed=0) draws
+    x_T = dl.sampling.noise(load_model(tmp_path / "m"), 0, 2, seed=0)   # what sample(seed=0) draws
     plain = load_model(tmp_path / "m")
     assert plain.generation == {}
     off, on = (dl.generate(plain, x_T, steps=4, progress=False, clip_x0=c) for c in (False, True))

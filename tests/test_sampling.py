@@ -268,7 +268,7 @@ def test_hub_ids_take_the_registrys_defaults(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("text,msg", [
-    ("{not json", "not readable JSON"),
+    ("{not json", "not valid JSON"),
     ('["t_edit"]', "unexpected content"),
     ('{"injection_defaults": {}, "t_edit": 3}', r"unexpected content \['t_edit'\]"),
     ('{"injection_defaults": [1]}', "must be an object"),

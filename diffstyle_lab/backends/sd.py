@@ -26,14 +26,13 @@ and conditioning), and ``diffstyle-lab inject --provider latent`` runs it from t
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from .. import maths
-from ..fileio import tensor_digest
+from ..fileio import read_json, tensor_digest
 from ..hooks import HookedUNet
 from ..models import DiffusionModel, alphas_cumprod_from_config, hub_snapshot
 from ..sampling import Callback, InjectionConfig, Inversion, Result, ddim_invert, injection_config, run_injection
@@ -204,7 +203,7 @@ def load_sd(path_or_id, revision: str | None = None, device="cpu", dtype=torch.f
     sch_path = root / "scheduler" / "scheduler_config.json"
     if not sch_path.is_file():
         raise FileNotFoundError(f"{sch_path} is missing: the noise schedule (and prediction_type) cannot be guessed")
-    sch = json.loads(sch_path.read_text())
+    sch = read_json(sch_path, "; it should be the diffusers scheduler config of the pipeline")
     te, tok, note = None, None, None
     if text_encoder is not False:
         te_dir = root / "text_encoder"

@@ -18,8 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import fileio, maths
-from ..sampling import (InjectionConfig, Inversion, StepInfo, ddim_invert, generate, noise_clip_x0, reverse,
-                        timestep_grid)
+from ..sampling import (InjectionConfig, Inversion, StepInfo, ddim_invert, generate, noise, noise_clip_x0,  # noqa: F401
+                        reverse, timestep_grid)          # noise: also stats.noise
 
 PHASES = {"reverse": ("generate", "inject"), "invert": ("invert",), "generate": ("generate",), "inject": ("inject",)}
 TINY = 1e-300
@@ -279,17 +279,6 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     if b[-1][1] - b[-1][0] == 1:
         b[-2:] = [(b[-2][0], n)]
     return b
-
-
-def noise(model, start: int, stop: int, seed: int = 0) -> torch.Tensor:
-    """x_T for samples start…stop−1: each sample's Gaussian noise is seeded by (seed, its index), so
-    a sample's x_T does not depend on the batch it falls in."""
-    shape = (model.in_channels, model.sample_size, model.sample_size)
-    xs = []
-    for i in range(start, stop):
-        s = int(np.random.SeedSequence([int(seed), int(i), 3]).generate_state(1, np.uint64)[0] % (2 ** 63))
-        xs.append(torch.randn(shape, generator=torch.Generator().manual_seed(s)))
-    return torch.stack(xs)
 
 
 class _HTrajectory:
