@@ -53,9 +53,9 @@ class DiffusionModel:
     folder's ``diffstyle_lab.json`` or ``KNOWN_MODELS[id]["defaults"]``; applied by
     ``InjectionConfig.for_model(model)``. Empty: the package defaults."""
     generation: dict = dataclasses.field(default_factory=dict)
-    """Per-model settings of :func:`~diffstyle_lab.sampling.generate` from pure noise (``{"clip_x0": true}``):
-    from the folder's ``diffstyle_lab.json`` (``generation_defaults``). Empty: the package's (clip_x0 off, as the
-    paper's sampler)."""
+    """Per-model settings of :func:`~diffstyle_lab.sampling.sample` from pure noise (``{"clip_x0": true, "eta": 1.0,
+    "steps": 100}``): from the folder's ``diffstyle_lab.json`` (``generation_defaults``). Empty: the paper's sampler
+    (clip_x0 off, η 0, 50 steps)."""
 
     def __post_init__(self):
         self.hooked = HookedUNet(self.unet)
@@ -271,7 +271,8 @@ MODEL_DEFAULTS_FILE = "diffstyle_lab.json"
 
 
 MODEL_DEFAULTS_KEYS = {"injection_defaults", "generation_defaults", "comment"}
-GENERATION_DEFAULTS = {"clip_x0": bool}       # the per-model settings of generate() from pure noise
+GENERATION_DEFAULTS = {"clip_x0": bool, "eta": float, "steps": int}   # the settings of sample() from pure noise
+GENERATION_RANGES = {"eta": (0.0, 1.0), "steps": (2, 1000)}
 
 
 def _read_defaults_file(folder) -> tuple[Path, dict]:
@@ -285,7 +286,8 @@ def _read_defaults_file(folder) -> tuple[Path, dict]:
 
 
 def read_generation_defaults(folder) -> dict:
-    """The ``generation_defaults`` of ``folder/diffstyle_lab.json`` (``{"clip_x0": true}``), checked strictly."""
+    """The ``generation_defaults`` of ``folder/diffstyle_lab.json`` (``{"clip_x0": true, "eta": 1.0, "steps": 100}``),
+    checked strictly."""
     path, data = _read_defaults_file(folder)
     d = data.get("generation_defaults", {})
     if not isinstance(d, dict):
@@ -295,6 +297,9 @@ def read_generation_defaults(folder) -> dict:
             raise ValueError(f"{path}: generation_defaults.{k} is unknown; choose from {sorted(GENERATION_DEFAULTS)}")
         if type(v) is not GENERATION_DEFAULTS[k]:
             raise ValueError(f"{path}: generation_defaults.{k}={v!r} must be of type {GENERATION_DEFAULTS[k].__name__}")
+        lo, hi = GENERATION_RANGES.get(k, (v, v))
+        if not lo <= v <= hi:
+            raise ValueError(f"{path}: generation_defaults.{k}={v!r} must be in [{lo}, {hi}]")
     return dict(d)
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import maths
 from .config import (MASK_MODES, MASK_NORMS, SPACINGS, InjectionConfig, ParameterTypeError, flag,  # noqa: F401
-                     show, timestep_grid)
+                     real, show, timestep_grid)
 from .models import DiffusionModel
 
 
@@ -451,20 +451,32 @@ def _prepare_mask(mask, hc, b: int):
 
 def generate(model, x_T: torch.Tensor, steps: int = 50, spacing: str = "authors",
              t_boost: int = 0, seed: int = 0, progress: bool = True, callbacks: Sequence[Callback] = (),
-             clip_x0: bool = False) -> torch.Tensor:
-    """Plain DDIM generation from ``x_T`` (η = 0, or η = 1 for t ≤ t_boost); ``clip_x0`` clamps P_t. Off by
-    default: the exact reverse of :func:`ddim_invert` (a reconstruction must not clip). For samples from pure
-    noise at a model's stored settings, :func:`sample`."""
+             clip_x0: bool = False, eta: float = 0.0) -> torch.Tensor:
+    """DDIM generation from ``x_T``: η = ``eta`` at every step (0: deterministic, the exact reverse of
+    :func:`ddim_invert`; 1: DDPM-like ancestral steps), or η = 1 only for t ≤ ``t_boost``; ``clip_x0`` clamps
+    P_t. Both off by default (a reconstruction must not clip). For samples from pure noise at a model's stored
+    settings, :func:`sample`."""
     T = eps_provider(model).model.T            # t_edit plays no part without content: the last t
-    cfg = InjectionConfig(gamma=0.0, t_edit=T - 1, t_boost=t_boost, steps=steps, spacing=spacing, seed=seed,
-                          clip_x0=clip_x0)
+    eta = real("eta", eta, 0.0, 1.0, "η must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like)")
+    if eta > 0 and t_boost:
+        raise ValueError(f"eta={eta:g} and t_boost={t_boost}: eta is η at every step, t_boost η = 1 below t_boost; "
+                         "pass one of them")
+    cfg = InjectionConfig(gamma=0.0, t_edit=T - 1, t_boost=T - 1 if eta > 0 else t_boost,
+                          eta_boost=eta if eta > 0 else 1.0, steps=steps, spacing=spacing, seed=seed, clip_x0=clip_x0)
     return reverse(model, x_T, None, cfg, progress=progress, callbacks=callbacks)
 
 
+def noise_settings(model) -> dict:
+    """How ``model`` samples from pure noise: ``{"clip_x0", "eta", "steps"}`` from its folder's
+    ``generation_defaults``, else the paper's sampler (no clipping, η 0, 50 steps)."""
+    stored = getattr(eps_provider(model).model, "generation", {})
+    return {"clip_x0": bool(stored.get("clip_x0", False)), "eta": float(stored.get("eta", 0.0)),
+            "steps": int(stored.get("steps", 50))}
+
+
 def noise_clip_x0(model) -> bool:
-    """Whether ``model`` samples from pure noise with P_t clamped (its folder's ``generation_defaults``;
-    off unless stored, as in the paper's sampler)."""
-    return bool(getattr(eps_provider(model).model, "generation", {}).get("clip_x0", False))
+    """Whether ``model`` samples from pure noise with P_t clamped (:func:`noise_settings`)."""
+    return noise_settings(model)["clip_x0"]
 
 
 def noise(model, start: int, stop: int, seed: int = 0) -> torch.Tensor:
@@ -479,14 +491,15 @@ def noise(model, start: int, stop: int, seed: int = 0) -> torch.Tensor:
     return torch.stack(xs)
 
 
-def sample(model, n: int, steps: int = 50, seed: int = 0, spacing: str = "authors", progress: bool = True,
+def sample(model, n: int, steps: int | None = None, seed: int = 0, spacing: str = "authors", progress: bool = True,
            callbacks: Sequence[Callback] = ()) -> torch.Tensor:
     """``n`` samples from pure noise (:func:`noise` of ``seed``), generated at the model's stored settings
-    (:func:`noise_clip_x0`)."""
+    (:func:`noise_settings`: clip_x0, η and, unless ``steps`` is given, the step count)."""
     m = eps_provider(model).model
+    how = noise_settings(model)
     x_T = noise(m, 0, n, seed).to(m.device, m.hooked.dtype)
-    return generate(model, x_T, steps, spacing, seed=seed, progress=progress, callbacks=callbacks,
-                    clip_x0=noise_clip_x0(model))
+    return generate(model, x_T, how["steps"] if steps is None else steps, spacing, seed=seed, progress=progress,
+                    callbacks=callbacks, clip_x0=how["clip_x0"], eta=how["eta"])
 
 
 def pair_up(n_content: int, n_style: int, pairs: str) -> tuple[list[int], list[int]]:

@@ -136,15 +136,17 @@ print("hooks still attached after the with-blocks:", hu.has_hooks())
 # A sampler callback sees every model evaluation (a `StepInfo` with t, x_t, h and g). We record
 # them while inverting the (up to 8) images (x_0 → x_T, deterministic DDIM) and while generating
 # `n_generate` images from noise (x_T → x_0). The samples from noise are shown first — look at them
-# before reading their curves. A model folder can store how it samples (`generation_defaults` in its
-# `diffstyle_lab.json`, here `m.generation`): the default model stores `clip_x0`, which clamps the predicted
-# x_0 (P_t) to [−1, 1] at every step; the paper's sampler does not clip, and without it a small model can
-# push many pixels to the ends of the range (solid black or white images, or colour noise). The first row
-# is drawn at the model's settings, the second from the same noise with `clip_x0` the other way; the cell
-# prints the share of saturated pixels (`dl.generate` clips only when asked — run from an inverted x_T it
-# must give the image back, and clipping would spoil that; `dl.sample(m, n)` draws from noise at the stored
-# settings). The |h|, |g| curves of generation below are those of the first
-# row's samples, whatever they look like: compare them with the curves of the inverted real images.
+# before reading their curves. A model folder can store how it samples from noise (`generation_defaults` in its
+# `diffstyle_lab.json`, here `m.generation`; `dl.sampling.noise_settings(m)` reads them): the default model stores
+# `clip_x0`, which clamps the predicted x_0 (P_t) to [−1, 1] at every step, and `eta` 1, which adds fresh noise
+# σ_t·z at every step (DDPM-like ancestral steps; η 0 is deterministic DDIM). The paper's sampler does neither, and
+# with it a small model can push many pixels to the ends of the range (solid black or white images, or colour noise)
+# or leave blotchy, half-drawn faces: fresh noise lets later steps correct earlier mistakes. The first row is drawn
+# at the model's settings, the second from the same noise with the paper's sampler; the cell prints the share of
+# saturated pixels. `dl.generate` clips and adds noise only when asked — run from an inverted x_T it must give the
+# image back; `dl.sample(m, n)` draws from noise at every stored setting, the step count included. The |h|, |g|
+# curves of generation below are those of the first row's samples, whatever they look like: compare them with the
+# curves of the inverted real images.
 
 # %%
 class Trajectory:
@@ -170,11 +172,13 @@ with nb.stopwatch() as sw:
     dl.ddim_invert(m, images, steps=inversion_steps, progress=False, callbacks=[rec_inv])
     rec_gen = Trajectory()
     x_T = torch.randn((n_generate, m.in_channels, m.sample_size, m.sample_size), generator=gen).to(m.device)
-    clip = bool(m.generation.get("clip_x0", False))   # the model's stored setting for samples from noise (off unless its folder says so)
-    samples = dl.generate(m, x_T, steps=inversion_steps, progress=False, callbacks=[rec_gen], clip_x0=clip)
+    how = dl.sampling.noise_settings(m)   # the model's stored settings for samples from noise (the paper's unless stored)
+    samples = dl.generate(m, x_T, steps=inversion_steps, progress=False, callbacks=[rec_gen],
+                          clip_x0=how["clip_x0"], eta=how["eta"])
 print(f"inverted {len(images)} images and generated {n_generate} in {sw.seconds:.1f} s")
-other = dl.generate(m, x_T, steps=inversion_steps, progress=False, clip_x0=not clip)   # the same noise, the other way
-name = {True: "clip_x0", False: "no clipping (the paper's sampler)"}
+other = dl.generate(m, x_T, steps=inversion_steps, progress=False)   # the same noise, the paper's sampler
+model_way = f"clip_x0 {'on' if how['clip_x0'] else 'off'}, η {how['eta']:g}"
+name = {"model": f"the model's settings ({model_way})", "paper": "the paper's sampler (η 0, no clipping)"}
 
 
 def saturated(x):
@@ -182,14 +186,14 @@ def saturated(x):
     return float((x.float().clamp(-1, 1).abs() >= 0.98).float().mean())
 
 
-print(f"pixel values at the ends of the range: {100 * saturated(samples):.0f} % of the samples from noise at the "
-      f"model's settings ({name[clip]}), {100 * saturated(other):.0f} % with {name[not clip]}, "
+print(f"pixel values at the ends of the range: {100 * saturated(samples):.0f} % of the samples from noise at "
+      f"{name['model']}, {100 * saturated(other):.0f} % with {name['paper']}, "
       f"{100 * saturated(images):.0f} % of the real images")
 fig = nb.grid_figure([list(samples.float().cpu()), list(other.float().cpu()), list(images.float().cpu())[:n_generate]],
-                     row_labels=[f"from noise,\n{'clip_x0' if clip else 'no clip'}\n(model's)",
-                                 f"from noise,\n{'clip_x0' if not clip else 'no clip'}", "inverted\n(real)"], cell=1.8,
-                     title=f"samples from noise (top: at the model's settings, {name[clip]}; middle: the same noise "
-                           f"with {name[not clip]}) and the inverted real images")
+                     row_labels=[f"from noise,\n{model_way}\n(model's)", "from noise,\nη 0, no clip\n(paper's)",
+                                 "inverted\n(real)"], cell=1.8,
+                     title=f"samples from noise (top: at {name['model']}; middle: the same noise with "
+                           f"{name['paper']}) and the inverted real images")
 nb.save_figure(fig, out_dir, "samples_from_noise")
 nb.show(fig)
 

@@ -123,7 +123,8 @@ print("invert source:", images_from)
 # what samples drawn from noise look like (drawn the same way as the generate source, not the same draws):
 # the "generate" and "inject" statistics below are computed on samples like these, faces or not
 x_T = torch.randn((8, m.in_channels, m.sample_size, m.sample_size), generator=torch.Generator().manual_seed(seed))
-samples = dl.generate(m, x_T.to(m.device), steps=steps, progress=False).float().cpu()
+samples = dl.generate(m, x_T.to(m.device), steps=steps, progress=False,   # deterministic DDIM, as the statistics,
+                      clip_x0=dl.sampling.noise_clip_x0(m)).float().cpu()   # with the model's stored clip_x0
 saturated = float((samples.clamp(-1, 1).abs() >= 0.98).float().mean())
 print(f"{100 * saturated:.0f} % of these samples' pixel values are at the ends of the range (solid black, white or "
       "saturated colour): the generate statistics describe such samples, the invert source real faces")

@@ -92,8 +92,9 @@ def test_schedules():
 
 
 def test_a_model_folder_stores_its_generation_settings(tmp_path):
-    """``generation_defaults`` in diffstyle_lab.json set how ``sample`` draws from pure noise; ``generate`` (the
-    exact reverse of an inversion) never clips unless asked; bad entries are one-line errors naming the file."""
+    """``generation_defaults`` in diffstyle_lab.json set how ``sample`` draws from pure noise (clip_x0, η, steps);
+    ``generate`` (the exact reverse of an inversion) never clips nor adds noise unless asked; bad entries are
+    one-line errors naming the file."""
     import diffstyle_lab as dl
     export(tiny_unet(levels=3, seed=2), tmp_path / "m")
     x_T = dl.sampling.noise(load_model(tmp_path / "m"), 0, 2, seed=0)   # what sample(seed=0) draws
@@ -107,7 +108,15 @@ def test_a_model_folder_stores_its_generation_settings(tmp_path):
     assert m.generation == {"clip_x0": True} and m.describe()["generation_defaults"] == {"clip_x0": True}
     torch.testing.assert_close(dl.sample(m, 2, steps=4, progress=False), on, rtol=0, atol=0)
     torch.testing.assert_close(dl.generate(m, x_T, steps=4, progress=False), off, rtol=0, atol=0)
-    for bad, why in (({"clip_x0": 1}, "must be of type bool"), ({"steps": 20}, "generation_defaults.steps is unknown"),
+    stored = {"clip_x0": True, "eta": 1.0, "steps": 6}
+    (tmp_path / "m" / "diffstyle_lab.json").write_text(json.dumps({"generation_defaults": stored}))
+    m = load_model(tmp_path / "m")
+    ancestral = dl.generate(m, x_T, steps=6, eta=1.0, clip_x0=True, progress=False)
+    assert not torch.equal(ancestral, dl.generate(m, x_T, steps=6, clip_x0=True, progress=False))   # η adds noise
+    torch.testing.assert_close(dl.sample(m, 2, progress=False), ancestral, rtol=0, atol=0)   # stored steps and η
+    for bad, why in (({"clip_x0": 1}, "must be of type bool"), ({"step": 20}, "generation_defaults.step is unknown"),
+                     ({"steps": 20.0}, "steps=20.0 must be of type int"), ({"steps": 1}, r"steps=1 must be in \[2, 1000\]"),
+                     ({"eta": 1}, "must be of type float"), ({"eta": 1.5}, r"eta=1.5 must be in \[0.0, 1.0\]"),
                      ([True], "must be an object")):
         (tmp_path / "m" / "diffstyle_lab.json").write_text(json.dumps({"generation_defaults": bad}))
         with pytest.raises(ValueError, match=f"diffstyle_lab.json: .*{why}"):

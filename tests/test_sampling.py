@@ -222,6 +222,35 @@ def test_boost_noise_does_not_depend_on_the_batch(setup64):
     assert same <= 1e-10 and (other - second).abs().max() > 1e-2
 
 
+def test_generate_with_eta_is_the_ddim_step_with_sigma_of_eta_at_every_step(setup64):
+    """``generate(eta=η)``: x_{t−1} = √ᾱ_{t−1}·P_t + √(1−ᾱ_{t−1}−σ_t²)·ε + σ_t·z with σ_t = η·√((1−ᾱ_{t−1})/(1−ᾱ_t))·
+    √(1−ᾱ_t/ᾱ_{t−1}) at every step but the last, z from sample i's generator (seed + i); a hand loop in float64."""
+    from diffstyle_lab.config import timestep_grid
+    m, _, inv = setup64
+    z = inv.x_T
+    for eta in (0.5, 1.0):
+        got = generate(m, z, steps=6, eta=eta, seed=3, progress=False)
+        ts, acp = timestep_grid(6, "authors", m.T), m.alphas_cumprod
+        gens = [torch.Generator().manual_seed(3 + i) for i in range(len(z))]
+        x = z.clone()
+        for i in reversed(range(len(ts))):
+            a_t, a_prev = float(acp[ts[i]]), (float(acp[ts[i - 1]]) if i > 0 else 1.0)
+            with torch.no_grad():
+                eps = m.unet(x, ts[i]).sample
+            sigma = eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5 if i > 0 else 0.0
+            x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5
+            x = a_prev ** 0.5 * x0 + (1 - a_prev - sigma ** 2) ** 0.5 * eps
+            if sigma:
+                x = x + sigma * torch.stack([torch.randn(z.shape[1:], generator=g) for g in gens]).to(x)
+        torch.testing.assert_close(got, x, rtol=1e-10, atol=1e-10)
+    assert not torch.equal(generate(m, z, steps=6, eta=1.0, seed=3, progress=False),
+                           generate(m, z, steps=6, eta=1.0, seed=4, progress=False))
+    with pytest.raises(ValueError, match=r"eta=1.5: η must be in \[0, 1\]"):
+        generate(m, z, steps=6, eta=1.5, progress=False)
+    with pytest.raises(ValueError, match="eta=0.5 and t_boost=200: .*pass one of them"):
+        generate(m, z, steps=6, eta=0.5, t_boost=200, progress=False)
+
+
 def test_clip_x0_keeps_predictions_in_range_and_is_off_by_default(setup):
     m, _, inv = setup
     z = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 3

@@ -2,7 +2,8 @@
 
     python -m training.evaluate_default_model [--model diffstyle_lab/data/models/faces32] [--pairs 100]
 
-Writes <model>/evaluation.json, samples.png (64 samples), loss.png (if a loss CSV is given) and
+Writes <model>/evaluation.json, samples.png, samples_clip_x0.png and samples_stored.png (64 samples each: η 0
+without and with clip_x0, and at the folder's generation_defaults), loss.png (if a loss CSV is given) and
 injection.png, and prints a Markdown summary for the model card.
 """
 import argparse
@@ -70,6 +71,10 @@ def main():
     clipped = batched(lambda z: dl.generate(m, z, steps=50, progress=False, clip_x0=True), x_T)
     res["frechet_clipped_samples_vs_heldout"] = factors.frechet_distance(clf.features(clipped), fa)
     save_sheet(clipped[:64], 8, out / "samples_clip_x0.png")
+    stored = dl.sample(m, a.samples, progress=False)      # at the folder's generation_defaults (clip_x0, η, steps)
+    res["generation_defaults"] = dl.sampling.noise_settings(m)
+    res["frechet_stored_samples_vs_heldout"] = factors.frechet_distance(clf.features(stored.clamp(-1, 1)), fa)
+    save_sheet(stored[:64], 8, out / "samples_stored.png")
     res["frechet_noise_vs_heldout"] = factors.frechet_distance(clf.features(torch.randn_like(held_a).clamp(-1, 1)), fa)
     save_sheet(samples[:64], 8, out / "samples.png")
 
@@ -122,6 +127,8 @@ def main():
     print(f"| reconstruction PSNR, 20 steps | {res['psnr_20']['mean']:.1f} dB (min {res['psnr_20']['min']:.1f}) |")
     print(f"| Fréchet distance samples vs held-out | {res['frechet_samples_vs_heldout']:.2f} |")
     print(f"| Fréchet distance samples (clip_x0) vs held-out | {res['frechet_clipped_samples_vs_heldout']:.2f} |")
+    print(f"| Fréchet distance samples (stored {res['generation_defaults']}) vs held-out | "
+          f"{res['frechet_stored_samples_vs_heldout']:.2f} |")
     print(f"| Fréchet distance held-out vs held-out | {res['frechet_heldout_vs_heldout']:.2f} |")
     print(f"| Fréchet distance clipped noise vs held-out | {res['frechet_noise_vs_heldout']:.2f} |")
     print("\n| γ | hair as content / as style | eyes | mouth | family | background (classifier) as style | border colour nearer style |")

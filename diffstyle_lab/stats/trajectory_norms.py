@@ -363,7 +363,7 @@ def collect(model, n: int | None = None, *, source: str = "generate", steps: int
         cbs = [col, *callbacks]
         if source == "generate":
             generate(model, noise(model, start, stop, seed), steps, spacing, t_boost=0, progress=False, callbacks=cbs,
-                     clip_x0=noise_clip_x0(model))     # from pure noise: at the model's stored settings
+                     clip_x0=noise_clip_x0(model))     # from pure noise: deterministic DDIM (the paper's trajectories), the stored clip_x0
         elif source == "invert":
             x0 = images(start, stop) if callable(images) else images[start:stop]
             ddim_invert(model, x0, steps, spacing, progress=False, callbacks=cbs)
