@@ -142,7 +142,8 @@ print("hooks still attached after the with-blocks:", hu.has_hooks())
 # σ_t·z at every step (DDPM-like ancestral steps; η 0 is deterministic DDIM). The paper's sampler does neither, and
 # with it a small model can push many pixels to the ends of the range (solid black or white images, or colour noise)
 # or leave blotchy, half-drawn faces: fresh noise lets later steps correct earlier mistakes. The first row is drawn
-# at the model's settings, the second from the same noise with the paper's sampler; the cell prints the share of
+# at the model's settings (its step count too), the second from the same noise with the paper's sampler on the
+# inversion's grid; the cell prints the share of
 # saturated pixels. `dl.generate` clips and adds noise only when asked — run from an inverted x_T it must give the
 # image back; `dl.sample(m, n)` draws from noise at every stored setting, the step count included. The |h|, |g|
 # curves of generation below are those of the first row's samples, whatever they look like: compare them with the
@@ -173,12 +174,13 @@ with nb.stopwatch() as sw:
     rec_gen = Trajectory()
     x_T = torch.randn((n_generate, m.in_channels, m.sample_size, m.sample_size), generator=gen).to(m.device)
     how = dl.sampling.noise_settings(m)   # the model's stored settings for samples from noise (the paper's unless stored)
-    samples = dl.generate(m, x_T, steps=inversion_steps, progress=False, callbacks=[rec_gen],
+    samples = dl.generate(m, x_T, steps=how["steps"], progress=False, callbacks=[rec_gen],
                           clip_x0=how["clip_x0"], eta=how["eta"])
 print(f"inverted {len(images)} images and generated {n_generate} in {sw.seconds:.1f} s")
 other = dl.generate(m, x_T, steps=inversion_steps, progress=False)   # the same noise, the paper's sampler
-model_way = f"clip_x0 {'on' if how['clip_x0'] else 'off'}, η {how['eta']:g}"
-name = {"model": f"the model's settings ({model_way})", "paper": "the paper's sampler (η 0, no clipping)"}
+model_way = f"{how['steps']} steps, η {how['eta']:g}, clip_x0 {'on' if how['clip_x0'] else 'off'}"
+name = {"model": f"the model's settings ({model_way})",
+        "paper": f"the paper's sampler ({inversion_steps} steps, η 0, no clipping)"}
 
 
 def saturated(x):
@@ -190,7 +192,7 @@ print(f"pixel values at the ends of the range: {100 * saturated(samples):.0f} % 
       f"{name['model']}, {100 * saturated(other):.0f} % with {name['paper']}, "
       f"{100 * saturated(images):.0f} % of the real images")
 fig = nb.grid_figure([list(samples.float().cpu()), list(other.float().cpu()), list(images.float().cpu())[:n_generate]],
-                     row_labels=[f"from noise,\n{model_way}\n(model's)", "from noise,\nη 0, no clip\n(paper's)",
+                     row_labels=["from noise,\n" + model_way.replace(", clip", ",\nclip") + "\n(model's)", "from noise,\nη 0, no clip\n(paper's)",
                                  "inverted\n(real)"], cell=1.8,
                      title=f"samples from noise (top: at {name['model']}; middle: the same noise with "
                            f"{name['paper']}) and the inverted real images")

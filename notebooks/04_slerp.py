@@ -57,7 +57,7 @@ device = None           # None → $DIFFSTYLE_LAB_DEVICE, else cuda if available
 threads = 1             # torch CPU threads (None → torch's default); see nb.load
 inversion_steps = 50    # DDIM inversion grid
 steps = 50              # generation steps of the measured γ curves
-widget_steps = 12       # generation steps of the interactive view and its static path (fast re-render)
+widget_steps = 12       # generation steps the slider view starts at (fast re-render); the static sweep shows it and `steps`
 n_pairs = 4             # (content i, style i) pairs, zipped in file order
 content_dir = None      # a folder of content images (any size, loaded at the model's size); None → the sample faces (diffstyle_lab/data/samples/content)
 style_dir = None        # a folder of style images; None → the sample faces (diffstyle_lab/data/samples/style)
@@ -99,13 +99,14 @@ print(f"model: {m.source} on {m.device}; {n} pairs; inversions once: {sw.seconds
 # ## 1. The γ slider
 #
 # Choose a pair and γ (and the mixing rule: `slerp` and `lerp` are the ablations without the norm
-# rescaling). Each change runs the reverse process once from the cached inversions with
-# `widget_steps` steps; the latency of a re-render is printed below.
+# rescaling, and the number of generation steps). Each change runs the reverse process once from the cached
+# inversions; the latency of a re-render is printed below. `widget_steps` (12) keeps a re-render fast; `steps` (50)
+# injects at four times as many timesteps — compare the two at the same γ.
 
 # %%
-def render(pair, gamma, method="normalised_slerp"):
+def render(pair, gamma, method="normalised_slerp", n_steps=widget_steps):
     i = pair_names.index(pair)
-    r = dl.inject(m, ci.select([i]), si.select([i]), cfg, gamma=float(gamma), method=method, steps=widget_steps,
+    r = dl.inject(m, ci.select([i]), si.select([i]), cfg, gamma=float(gamma), method=method, steps=int(n_steps),
                   progress=False)
     return {"content": content[i], "style": style[i], "result": r.images[0]}
 
@@ -114,22 +115,26 @@ view = nb.Explorer(render, {
     "pair": widgets.Dropdown(options=pair_names, value=pair_names[0], description="pair"),
     "gamma": widgets.FloatSlider(value=gamma, min=0.0, max=1.0, step=0.05, description="γ", continuous_update=False),
     "method": widgets.Dropdown(options=["normalised_slerp", "slerp", "lerp"], value="normalised_slerp",
-                               description="mixing")})
+                               description="mixing"),
+    "n_steps": widgets.Dropdown(options=sorted({widget_steps, steps}), value=widget_steps, description="steps")})
 view.show()
 latency = view.set(gamma=min(1.0, gamma + 0.1))
 print(f"one re-render took {latency:.2f} s ({widget_steps} steps)")
 
 # %% [markdown]
-# **Static path** — the same view for fixed γ (rows: pairs; the first two columns are the inputs).
-# Varied on purpose: γ; everything else is the model's default. These images use `widget_steps`
-# (12 by default) generation steps so that the slider stays fast; the measured curves of section 3
-# use `steps` (50 by default), so an image here can differ from the same γ there.
+# **Static path** — the same view for fixed γ (rows: two pairs, each at `widget_steps` and at `steps` generation
+# steps; the first two columns are the inputs). Varied on purpose: γ and the step count; everything else is the
+# model's default. **Look at how the step count changes what γ does**: injection acts at every step with
+# t ≥ t_edit, so 50 steps inject about four times as often as 12, and on the default model the content's face and
+# pose come through at a smaller γ (at 12 steps mostly all-or-nothing between γ 0.4 and 1). The measured curves of
+# section 3 use `steps`.
 
 # %%
-fig = view.sweep_figure("gamma", gammas, rows=[{"pair": p} for p in pair_names[:2]], keep=("content", "style"),
-                        fmt="γ={value}", row_labels=[f"pair {k}" for k in range(min(2, n))],
-                        title=f"varied: γ; model defaults otherwise (t_edit={t_edit}, calibrate={cfg.calibrate}); "
-                              f"{widget_steps} steps")
+sweep_rows = [{"pair": p, "n_steps": k} for p in pair_names[:2] for k in sorted({widget_steps, steps})]
+fig = view.sweep_figure("gamma", gammas, rows=sweep_rows, keep=("content", "style"), fmt="γ={value}",
+                        row_labels=[f"pair {pair_names.index(r['pair'])},\n{r['n_steps']} steps" for r in sweep_rows],
+                        title=f"varied: γ and the step count; model defaults otherwise (t_edit={t_edit}, "
+                              f"calibrate={cfg.calibrate})")
 nb.save_figure(fig, out_dir, "gamma_sweep")
 nb.show(fig)
 
@@ -293,5 +298,5 @@ print("• at the model's γ, against no injection: " + "; ".join(f"{k} {'moved'
          and not moved["layout (structure similarity with the content)"] else "") + ".")
 print(f"""• one re-render of the slider view: {latency:.2f} s ({widget_steps} steps; goal well under 2 s).
 • one editing step written out (hu.record, maths.normalised_slerp, hu.hooks, maths.asymmetric_step) vs dl.inject: max |Δ| = {diff:.1e}.
-• the slider and the static sweep use {widget_steps} steps; the curves and these sentences {steps}.
+• the slider starts at {widget_steps} steps (the static sweep shows {widget_steps} and {steps}); the curves and these sentences use {steps}.
 Time of this notebook: wall {time.perf_counter() - t_start:.1f} s, CPU {time.process_time():.1f} s.""")

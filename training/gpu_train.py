@@ -48,7 +48,8 @@ from training import train as T
 from diffstyle_lab.fileio import write_json, write_safetensors
 
 V1 = str(ROOT / "data" / "models" / "faces32_v1")
-V3 = str(ROOT / "diffstyle_lab" / "data" / "models" / "faces32")      # v3 (= mean_cs25 of the first run)
+V3 = str(ROOT / "data" / "models" / "faces32_v3")                    # v3 (= mean_cs25 of the first run), archived
+V4 = str(ROOT / "diffstyle_lab" / "data" / "models" / "faces32")      # the shipped default model (v4)
 V3_CTL = str(ROOT / "data" / "models" / "faces32_v3_control")        # its equal-compute control (= ctl)
 SKIP = dict(skip_drop=0.8, skip_drop_levels=3)
 SKIP8 = dict(skip_drop=0.8, skip_drop_levels=2)    # "h8": the 8x8 and 16x16 up blocks; as in SKIP, only 32x32 keeps its skips
@@ -78,6 +79,10 @@ CANDIDATES = {
                          content_swap_same_pose=0.5),
     "v3_xs25_t400": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.25,
                          content_swap_tmin=400),
+    # after v4 shipped: its recipe continued from it, for a GPU run at scale (samples from noise need far more posed
+    # faces than the CPU gave; v4 card, Samples from noise). E.g. GPU_TRAIN_ARGS="--only v4_xs15 --batch-size 1024
+    # --max-steps 2400 --snapshot-every 600"
+    "v4_xs15": dict(init=V4, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.15),
 }
 
 
