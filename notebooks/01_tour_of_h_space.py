@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   diffstyle_lab:
-#     cpu_s: 18.9
+#     cpu_s: 19.6
 #     needs:
 #     - content_dir
 #     - style_dir
@@ -19,7 +19,7 @@
 # %% [markdown]
 # # 01 · A tour of h-space
 #
-# *Reading time ≈ 8 min · compute ≈ 19 s CPU for the full run (a few s with `--quick`) · [← notebooks/README](README.md) · [02_replacing_h →](02_replacing_h.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 8 min · compute ≈ 20 s CPU for the full run (a few s with `--quick`) · [← notebooks/README](README.md) · [02_replacing_h →](02_replacing_h.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

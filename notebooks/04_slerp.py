@@ -1,9 +1,9 @@
 # ---
 # jupyter:
 #   diffstyle_lab:
-#     cpu_note: "2026-12-05, machine shared; the exercise's three injections added \u2248\
-#       \ 11 s"
-#     cpu_s: 53.9
+#     cpu_note: "2026-12-05; the exercise's three injections \u2248 11 s, the static\
+#       \ sweep at 50 steps beside 12 \u2248 15 s"
+#     cpu_s: 69.3
 #     injects: true
 #     needs:
 #     - content_dir
@@ -28,7 +28,7 @@
 # %% [markdown]
 # # 04 · Normalised Slerp: how much content, γ
 #
-# *Reading time ≈ 6 min · compute ≈ 54 s CPU for the full run (its exercise runs three injections) (a few s with `--quick`) · [← 03_correlations](03_correlations.ipynb) · [05_calibration →](05_calibration.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
+# *Reading time ≈ 6 min · compute ≈ 69 s CPU for the full run (its exercise runs three injections) (a few s with `--quick`) · [← 03_correlations](03_correlations.ipynb) · [05_calibration →](05_calibration.ipynb) · notation: [glossary](README.md#glossary), [docs/method.md](../docs/method.md)*
 #
 # **What you will learn**
 #

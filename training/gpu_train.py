@@ -79,6 +79,11 @@ CANDIDATES = {
                          content_swap_same_pose=0.5),
     "v3_xs25_t400": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.25,
                          content_swap_tmin=400),
+    # the content swap's t range (third session; seed 0 pairs with the screen's seed-0 v3_xs15, which has t ≥ 200)
+    "v3_xs15_t100": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.15,
+                         content_swap_tmin=100),
+    "v3_xs15_t400": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.15,
+                         content_swap_tmin=400),
     # after v4 shipped: its recipe continued from it, for a GPU run at scale (samples from noise need far more posed
     # faces than the CPU gave; v4 card, Samples from noise). E.g. GPU_TRAIN_ARGS="--only v4_xs15 --batch-size 1024
     # --max-steps 2400 --snapshot-every 600"
