@@ -125,9 +125,9 @@ print(f"one re-render took {latency:.2f} s ({widget_steps} steps)")
 # **Static path** — the same view for fixed γ (rows: two pairs, each at `widget_steps` and at `steps` generation
 # steps; the first two columns are the inputs). Varied on purpose: γ and the step count; everything else is the
 # model's default. **Look at how the step count changes what γ does**: injection acts at every step with
-# t ≥ t_edit, so 50 steps inject about four times as often as 12, and on the default model the content's face and
-# pose come through at a smaller γ (at 12 steps mostly all-or-nothing between γ 0.4 and 1). The measured curves of
-# section 3 use `steps`.
+# t ≥ t_edit, so 50 steps inject about four times as often as 12; compare each pair's two rows at the same γ. (On the
+# default model the content's face and pose come through at a smaller γ with 50 steps; at 12 it is nearly
+# all-or-nothing — its model card, *By eye*.) The measured curves of section 3 use `steps`.
 
 # %%
 sweep_rows = [{"pair": p, "n_steps": k} for p in pair_names[:2] for k in sorted({widget_steps, steps})]
