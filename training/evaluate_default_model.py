@@ -35,6 +35,31 @@ def save_sheet(x, rows: int, path: Path) -> None:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
+def sample_quality(m, clf, n: int, out: Path) -> dict:
+    """Fréchet distances (factor-classifier features) of n samples from noise — deterministic DDIM without and with
+    clip_x0, and at the folder's generation_defaults — and of clipped noise, against held-out renders; writes the
+    three 8×8 sample sheets into ``out``."""
+    res = {}
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(n, 3, m.sample_size, m.sample_size, generator=g)
+    samples = batched(lambda z: dl.generate(m, z, steps=50, progress=False), x_T)
+    held_a, _ = faces(n, seed=40_000)
+    held_b, _ = faces(n, seed=50_000)
+    fa, fb, fs_ = (clf.features(v) for v in (held_a, held_b, samples))
+    res["frechet_samples_vs_heldout"] = factors.frechet_distance(fs_, fa)
+    res["frechet_heldout_vs_heldout"] = factors.frechet_distance(fb, fa)
+    clipped = batched(lambda z: dl.generate(m, z, steps=50, progress=False, clip_x0=True), x_T)
+    res["frechet_clipped_samples_vs_heldout"] = factors.frechet_distance(clf.features(clipped), fa)
+    save_sheet(clipped[:64], 8, out / "samples_clip_x0.png")
+    stored = dl.sample(m, n, progress=False)      # at the folder's generation_defaults (clip_x0, η, steps)
+    res["generation_defaults"] = dl.sampling.noise_settings(m)
+    res["frechet_stored_samples_vs_heldout"] = factors.frechet_distance(clf.features(stored.clamp(-1, 1)), fa)
+    save_sheet(stored[:64], 8, out / "samples_stored.png")
+    res["frechet_noise_vs_heldout"] = factors.frechet_distance(clf.features(torch.randn_like(held_a).clamp(-1, 1)), fa)
+    save_sheet(samples[:64], 8, out / "samples.png")
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(dl.models.default_model_path()))
@@ -60,23 +85,7 @@ def main():
         res[f"psnr_{steps}"] = {"mean": p.mean().item(), "min": p.min().item(), "max": p.max().item()}
 
     # 2. sample quality: Fréchet distance on the factor classifier's features
-    g = torch.Generator().manual_seed(0)
-    x_T = torch.randn(a.samples, 3, m.sample_size, m.sample_size, generator=g)
-    samples = batched(lambda z: dl.generate(m, z, steps=50, progress=False), x_T)
-    held_a, _ = faces(a.samples, seed=40_000)
-    held_b, _ = faces(a.samples, seed=50_000)
-    fa, fb, fs_ = (clf.features(v) for v in (held_a, held_b, samples))
-    res["frechet_samples_vs_heldout"] = factors.frechet_distance(fs_, fa)
-    res["frechet_heldout_vs_heldout"] = factors.frechet_distance(fb, fa)
-    clipped = batched(lambda z: dl.generate(m, z, steps=50, progress=False, clip_x0=True), x_T)
-    res["frechet_clipped_samples_vs_heldout"] = factors.frechet_distance(clf.features(clipped), fa)
-    save_sheet(clipped[:64], 8, out / "samples_clip_x0.png")
-    stored = dl.sample(m, a.samples, progress=False)      # at the folder's generation_defaults (clip_x0, η, steps)
-    res["generation_defaults"] = dl.sampling.noise_settings(m)
-    res["frechet_stored_samples_vs_heldout"] = factors.frechet_distance(clf.features(stored.clamp(-1, 1)), fa)
-    save_sheet(stored[:64], 8, out / "samples_stored.png")
-    res["frechet_noise_vs_heldout"] = factors.frechet_distance(clf.features(torch.randn_like(held_a).clamp(-1, 1)), fa)
-    save_sheet(samples[:64], 8, out / "samples.png")
+    res.update(sample_quality(m, clf, a.samples, out))
 
     # 3. the h-space effect on content/style pairs
     c_np, s_np, cf, sf = avatars.content_style_pairs(a.pairs, seed=60_000)
