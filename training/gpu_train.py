@@ -84,6 +84,10 @@ CANDIDATES = {
                          content_swap_tmin=100),
     "v3_xs15_t400": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.15,
                          content_swap_tmin=400),
+    # more colour pressure (colour swap 0.5) and identity-only twins (half keep the pose) at v4's content swap
+    "v3_xs15_cs50": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.5, content_swap=0.15),
+    "v3_xs15_sp50": dict(init=V3, **SKIP, skip_drop_mode="mean", colour_swap=0.25, content_swap=0.15,
+                         content_swap_same_pose=0.5),
     # after v4 shipped: its recipe continued from it, for a GPU run at scale (samples from noise need far more posed
     # faces than the CPU gave; v4 card, Samples from noise). E.g. GPU_TRAIN_ARGS="--only v4_xs15 --batch-size 1024
     # --max-steps 2400 --snapshot-every 600"
