@@ -271,8 +271,10 @@ MODEL_DEFAULTS_FILE = "diffstyle_lab.json"
 
 
 MODEL_DEFAULTS_KEYS = {"injection_defaults", "generation_defaults", "comment"}
-GENERATION_DEFAULTS = {"clip_x0": bool, "eta": float, "steps": int}   # the settings of sample() from pure noise
-GENERATION_RANGES = {"eta": (0.0, 1.0), "steps": (2, 1000)}
+# The settings of sample() from pure noise: name -> (type, the paper's value when a folder stores none, range)
+GENERATION_SETTINGS = {"clip_x0": (bool, False, None),      # clamp P_t to [-1, 1]
+                       "eta": (float, 0.0, (0.0, 1.0)),     # η of every step (0: deterministic DDIM)
+                       "steps": (int, 50, (2, 1000))}       # generation steps
 
 
 def _read_defaults_file(folder) -> tuple[Path, dict]:
@@ -293,13 +295,13 @@ def read_generation_defaults(folder) -> dict:
     if not isinstance(d, dict):
         raise ValueError(f"{path}: generation_defaults must be an object, e.g. {{\"clip_x0\": true}}")
     for k, v in d.items():
-        if k not in GENERATION_DEFAULTS:
-            raise ValueError(f"{path}: generation_defaults.{k} is unknown; choose from {sorted(GENERATION_DEFAULTS)}")
-        if type(v) is not GENERATION_DEFAULTS[k]:
-            raise ValueError(f"{path}: generation_defaults.{k}={v!r} must be of type {GENERATION_DEFAULTS[k].__name__}")
-        lo, hi = GENERATION_RANGES.get(k, (v, v))
-        if not lo <= v <= hi:
-            raise ValueError(f"{path}: generation_defaults.{k}={v!r} must be in [{lo}, {hi}]")
+        if k not in GENERATION_SETTINGS:
+            raise ValueError(f"{path}: generation_defaults.{k} is unknown; choose from {sorted(GENERATION_SETTINGS)}")
+        kind, _, bounds = GENERATION_SETTINGS[k]
+        if type(v) is not kind:
+            raise ValueError(f"{path}: generation_defaults.{k}={v!r} must be of type {kind.__name__}")
+        if bounds is not None and not bounds[0] <= v <= bounds[1]:
+            raise ValueError(f"{path}: generation_defaults.{k}={v!r} must be in [{bounds[0]}, {bounds[1]}]")
     return dict(d)
 
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import maths
 from .config import (MASK_MODES, MASK_NORMS, SPACINGS, InjectionConfig, ParameterTypeError, flag,  # noqa: F401
                      real, show, timestep_grid)
-from .models import DiffusionModel
+from .models import GENERATION_SETTINGS, DiffusionModel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,8 +470,7 @@ def noise_settings(model) -> dict:
     """How ``model`` samples from pure noise: ``{"clip_x0", "eta", "steps"}`` from its folder's
     ``generation_defaults``, else the paper's sampler (no clipping, η 0, 50 steps)."""
     stored = getattr(eps_provider(model).model, "generation", {})
-    return {"clip_x0": bool(stored.get("clip_x0", False)), "eta": float(stored.get("eta", 0.0)),
-            "steps": int(stored.get("steps", 50))}
+    return {k: kind(stored.get(k, default)) for k, (kind, default, _) in GENERATION_SETTINGS.items()}
 
 
 def noise_clip_x0(model) -> bool:
